@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test: the C++ suites
+# (ctest), buf lint and the breaking-change check of the contract, and the
+# bounded fuzz run of the translator. Exits non-zero if anything fails.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+build_dir="${BUILD_DIR:-$root/build}"
+
+"$here/install-deps.sh"
+BUILD_DIR="$build_dir" "$here/build.sh"
+
+echo "== buf lint"
+(cd "$root" && "$here/node_modules/.bin/buf" lint)
+echo "buf lint: clean"
+"$here/buf-breaking.sh" HEAD
+
+echo "== ctest"
+ctest --test-dir "$build_dir" --output-on-failure -j "$(nproc)" --timeout 300
