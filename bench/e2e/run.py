@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark of the webhook gateway against baselines, in one run.
+
+Everything runs on loopback on this machine: wrk drives HTTP load with the
+spec's samples (bench/e2e/mix.lua), bench_subscriber receives the gRPC stream
+and measures end-to-end latency from the gateway's receive_time to delivery.
+Because the machine is shared and noisy, every figure of the gateway is also
+given as a ratio to nginx (the HTTP ceiling) and to a do-nothing Pistache
+handler (the framework's ceiling) measured in the same run.
+
+Started by bench/run.sh, which builds in Release first.
+"""
+
+import argparse
+import contextlib
+import glob
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SAMPLES = sorted(glob.glob(os.path.join(ROOT, "tests/testdata/samples/*.json")))
+MIX = os.path.join(ROOT, "bench/e2e/mix.lua")
+SECRET = "your_workspace_secret"  # the spec's samples carry this one
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url, deadline_s=30):
+    end = time.time() + deadline_s
+    while time.time() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+def proc_stats(pid):
+    """RSS now, peak RSS (KiB) and CPU seconds used so far by `pid`."""
+    rss = hwm = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+            elif line.startswith("VmHWM:"):
+                hwm = int(line.split()[1])
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return rss, hwm, cpu
+
+
+class Proc:
+    """A child process that is always stopped, whatever happens."""
+
+    def __init__(self, args, env=None, stdout=subprocess.DEVNULL, log=None):
+        self.log = open(log, "w") if log else subprocess.DEVNULL
+        self.p = subprocess.Popen(args, env=env, stdout=stdout, stderr=self.log,
+                                  start_new_session=True)
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(15)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        if self.log is not subprocess.DEVNULL:
+            self.log.close()
+
+
+@contextlib.contextmanager
+def running(*args, **kwargs):
+    proc = Proc(*args, **kwargs)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def wrk(url, seconds, connections, mode="plain", delay_ms=0, threads=1):
+    env = dict(os.environ)
+    if delay_ms:
+        env["WRK_DELAY_MS"] = str(delay_ms)
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+         "-s", MIX, url, "--", mode] + SAMPLES,
+        capture_output=True, text=True, env=env, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "requests": total, "non2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": errors.group(1) if errors else "", "raw": out}
+
+
+def metric_sum(metrics_text, name, **labels):
+    """Sums the samples of `name` whose labels include `labels`."""
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if not line.startswith(name):
+            continue
+        m = re.match(r'^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)', line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        if all(got.get(k) == v for k, v in labels.items()):
+            total += float(m.group(3))
+    return total
+
+
+class Gateway:
+    """The real binary on free ports, with a fresh data directory."""
+
+    def __init__(self, build_dir, workdir, store, threads):
+        self.http_port = free_port()
+        self.grpc_port = free_port()
+        self.data_dir = tempfile.mkdtemp(prefix="data-", dir=workdir)
+        env = dict(os.environ, CONVOCORE_WORKSPACE_SECRET=SECRET)
+        args = [os.path.join(build_dir, "gateway/webhook-gateway"),
+                f"--http_port={self.http_port}", f"--grpc_port={self.grpc_port}",
+                f"--store={store}", f"--data_dir={self.data_dir}",
+                f"--http_threads={threads}", "--log_level=warning"]
+        self.proc = Proc(args, env=env, log=os.path.join(workdir, f"gateway-{store}.log"))
+        wait_http(f"http://127.0.0.1:{self.http_port}/readyz")
+        self.url = f"http://127.0.0.1:{self.http_port}/webhooks"
+
+    def metrics(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics") as r:
+            return r.read().decode()
+
+    def accepted(self):
+        return int(metric_sum(self.metrics(), "gateway_webhooks_total", outcome="accepted"))
+
+    def stop(self):
+        self.proc.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+class Subscribers:
+    def __init__(self, build_dir, workdir, grpc_port, streams, expect=0):
+        ready = os.path.join(workdir, f"ready-{streams}-{time.time_ns()}")
+        self.out = tempfile.TemporaryFile(mode="w+")
+        self.proc = Proc([os.path.join(build_dir, "bench/e2e/bench_subscriber"),
+                          f"--target=127.0.0.1:{grpc_port}", f"--streams={streams}",
+                          f"--channels={min(streams, 4)}", f"--expect={expect}",
+                          "--idle_exit_ms=3000", f"--ready_file={ready}"],
+                         stdout=self.out)
+        end = time.time() + 30
+        while not os.path.exists(ready):
+            if time.time() > end or self.proc.p.poll() is not None:
+                raise RuntimeError("subscribers did not connect")
+            time.sleep(0.02)
+
+    def result(self, timeout=120):
+        self.proc.p.wait(timeout)
+        self.out.seek(0)
+        return json.loads(self.out.read())
+
+
+def measure_ceiling(args, workdir):
+    results = {}
+    port = free_port()
+    conf = os.path.join(workdir, "nginx.conf")
+    with open(os.path.join(ROOT, "bench/e2e/nginx.conf.in")) as f:
+        text = f.read().replace("@PORT@", str(port)).replace("@DIR@", workdir)
+    with open(conf, "w") as f:
+        f.write(text)
+    with running(["nginx", "-c", conf, "-p", workdir]):
+        wait_http(f"http://127.0.0.1:{port}/")
+        results["nginx"] = wrk(f"http://127.0.0.1:{port}/webhooks", args.seconds, args.connections)
+    base = os.path.join(args.build_dir, "bench/e2e/bench_pistache_baseline")
+    out = tempfile.TemporaryFile(mode="w+")
+    with running([base, "--port=0", f"--threads={args.http_threads}"], stdout=out) as p:
+        end = time.time() + 10
+        port = None
+        while port is None and time.time() < end:
+            out.seek(0)
+            text = out.read().strip()
+            port = int(text) if text else None
+            time.sleep(0.02)
+        url = f"http://127.0.0.1:{port}/webhooks"
+        results["pistache"] = wrk(url, args.seconds, args.connections)
+        results["pistache_plain_vs_keepalive"] = wrk(url, args.seconds, args.connections, "keepalive")
+    return results
+
+
+def run_gateway_load(args, workdir, store, streams, mode="plain", delay_ms=0, connections=None):
+    """One load run through the gateway with `streams` subscribers."""
+    gw = Gateway(args.build_dir, workdir, store, args.http_threads)
+    try:
+        subs = Subscribers(args.build_dir, workdir, gw.grpc_port, streams)
+        _, _, cpu0 = proc_stats(gw.proc.p.pid)
+        load = wrk(gw.url, args.seconds, connections or args.connections, mode, delay_ms)
+        rss, hwm, cpu1 = proc_stats(gw.proc.p.pid)
+        accepted = gw.accepted()
+        sub = subs.result()
+        return {
+            "store": store, "streams": streams, "mode": mode, "wrk": load,
+            "accepted": accepted, "accepted_per_s": accepted / args.seconds,
+            "subscriber": sub,
+            "lost": max(0, accepted * streams - sub["events_total"]),
+            "rss_kib": rss, "peak_rss_kib": hwm,
+            "cpu_ms_per_1000": (cpu1 - cpu0) * 1e6 / max(1, accepted),
+        }
+    finally:
+        gw.stop()
+
+
+def soak(args, workdir):
+    gw = Gateway(args.build_dir, workdir, args.store, args.http_threads)
+    rows = []
+    try:
+        subs = Subscribers(args.build_dir, workdir, gw.grpc_port, 1)
+        conns = 10
+        delay = max(1, int(conns * 1000 / args.soak_rate))
+        env = dict(os.environ, WRK_DELAY_MS=str(delay))
+        load = subprocess.Popen(
+            ["wrk", "-t1", f"-c{conns}", f"-d{args.soak_seconds}s", "-s", MIX, gw.url,
+             "--", "plain"] + SAMPLES, env=env, stdout=subprocess.PIPE, text=True)
+        start = time.time()
+        while load.poll() is None:
+            time.sleep(min(10, args.soak_seconds / 20))
+            rss, hwm, cpu = proc_stats(gw.proc.p.pid)
+            rows.append((time.time() - start, rss, hwm, gw.accepted()))
+            print(f"  t={rows[-1][0]:6.0f}s rss={rss / 1024:6.1f} MiB peak={hwm / 1024:6.1f} MiB "
+                  f"accepted={rows[-1][3]}", flush=True)
+        accepted = gw.accepted()
+        sub = subs.result()
+        return {"rows": rows, "accepted": accepted, "delivered": sub["events_total"],
+                "lost": max(0, accepted - sub["events_total"]), "latency": sub["latency_us"]}
+    finally:
+        gw.stop()
+
+
+def machine():
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.platform()}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build_dir", required=True)
+    ap.add_argument("--seconds", type=int, default=10, help="duration of each load run")
+    ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--http_threads", type=int, default=2, help="Pistache threads (gateway and baseline)")
+    ap.add_argument("--store", default="disk", help="store for the soak")
+    ap.add_argument("--soak", action="store_true", help="run the soak instead of the comparison")
+    ap.add_argument("--soak_seconds", type=int, default=600)
+    ap.add_argument("--soak_rate", type=int, default=5000, help="webhooks per second during the soak")
+    ap.add_argument("--fanout_rate", type=int, default=5000)
+    args = ap.parse_args()
+
+    workdir = tempfile.mkdtemp(prefix="gateway-bench-")
+    out_dir = os.path.join(ROOT, "bench/results")
+    os.makedirs(out_dir, exist_ok=True)
+    lines = [f"Machine: {machine()}", f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", ""]
+    try:
+        if args.soak:
+            print(f"soak: {args.soak_seconds}s at {args.soak_rate}/s, store={args.store}", flush=True)
+            r = soak(args, workdir)
+            rss = [row[1] for row in r["rows"]]
+            half = rss[len(rss) // 2:] or rss
+            lines += [
+                f"Soak: {args.soak_seconds} s at {args.soak_rate} webhooks/s offered, store={args.store}",
+                "",
+                "| accepted | delivered | lost | RSS first | RSS min..max (second half) | peak RSS | p99 latency |",
+                "|---|---|---|---|---|---|---|",
+                f"| {r['accepted']} | {r['delivered']} | {r['lost']} | {rss[0] / 1024:.1f} MiB "
+                f"| {min(half) / 1024:.1f}..{max(half) / 1024:.1f} MiB | {r['rows'][-1][2] / 1024:.1f} MiB "
+                f"| {r['latency']['p99'] / 1000:.2f} ms |",
+            ]
+        else:
+            print("ceilings: nginx and the minimal Pistache handler", flush=True)
+            ceil = measure_ceiling(args, workdir)
+            nginx, pist = ceil["nginx"]["rps"], ceil["pistache"]["rps"]
+            runs = []
+            for store in ("memory", "disk"):
+                for mode in ("plain", "keepalive"):
+                    print(f"gateway at full load: store={store}, {mode}, 1 subscriber", flush=True)
+                    runs.append(run_gateway_load(args, workdir, store, 1, mode))
+            # Latency at half the framework's ceiling, offered at a fixed rate.
+            half_rate = pist / 2
+            conns = 50
+            delay = max(1, round(conns * 1000 / half_rate))
+            print(f"latency at ~{half_rate:.0f}/s offered (store=disk)", flush=True)
+            half = run_gateway_load(args, workdir, "disk", 1, "plain", delay, conns)
+            fan = []
+            for streams in (1, 10, 100):
+                conns = 10
+                delay = max(1, round(conns * 1000 / args.fanout_rate))
+                print(f"fan-out: {streams} subscribers at ~{args.fanout_rate}/s", flush=True)
+                fan.append(run_gateway_load(args, workdir, "disk", streams, "plain", delay, conns))
+
+            lines += [
+                f"Baselines ({args.seconds} s each, wrk {args.connections} connections, "
+                f"{args.http_threads} server threads): nginx {nginx:,.0f} req/s; "
+                f"minimal Pistache handler {pist:,.0f} req/s.",
+                "",
+                "| run | accepted/s | vs Pistache | vs nginx | lost | cut off | e2e p50 | p99 | p99.9 | peak RSS | CPU ms / 1000 events |",
+                "|---|---|---|---|---|---|---|---|---|---|---|",
+            ]
+            def row(name, r):
+                lat = r["subscriber"]["latency_us"]
+                return (f"| {name} | {r['accepted_per_s']:,.0f} | {r['accepted_per_s'] / pist:.0%} "
+                        f"| {r['accepted_per_s'] / nginx:.0%} | {r['lost']} | {r['subscriber']['cut_off']} "
+                        f"| {lat['p50'] / 1000:.2f} ms | {lat['p99'] / 1000:.2f} ms | {lat['p999'] / 1000:.2f} ms "
+                        f"| {r['peak_rss_kib'] / 1024:.1f} MiB | {r['cpu_ms_per_1000']:.1f} |")
+            for r in runs:
+                conn = "Connection: keep-alive" if r["mode"] == "keepalive" else "no Connection header"
+                lines.append(row(f"full load, store={r['store']}, {conn}, 1 subscriber", r))
+            lines.append(row(f"half of Pistache's rate offered ({half_rate:,.0f}/s), store=disk", half))
+            for r in fan:
+                lines.append(row(f"{r['streams']} subscribers at {args.fanout_rate:,}/s offered, store=disk", r))
+            lines += ["", "| subscribers | deliveries/s | lost | cut off |", "|---|---|---|---|"]
+            for r in fan:
+                s = r["subscriber"]
+                lines.append(f"| {r['streams']} | {s['deliveries_per_s']:,.0f} | {r['lost']} | {s['cut_off']} |")
+        text = "\n".join(lines) + "\n"
+        print()
+        print(text)
+        with open(os.path.join(out_dir, "latest.md"), "w") as f:
+            f.write(text)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The end-to-end benchmark: builds in Release, then measures the gateway
+# against nginx and a minimal Pistache handler on this machine in one run and
+# prints a table (also written to bench/results/latest.md).
+#
+#   bench/run.sh            # the full comparison (a few minutes)
+#   bench/run.sh --soak     # 10 minutes at a steady rate: RSS and loss over time
+#   bench/run.sh --help     # every option
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$root/buildscripts/install-deps.sh"
+BUILD_DIR="$root/build-release" "$root/buildscripts/build.sh" \
+  -DCMAKE_BUILD_TYPE=Release -DGATEWAY_BUILD_TESTS=OFF -DGATEWAY_BUILD_BENCH=ON
+exec python3 "$root/bench/e2e/run.py" --build_dir "$root/build-release" "$@"
