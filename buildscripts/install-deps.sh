@@ -40,3 +40,49 @@ if [ ! -x "$here/node_modules/.bin/buf" ]; then
   echo "install-deps: installing buf from npm"
   (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+# Client tooling (clients/, examples/, deploy/ tests): the stub generators and
+# grpcurl from the Go module proxy into .tools/bin (ignored by git), and
+# grpcio-tools and the Python test tools from PyPI with the python3 on PATH.
+# Pinned; a tool is installed only when missing or at another version.
+# Skipped where there is no Go or pip (e.g. the deploy/ image, which only
+# builds and runs the gateway).
+go_tools=(
+  google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+  google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+  github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
+)
+python_tools=(grpcio-tools==1.85.1 pytest==9.2.0 PyYAML==6.0.3)
+if command -v go >/dev/null 2>&1; then
+  for t in "${go_tools[@]}"; do
+    bin="$root/.tools/bin/$(basename "${t%@*}")"
+    if ! go version -m "$bin" 2>/dev/null | grep -qE "^[[:space:]]+mod[[:space:]].*[[:space:]]${t#*@}([[:space:]]|$)"; then
+      echo "install-deps: installing $t"
+      GOBIN="$root/.tools/bin" GOTOOLCHAIN=local go install "$t"
+    fi
+  done
+else
+  echo "install-deps: no Go toolchain; skipping the Go client tools" >&2
+fi
+if python3 -m pip --version >/dev/null 2>&1; then
+  missing_py="$(python3 - "${python_tools[@]}" <<'PY'
+import importlib.metadata as md
+import sys
+for pin in sys.argv[1:]:
+    name, want = pin.split("==")
+    try:
+        have = md.version(name)
+    except md.PackageNotFoundError:
+        have = None
+    if have != want:
+        print(pin)
+PY
+)"
+  if [ -n "$missing_py" ]; then
+    echo "install-deps: installing" $missing_py
+    # shellcheck disable=SC2086 # one pin per word
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore $missing_py
+  fi
+else
+  echo "install-deps: no pip for python3; skipping the Python client tools" >&2
+fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: the C++ suites
-# (ctest), buf lint and the breaking-change check of the contract, and the
-# bounded fuzz run of the translator. Exits non-zero if anything fails.
+# (ctest), buf lint and the breaking-change check of the contract, the
+# bounded fuzz run of the translator, and the tests of clients/, examples/ and
+# deploy/ (test-clients.sh). Exits non-zero if anything fails.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
@@ -17,3 +18,6 @@ echo "buf lint: clean"
 
 echo "== ctest"
 ctest --test-dir "$build_dir" --output-on-failure -j "$(nproc)" --timeout 300
+
+echo "== clients, examples and deploy"
+BUILD_DIR="$build_dir" "$here/test-clients.sh"

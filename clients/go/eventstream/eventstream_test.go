@@ -1,0 +1,292 @@
+package eventstream
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	webhooksv1 "github.com/convocore/webhook-gateway/clients/go/convocore/webhooks/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// session scripts one Subscribe call of the fake gateway.
+type session func(req *webhooksv1.SubscribeRequest, stream webhooksv1.EventStreamService_SubscribeServer) error
+
+// fakeGateway serves the scripted sessions in order, one per Subscribe call,
+// and records each request. Past the script it answers UNIMPLEMENTED, which
+// ends Subscribe.
+type fakeGateway struct {
+	webhooksv1.UnimplementedEventStreamServiceServer
+	mu       sync.Mutex
+	sessions []session
+	requests []*webhooksv1.SubscribeRequest
+}
+
+func (f *fakeGateway) Subscribe(req *webhooksv1.SubscribeRequest, stream webhooksv1.EventStreamService_SubscribeServer) error {
+	f.mu.Lock()
+	i := len(f.requests)
+	f.requests = append(f.requests, proto.Clone(req).(*webhooksv1.SubscribeRequest))
+	f.mu.Unlock()
+	if i >= len(f.sessions) {
+		return status.Error(codes.Unimplemented, "fake gateway: script exhausted")
+	}
+	return f.sessions[i](req, stream)
+}
+
+func (f *fakeGateway) recorded() []*webhooksv1.SubscribeRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*webhooksv1.SubscribeRequest(nil), f.requests...)
+}
+
+// start serves f on a free loopback port for the test's duration and returns
+// a client of it.
+func start(t *testing.T, f *fakeGateway) webhooksv1.EventStreamServiceClient {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	webhooksv1.RegisterEventStreamServiceServer(srv, f)
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return webhooksv1.NewEventStreamServiceClient(conn)
+}
+
+func event(seq uint64) *webhooksv1.SubscribeResponse {
+	return &webhooksv1.SubscribeResponse{Kind: &webhooksv1.SubscribeResponse_Event{Event: &webhooksv1.Event{
+		Sequence:  seq,
+		EventType: webhooksv1.EventType_EVENT_TYPE_MESSAGE_RECEIVED,
+		Type:      "message_received",
+	}}}
+}
+
+func heartbeat(last uint64) *webhooksv1.SubscribeResponse {
+	return &webhooksv1.SubscribeResponse{Kind: &webhooksv1.SubscribeResponse_Heartbeat{Heartbeat: &webhooksv1.Heartbeat{LastSequence: last}}}
+}
+
+// sends scripts a session that sends msgs and then ends with err.
+func sends(err error, msgs ...*webhooksv1.SubscribeResponse) session {
+	return func(_ *webhooksv1.SubscribeRequest, stream webhooksv1.EventStreamService_SubscribeServer) error {
+		for _, m := range msgs {
+			if e := stream.Send(m); e != nil {
+				return e
+			}
+		}
+		return err
+	}
+}
+
+var unavailable = status.Error(codes.Unavailable, "gateway restarting")
+
+// recorder collects the delivered sequences and the retry delays.
+type recorder struct {
+	seqs   []uint64
+	delays []time.Duration
+}
+
+func (r *recorder) config(req *webhooksv1.SubscribeRequest) Config {
+	return Config{
+		Request:        req,
+		InitialBackoff: 100 * time.Millisecond,
+		MaxBackoff:     300 * time.Millisecond,
+		sleep: func(ctx context.Context, d time.Duration) error {
+			r.delays = append(r.delays, d)
+			return ctx.Err()
+		},
+	}
+}
+
+func (r *recorder) handle(_ context.Context, ev *webhooksv1.Event) error {
+	r.seqs = append(r.seqs, ev.GetSequence())
+	return nil
+}
+
+func filtered(start func(*webhooksv1.SubscribeRequest)) *webhooksv1.SubscribeRequest {
+	req := &webhooksv1.SubscribeRequest{
+		EventTypes: []webhooksv1.EventType{webhooksv1.EventType_EVENT_TYPE_MESSAGE_RECEIVED},
+		AgentIds:   []string{"agent_123456"},
+		Channels:   []webhooksv1.Channel{webhooksv1.Channel_CHANNEL_WHATSAPP},
+	}
+	if start != nil {
+		start(req)
+	}
+	return req
+}
+
+func fromOldest(r *webhooksv1.SubscribeRequest) {
+	r.StartPosition = &webhooksv1.SubscribeRequest_FromOldest{FromOldest: true}
+}
+
+func after(seq uint64) func(*webhooksv1.SubscribeRequest) {
+	return func(r *webhooksv1.SubscribeRequest) {
+		r.StartPosition = &webhooksv1.SubscribeRequest_AfterSequence{AfterSequence: seq}
+	}
+}
+
+func checkSeqs(t *testing.T, got []uint64, want ...uint64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("delivered sequences %v, want %v", got, want)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("delivered sequences %v, want %v", got, want)
+		}
+	}
+}
+
+func checkRequests(t *testing.T, got []*webhooksv1.SubscribeRequest, want ...*webhooksv1.SubscribeRequest) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("gateway got %d Subscribe calls, want %d: %v", len(got), len(want), got)
+	}
+	for i := range got {
+		if !proto.Equal(got[i], want[i]) {
+			t.Errorf("Subscribe call %d: request %v, want %v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestResumesAfterLastDeliveredEventWithoutRepeats(t *testing.T) {
+	f := &fakeGateway{sessions: []session{
+		sends(unavailable, event(1), event(2), heartbeat(7)),
+		// A gateway that re-sends what the client already has: dropped.
+		sends(status.Error(codes.ResourceExhausted, "fell behind; last sent 3"), event(2), event(3)),
+		sends(nil, event(4)), // A stream that just ends is a break too.
+		sends(status.Error(codes.OutOfRange, "oldest retained is 9"), event(5)),
+	}}
+	var r recorder
+	var heartbeats []uint64
+	cfg := r.config(filtered(fromOldest))
+	cfg.OnHeartbeat = func(hb *webhooksv1.Heartbeat) { heartbeats = append(heartbeats, hb.GetLastSequence()) }
+	err := Subscribe(context.Background(), start(t, f), cfg, r.handle)
+
+	if status.Code(err) != codes.OutOfRange {
+		t.Fatalf("Subscribe returned %v, want the OUT_OF_RANGE it cannot resume from", err)
+	}
+	checkSeqs(t, r.seqs, 1, 2, 3, 4, 5)
+	checkRequests(t, f.recorded(), filtered(fromOldest), filtered(after(2)), filtered(after(3)), filtered(after(4)))
+	checkSeqs(t, heartbeats, 7)
+}
+
+func TestKeepsTheRequestedStartUntilTheFirstEvent(t *testing.T) {
+	f := &fakeGateway{sessions: []session{
+		sends(unavailable),
+		sends(unavailable, heartbeat(5)),
+		sends(unavailable, event(6)),
+	}}
+	var r recorder
+	err := Subscribe(context.Background(), start(t, f), r.config(filtered(after(5))), r.handle)
+
+	if status.Code(err) != codes.Unimplemented {
+		t.Fatalf("Subscribe returned %v, want the script's end (UNIMPLEMENTED)", err)
+	}
+	checkSeqs(t, r.seqs, 6)
+	checkRequests(t, f.recorded(), filtered(after(5)), filtered(after(5)), filtered(after(5)), filtered(after(6)))
+}
+
+func TestBackoffGrowsToTheCapAndResetsAfterProgress(t *testing.T) {
+	f := &fakeGateway{sessions: []session{
+		sends(unavailable), sends(unavailable), sends(unavailable), sends(unavailable),
+		sends(unavailable, event(1)),
+		sends(unavailable),
+	}}
+	var r recorder
+	Subscribe(context.Background(), start(t, f), r.config(nil), r.handle)
+
+	// Nominal delays 100, 200, 300 (capped), 300, then 100 after the stream
+	// that delivered; each jittered into [nominal/2, nominal].
+	nominal := []time.Duration{100, 200, 300, 300, 100, 200}
+	if len(r.delays) != len(nominal) {
+		t.Fatalf("retry delays %v, want %d of them", r.delays, len(nominal))
+	}
+	for i, n := range nominal {
+		n *= time.Millisecond
+		if d := r.delays[i]; d < n/2 || d > n {
+			t.Errorf("retry %d waited %v, want within [%v, %v]", i, d, n/2, n)
+		}
+	}
+}
+
+func TestPermanentErrorsAreReturnedWithoutRetry(t *testing.T) {
+	for _, code := range []codes.Code{
+		codes.OutOfRange, codes.InvalidArgument, codes.Unimplemented, codes.Unauthenticated,
+		codes.PermissionDenied, codes.NotFound, codes.FailedPrecondition,
+	} {
+		t.Run(code.String(), func(t *testing.T) {
+			f := &fakeGateway{sessions: []session{sends(status.Error(code, "no"))}}
+			var r recorder
+			err := Subscribe(context.Background(), start(t, f), r.config(nil), r.handle)
+			if status.Code(err) != code {
+				t.Fatalf("Subscribe returned %v, want code %v", err, code)
+			}
+			if len(f.recorded()) != 1 || len(r.delays) != 0 {
+				t.Fatalf("retried a permanent error: %d calls, delays %v", len(f.recorded()), r.delays)
+			}
+		})
+	}
+}
+
+func TestHandlerErrorEndsSubscribeAndIsNotCountedAsSeen(t *testing.T) {
+	f := &fakeGateway{sessions: []session{sends(unavailable, event(1), event(2), event(3))}}
+	stop := errors.New("downstream is full")
+	var got []uint64
+	err := Subscribe(context.Background(), start(t, f), Config{}, func(_ context.Context, ev *webhooksv1.Event) error {
+		got = append(got, ev.GetSequence())
+		if ev.GetSequence() == 2 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) {
+		t.Fatalf("Subscribe returned %v, want the handler's error", err)
+	}
+	checkSeqs(t, got, 1, 2)
+	if n := len(f.recorded()); n != 1 {
+		t.Fatalf("resubscribed after a handler error: %d calls", n)
+	}
+}
+
+func TestCancellingTheContextEndsSubscribe(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	blockUntilCancelled := func(_ *webhooksv1.SubscribeRequest, stream webhooksv1.EventStreamService_SubscribeServer) error {
+		if err := stream.Send(event(1)); err != nil {
+			return err
+		}
+		<-stream.Context().Done()
+		return stream.Context().Err()
+	}
+	f := &fakeGateway{sessions: []session{blockUntilCancelled}}
+	err := Subscribe(ctx, start(t, f), Config{}, func(context.Context, *webhooksv1.Event) error {
+		cancel()
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Subscribe returned %v, want context.Canceled", err)
+	}
+}
+
+func TestCancellingTheContextEndsTheBackoffWait(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &fakeGateway{sessions: []session{sends(unavailable)}}
+	cfg := Config{InitialBackoff: time.Hour, OnRetry: func(error, time.Duration) { cancel() }}
+	err := Subscribe(ctx, start(t, f), cfg, func(context.Context, *webhooksv1.Event) error { return nil })
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Subscribe returned %v, want context.Canceled", err)
+	}
+}

@@ -1,0 +1,168 @@
+"""A subscription to the webhook gateway's event stream that survives breaks.
+
+Iterating a `Subscription` yields each matching event once, in sequence
+order. When the stream breaks (the gateway restarts, the network drops, the
+subscriber fell behind), it subscribes again after the last event it yielded,
+with exponential backoff, so the loop sees neither a gap nor a repeat::
+
+    import grpc
+    from convocore.webhooks import Subscription
+    from convocore.webhooks.v1 import event_stream_service_pb2 as pb, events_pb2
+
+    channel = grpc.insecure_channel("localhost:50051")
+    request = pb.SubscribeRequest(event_types=[events_pb2.EVENT_TYPE_MESSAGE_RECEIVED])
+    for event in Subscription(channel, request):
+        print(event.sequence, event.type)
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Iterator, Sequence
+
+import grpc
+
+from convocore.webhooks.v1 import event_stream_service_pb2 as _service_pb2
+from convocore.webhooks.v1 import event_stream_service_pb2_grpc as _service_grpc
+from convocore.webhooks.v1 import events_pb2 as _events_pb2
+
+# Errors that subscribing again as it is cannot fix; they end the iteration.
+# OUT_OF_RANGE: the next event is no longer retained, so resuming would leave
+# a gap, which only the caller can decide to accept. INVALID_ARGUMENT: a bad
+# filter, or a resume point beyond the gateway's newest event (e.g. a gateway
+# with --store=memory that restarted).
+PERMANENT_CODES = frozenset(
+    {
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    }
+)
+
+
+class StreamEnded(Exception):
+    """The gateway ended a stream that never ends by itself; it is retried."""
+
+
+class Subscription:
+    """Iterates over the events matching `request`, resuming after breaks.
+
+    The first call uses `request` as given (its filters and start position;
+    none means from now). Once an event has been yielded, every resubscription
+    asks for exactly the events after it. A subscription that starts from now
+    and breaks before its first event starts from now again; set
+    `after_sequence` to make even that gap impossible.
+
+    Breaks other than `PERMANENT_CODES` are retried: the first after
+    `initial_backoff` seconds, doubling per consecutive failure up to
+    `max_backoff`, each delay jittered down by up to half; a stream that
+    delivered anything resets it. A permanent error is raised as the
+    `grpc.RpcError` the gateway sent. `cancel()`, from any thread, ends the
+    iteration (StopIteration).
+
+    Args:
+      channel: a channel to the gateway's gRPC port.
+      request: a `SubscribeRequest`; None means every type, from now.
+      on_retry: called with (error, delay in seconds) before each retry.
+      on_heartbeat: called with each `Heartbeat` of an idle stream.
+      metadata: sent with every Subscribe call.
+      wait_for_ready: passed to every Subscribe call.
+    """
+
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        request: _service_pb2.SubscribeRequest | None = None,
+        *,
+        initial_backoff: float = 0.1,
+        max_backoff: float = 10.0,
+        on_retry: Callable[[Exception, float], None] | None = None,
+        on_heartbeat: Callable[[_service_pb2.Heartbeat], None] | None = None,
+        metadata: Sequence[tuple[str, str]] | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> None:
+        self._stub = _service_grpc.EventStreamServiceStub(channel)
+        self._request = request if request is not None else _service_pb2.SubscribeRequest()
+        self._initial_backoff = initial_backoff
+        self._max_backoff = max(max_backoff, initial_backoff)
+        self._on_retry = on_retry
+        self._on_heartbeat = on_heartbeat
+        self._metadata = metadata
+        self._wait_for_ready = wait_for_ready
+        self._last_sequence: int | None = None
+        self._cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self._call: grpc.Future | None = None
+
+    @property
+    def last_sequence(self) -> int | None:
+        """The sequence of the last event yielded; None before the first."""
+        return self._last_sequence
+
+    def cancel(self) -> None:
+        """Ends the iteration: the open stream is cancelled, a wait cut short."""
+        self._cancelled.set()
+        with self._lock:
+            if self._call is not None:
+                self._call.cancel()
+
+    def __iter__(self) -> Iterator[_events_pb2.Event]:
+        backoff = self._initial_backoff
+        while not self._cancelled.is_set():
+            progressed = False
+            try:
+                for response in self._open():
+                    progressed = True
+                    kind = response.WhichOneof("kind")
+                    if kind == "event":
+                        event = response.event
+                        if self._last_sequence is not None and event.sequence <= self._last_sequence:
+                            continue  # Already yielded before a break.
+                        self._last_sequence = event.sequence
+                        yield event
+                    elif kind == "heartbeat" and self._on_heartbeat is not None:
+                        self._on_heartbeat(response.heartbeat)
+                error: Exception = StreamEnded("the gateway ended the stream")
+            except grpc.RpcError as e:
+                if self._cancelled.is_set():
+                    return
+                if e.code() in PERMANENT_CODES:
+                    raise
+                error = e
+            finally:
+                self._close()
+            if progressed:
+                backoff = self._initial_backoff
+            delay = random.uniform(backoff / 2, backoff)
+            if self._on_retry is not None:
+                self._on_retry(error, delay)
+            if self._cancelled.wait(delay):
+                return
+            backoff = min(backoff * 2, self._max_backoff)
+
+    def _open(self):
+        request = self._request
+        if self._last_sequence is not None:
+            request = _service_pb2.SubscribeRequest()
+            request.CopyFrom(self._request)
+            request.after_sequence = self._last_sequence
+        call = self._stub.Subscribe(
+            request, metadata=self._metadata, wait_for_ready=self._wait_for_ready
+        )
+        with self._lock:
+            self._call = call
+        if self._cancelled.is_set():  # cancel() ran before _call was set.
+            call.cancel()
+        return call
+
+    def _close(self) -> None:
+        # Also runs when the consumer stops iterating mid-stream.
+        with self._lock:
+            call, self._call = self._call, None
+        if call is not None:
+            call.cancel()

@@ -1,0 +1,229 @@
+"""Tests of convocore.webhooks.Subscription against a scripted gateway.
+
+The fake gateway is a real gRPC server on a free loopback port whose
+Subscribe plays one scripted session per call and records each request.
+Run against the installed package (buildscripts/test-clients.sh installs it
+into a virtual environment first), so the imports below also check that the
+generated code imports as `convocore.webhooks.v1`.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent import futures
+
+import grpc
+import pytest
+
+import convocore.webhooks.v1.events_pb2 as events_pb2
+from convocore.webhooks import StreamEnded, Subscription
+from convocore.webhooks.v1 import event_stream_service_pb2 as pb
+from convocore.webhooks.v1 import event_stream_service_pb2_grpc as pb_grpc
+
+
+def event(seq):
+    return pb.SubscribeResponse(
+        event=events_pb2.Event(
+            sequence=seq,
+            event_type=events_pb2.EVENT_TYPE_MESSAGE_RECEIVED,
+            type="message_received",
+        )
+    )
+
+
+def heartbeat(last):
+    return pb.SubscribeResponse(heartbeat=pb.Heartbeat(last_sequence=last))
+
+
+def sends(*messages, code=grpc.StatusCode.UNAVAILABLE, details="gateway restarting"):
+    """A session that sends `messages`, then ends with `code` (None: OK)."""
+
+    def session(request, context):
+        yield from messages
+        if code is not None:
+            context.abort(code, details)
+
+    return session
+
+
+class FakeGateway(pb_grpc.EventStreamServiceServicer):
+    def __init__(self, sessions):
+        self._sessions = list(sessions)
+        self._lock = threading.Lock()
+        self.requests = []
+
+    def Subscribe(self, request, context):
+        with self._lock:
+            i = len(self.requests)
+            copy = pb.SubscribeRequest()
+            copy.CopyFrom(request)
+            self.requests.append(copy)
+        if i >= len(self._sessions):
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "fake gateway: script exhausted")
+        yield from self._sessions[i](request, context)
+
+
+@pytest.fixture
+def serve():
+    """Starts a FakeGateway on a free port; returns (gateway, channel)."""
+    started = []
+
+    def start(*sessions):
+        gateway = FakeGateway(sessions)
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        pb_grpc.add_EventStreamServiceServicer_to_server(gateway, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        started.append((server, channel))
+        return gateway, channel
+
+    yield start
+    for server, channel in started:
+        channel.close()
+        server.stop(grace=None)
+
+
+def filtered(**start):
+    return pb.SubscribeRequest(
+        event_types=[events_pb2.EVENT_TYPE_MESSAGE_RECEIVED],
+        agent_ids=["agent_123456"],
+        channels=[events_pb2.CHANNEL_WHATSAPP],
+        **start,
+    )
+
+
+def fast(**kwargs):
+    """Retry settings that keep the tests quick; the delays are recorded."""
+    delays = []
+    kwargs.setdefault("initial_backoff", 0.001)
+    kwargs.setdefault("max_backoff", 0.003)
+    kwargs.setdefault("on_retry", lambda error, delay: delays.append(delay))
+    return kwargs, delays
+
+
+def test_resumes_after_the_last_yielded_event_without_repeats(serve):
+    gateway, channel = serve(
+        sends(event(1), event(2), heartbeat(7)),
+        # A gateway that re-sends what the client already has: dropped.
+        sends(event(2), event(3), code=grpc.StatusCode.RESOURCE_EXHAUSTED),
+        sends(event(4), code=None),  # A stream that just ends is a break too.
+        sends(event(5), code=grpc.StatusCode.OUT_OF_RANGE, details="oldest is 9"),
+    )
+    heartbeats = []
+    kwargs, _ = fast(on_heartbeat=lambda hb: heartbeats.append(hb.last_sequence))
+    subscription = Subscription(channel, filtered(from_oldest=True), **kwargs)
+    seen = []
+    with pytest.raises(grpc.RpcError) as raised:
+        for ev in subscription:
+            seen.append(ev.sequence)
+
+    assert raised.value.code() == grpc.StatusCode.OUT_OF_RANGE
+    assert seen == [1, 2, 3, 4, 5]
+    assert subscription.last_sequence == 5
+    assert heartbeats == [7]
+    assert gateway.requests == [
+        filtered(from_oldest=True),
+        filtered(after_sequence=2),
+        filtered(after_sequence=3),
+        filtered(after_sequence=4),
+    ]
+
+
+def test_keeps_the_requested_start_until_the_first_event(serve):
+    gateway, channel = serve(sends(), sends(heartbeat(5)), sends(event(6)))
+    kwargs, _ = fast()
+    seen = []
+    with pytest.raises(grpc.RpcError) as raised:
+        for ev in Subscription(channel, filtered(after_sequence=5), **kwargs):
+            seen.append(ev.sequence)
+
+    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED  # Script's end.
+    assert seen == [6]
+    assert gateway.requests == [filtered(after_sequence=5)] * 3 + [filtered(after_sequence=6)]
+
+
+def test_backoff_grows_to_the_cap_and_resets_after_progress(serve):
+    _, channel = serve(sends(), sends(), sends(), sends(), sends(event(1)), sends())
+    kwargs, delays = fast(initial_backoff=0.001, max_backoff=0.003)
+    with pytest.raises(grpc.RpcError):
+        for _ in Subscription(channel, **kwargs):
+            pass
+
+    nominal = [0.001, 0.002, 0.003, 0.003, 0.001, 0.002]
+    assert len(delays) == len(nominal)
+    for delay, n in zip(delays, nominal):
+        assert n / 2 <= delay <= n
+
+
+def test_a_stream_ended_by_the_gateway_is_retried(serve):
+    _, channel = serve(sends(event(1), code=None))
+    errors = []
+    with pytest.raises(grpc.RpcError):
+        for _ in Subscription(channel, initial_backoff=0.001, on_retry=lambda e, d: errors.append(e)):
+            pass
+    assert len(errors) == 1 and isinstance(errors[0], StreamEnded)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    ],
+)
+def test_permanent_errors_are_raised_without_retry(serve, code):
+    gateway, channel = serve(sends(code=code))
+    kwargs, delays = fast()
+    with pytest.raises(grpc.RpcError) as raised:
+        list(Subscription(channel, **kwargs))
+    assert raised.value.code() == code
+    assert len(gateway.requests) == 1 and delays == []
+
+
+def blocks_until_cancelled(*messages):
+    def session(request, context):
+        yield from messages
+        done = threading.Event()
+        context.add_callback(done.set)
+        done.wait()
+
+    return session
+
+
+def test_cancel_ends_an_open_stream(serve):
+    gateway, channel = serve(blocks_until_cancelled(event(1)))
+    subscription = Subscription(channel)
+    seen = []
+    for ev in subscription:
+        seen.append(ev.sequence)
+        threading.Timer(0, subscription.cancel).start()  # From another thread.
+    assert seen == [1]
+    assert len(gateway.requests) == 1
+
+
+def test_cancel_ends_the_backoff_wait(serve):
+    _, channel = serve(sends())
+    subscription = Subscription(
+        channel, initial_backoff=3600, on_retry=lambda e, d: subscription.cancel()
+    )
+    assert list(subscription) == []
+
+
+def test_breaking_out_of_the_loop_cancels_the_stream(serve):
+    cancelled = threading.Event()
+
+    def session(request, context):
+        context.add_callback(cancelled.set)
+        yield event(1)
+        cancelled.wait()
+
+    _, channel = serve(session)
+    for _ in Subscription(channel):
+        break
+    assert cancelled.wait(timeout=10), "the gateway never saw the stream cancelled"
