@@ -18,6 +18,7 @@ apt_packages=(
   clang libclang-rt-14-dev
   curl procps
   wrk nginx-light   # bench/run.sh: load generator and the HTTP baseline
+  libsqlite3-dev     # services/store: the durable event log (SQLite, WAL mode)
 )
 # The machine may carry its own Node.js (whose npm conflicts with Debian's);
 # only bring Debian's when there is none.
