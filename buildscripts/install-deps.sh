@@ -65,7 +65,11 @@ if command -v go >/dev/null 2>&1; then
 else
   echo "install-deps: no Go toolchain; skipping the Go client tools" >&2
 fi
-if python3 -m pip --version >/dev/null 2>&1; then
+# Debian's own python3 refuses global installs (PEP 668): tools go only into
+# a python3 that is ours to change (pyenv's on our machines).
+py_own="$(python3 -c 'import os, sysconfig
+print(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))' 2>/dev/null || true)"
+if [ "$py_own" = True ] && python3 -m pip --version >/dev/null 2>&1; then
   missing_py="$(python3 - "${python_tools[@]}" <<'PY'
 import importlib.metadata as md
 import sys
@@ -85,5 +89,5 @@ PY
     python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore $missing_py
   fi
 else
-  echo "install-deps: no pip for python3; skipping the Python client tools" >&2
+  echo "install-deps: no pip of our own for python3; skipping the Python client tools" >&2
 fi
