@@ -1,0 +1,151 @@
+#include "gateway/core/json_document.h"
+
+#include <cstddef>
+#include <cstring>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "rapidjson/error/en.h"
+#include "rapidjson/memorystream.h"
+#include "rapidjson/reader.h"
+
+namespace convocore::gateway {
+namespace {
+
+constexpr unsigned kParseFlags = rapidjson::kParseIterativeFlag |
+                                 rapidjson::kParseValidateEncodingFlag |
+                                 rapidjson::kParseFullPrecisionFlag;
+
+// RapidJSON decodes an escaped lone low surrogate ("\udc00") into the bytes
+// ED B0 80, which is not UTF-8; protobuf would then refuse the event. In
+// valid UTF-8, ED is only ever followed by 80..9F.
+bool HasEncodedSurrogate(const char* text, std::size_t length) {
+  const char* end = text + length;
+  for (const char* p = text;
+       (p = static_cast<const char*>(std::memchr(p, '\xED', end - p))); ++p) {
+    if (p + 1 < end && static_cast<unsigned char>(p[1]) >= 0xA0) return true;
+  }
+  return false;
+}
+
+// Forwards the parser's events to the document that builds the DOM, counting
+// them against the limits; returning false stops the parse at once.
+template <typename Document>
+class LimitingHandler {
+ public:
+  LimitingHandler(Document& document, const JsonLimits& limits)
+      : document_(document), limits_(limits) {}
+
+  // Why the handler stopped the parse; empty if it did not.
+  const std::string& failure() const { return failure_; }
+
+  bool Null() { return CountValue() && document_.Null(); }
+  bool Bool(bool b) { return CountValue() && document_.Bool(b); }
+  bool Int(int i) { return CountValue() && document_.Int(i); }
+  bool Uint(unsigned u) { return CountValue() && document_.Uint(u); }
+  bool Int64(int64_t i) { return CountValue() && document_.Int64(i); }
+  bool Uint64(uint64_t u) { return CountValue() && document_.Uint64(u); }
+  bool Double(double d) { return CountValue() && document_.Double(d); }
+  bool RawNumber(const char* str, rapidjson::SizeType length, bool copy) {
+    return CountValue() && document_.RawNumber(str, length, copy);
+  }
+  bool String(const char* str, rapidjson::SizeType length, bool copy) {
+    return CountValue() && CheckString(str, length) &&
+           document_.String(str, length, copy);
+  }
+  bool Key(const char* str, rapidjson::SizeType length, bool copy) {
+    if (++keys_ > limits_.max_keys) {
+      return Fail(absl::StrCat("more than ", limits_.max_keys, " object keys"));
+    }
+    return CheckString(str, length) && document_.Key(str, length, copy);
+  }
+  bool StartObject() {
+    return CountValue() && Enter() && document_.StartObject();
+  }
+  bool EndObject(rapidjson::SizeType members) {
+    --depth_;
+    return document_.EndObject(members);
+  }
+  bool StartArray() {
+    return CountValue() && Enter() && document_.StartArray();
+  }
+  bool EndArray(rapidjson::SizeType elements) {
+    --depth_;
+    return document_.EndArray(elements);
+  }
+
+ private:
+  bool Fail(std::string why) {
+    failure_ = std::move(why);
+    return false;
+  }
+  bool CountValue() {
+    return ++values_ <= limits_.max_values ||
+           Fail(absl::StrCat("more than ", limits_.max_values, " values"));
+  }
+  bool Enter() {
+    return ++depth_ <= limits_.max_depth ||
+           Fail(absl::StrCat("nested deeper than ", limits_.max_depth,
+                             " levels"));
+  }
+  bool CheckString(const char* str, rapidjson::SizeType length) {
+    if (length > limits_.max_string_bytes) {
+      return Fail(absl::StrCat("a string or key longer than ",
+                               limits_.max_string_bytes, " bytes"));
+    }
+    if (HasEncodedSurrogate(str, length)) {
+      return Fail("invalid UTF-8 (an unpaired surrogate escape)");
+    }
+    return true;
+  }
+
+  Document& document_;
+  const JsonLimits& limits_;
+  int depth_ = 0;
+  std::size_t keys_ = 0;
+  std::size_t values_ = 0;
+  std::string failure_;
+};
+
+}  // namespace
+
+JsonDocument::JsonDocument()
+    : value_allocator_(value_arena_, sizeof(value_arena_)),
+      stack_allocator_(stack_arena_, sizeof(stack_arena_)),
+      document_(&value_allocator_, 1024, &stack_allocator_) {}
+
+absl::Status JsonDocument::Parse(absl::string_view text,
+                                 const JsonLimits& limits) {
+  rapidjson::MemoryStream stream(text.data(), text.size());
+  LimitingHandler<Document> handler(document_, limits);
+  rapidjson::GenericReader<rapidjson::UTF8<>, rapidjson::UTF8<>, Allocator>
+      reader(&stack_allocator_);
+  rapidjson::ParseResult result;
+  auto generate = [&](Document&) {
+    result = reader.Parse<kParseFlags>(stream, handler);
+    return !result.IsError();
+  };
+  document_.Populate(generate);
+
+  if (result.Code() == rapidjson::kParseErrorTermination) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "body: ", handler.failure(), " (at byte ", result.Offset(), ")"));
+  }
+  if (result.IsError()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("body: invalid JSON at byte ", result.Offset(), ": ",
+                     rapidjson::GetParseError_En(result.Code())));
+  }
+  // The parser stops at a NUL byte as if the text ended there.
+  if (stream.Tell() != text.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("body: invalid JSON at byte ", stream.Tell(),
+                     ": unexpected bytes after the value"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace convocore::gateway

@@ -1,0 +1,245 @@
+// Tests of the deduplicator: the window by count and age, the outcome that
+// duplicates wait for, and the atomic check-and-insert under many threads.
+#include "gateway/core/deduplicator.h"
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/barrier.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace convocore::gateway {
+namespace {
+
+const absl::Time kT0 = absl::FromUnixSeconds(1'718'035'200);
+
+// Polls `done` until it holds or a generous deadline passes.
+template <typename F>
+bool Eventually(F done) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!done()) {
+    if (absl::Now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+TEST(DeduplicatorTest, FirstIsNewAndLaterOnesGetItsSequence) {
+  Deduplicator dedup({});
+  absl::StatusOr<ClaimTicket> first = dedup.Claim("evt_a", kT0);
+  ASSERT_TRUE(first.ok());
+  EXPECT_TRUE(first->is_new());
+  first->Complete(17);
+  EXPECT_EQ(first->sequence(), 17u);
+
+  absl::StatusOr<ClaimTicket> again =
+      dedup.Claim("evt_a", kT0 + absl::Minutes(5));
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->is_new());
+  EXPECT_EQ(again->sequence(), 17u);
+
+  absl::StatusOr<ClaimTicket> other = dedup.Claim("evt_b", kT0);
+  ASSERT_TRUE(other.ok());
+  EXPECT_TRUE(other->is_new());
+  EXPECT_EQ(dedup.size(), 2u);
+}
+
+TEST(DeduplicatorTest, DuplicateWaitsForTheFirstToBeStored) {
+  Deduplicator dedup({});
+  absl::StatusOr<ClaimTicket> first = dedup.Claim("evt_a", kT0);
+  ASSERT_TRUE(first.ok() && first->is_new());
+  absl::StatusOr<ClaimTicket> duplicate = absl::UnknownError("not run");
+  std::thread waiter([&] { duplicate = dedup.Claim("evt_a", kT0); });
+  ASSERT_TRUE(Eventually([&] { return dedup.waiting() == 1; }));
+  first->Complete(5);
+  waiter.join();
+  ASSERT_TRUE(duplicate.ok()) << duplicate.status();
+  EXPECT_FALSE(duplicate->is_new());
+  EXPECT_EQ(duplicate->sequence(), 5u);
+  EXPECT_EQ(dedup.waiting(), 0u);
+}
+
+TEST(DeduplicatorTest, FailureReachesWaitersAndForgetsTheId) {
+  Deduplicator dedup({});
+  absl::StatusOr<ClaimTicket> first = dedup.Claim("evt_a", kT0);
+  ASSERT_TRUE(first.ok());
+  absl::StatusOr<ClaimTicket> duplicate = absl::UnknownError("not run");
+  std::thread waiter([&] { duplicate = dedup.Claim("evt_a", kT0); });
+  ASSERT_TRUE(Eventually([&] { return dedup.waiting() == 1; }));
+  first->Fail(absl::UnavailableError("log is full"));
+  waiter.join();
+  EXPECT_EQ(duplicate.status(), absl::UnavailableError("log is full"));
+  EXPECT_EQ(dedup.size(), 0u);
+
+  absl::StatusOr<ClaimTicket> retry = dedup.Claim("evt_a", kT0);
+  ASSERT_TRUE(retry.ok());
+  EXPECT_TRUE(retry->is_new());
+}
+
+TEST(DeduplicatorTest, DroppedTicketAbortsWaiters) {
+  Deduplicator dedup({});
+  absl::StatusOr<ClaimTicket> duplicate = absl::UnknownError("not run");
+  std::thread waiter;
+  {
+    absl::StatusOr<ClaimTicket> first = dedup.Claim("evt_a", kT0);
+    ASSERT_TRUE(first.ok());
+    waiter = std::thread([&] { duplicate = dedup.Claim("evt_a", kT0); });
+    ASSERT_TRUE(Eventually([&] { return dedup.waiting() == 1; }));
+  }
+  waiter.join();
+  EXPECT_EQ(duplicate.status().code(), absl::StatusCode::kAborted);
+  EXPECT_TRUE(dedup.Claim("evt_a", kT0)->is_new());
+}
+
+TEST(DeduplicatorTest, WaitIsBoundedByMaxWait) {
+  Deduplicator dedup({.max_wait = absl::Milliseconds(1)});
+  absl::StatusOr<ClaimTicket> first = dedup.Claim("evt_a", kT0);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(dedup.Claim("evt_a", kT0).status().code(),
+            absl::StatusCode::kUnavailable);
+  first->Complete(3);
+  EXPECT_EQ(dedup.Claim("evt_a", kT0)->sequence(), 3u);
+}
+
+TEST(DeduplicatorTest, OnlyTheFirstSettlementCounts) {
+  Deduplicator dedup({});
+  absl::StatusOr<ClaimTicket> first = dedup.Claim("evt_a", kT0);
+  ASSERT_TRUE(first.ok());
+  first->Complete(1);
+  first->Fail(absl::InternalError("late"));
+  first->Complete(2);
+  absl::StatusOr<ClaimTicket> duplicate = dedup.Claim("evt_a", kT0);
+  ASSERT_TRUE(duplicate.ok());
+  EXPECT_EQ(duplicate->sequence(), 1u);
+  duplicate->Complete(9);  // a duplicate's ticket settles nothing
+  EXPECT_EQ(dedup.Claim("evt_a", kT0)->sequence(), 1u);
+}
+
+TEST(DeduplicatorTest, MovedTicketsKeepTheirDuty) {
+  Deduplicator dedup({});
+  absl::StatusOr<ClaimTicket> a = dedup.Claim("evt_a", kT0);
+  absl::StatusOr<ClaimTicket> b = dedup.Claim("evt_b", kT0);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ClaimTicket moved = *std::move(a);
+  moved = *std::move(b);  // abandons evt_a, now owns evt_b
+  moved.Complete(4);
+  EXPECT_TRUE(dedup.Claim("evt_a", kT0)->is_new());
+  EXPECT_EQ(dedup.Claim("evt_b", kT0)->sequence(), 4u);
+}
+
+TEST(DeduplicatorTest, ForgetsAfterMaxAge) {
+  Deduplicator dedup({.max_age = absl::Minutes(10)});
+  dedup.Claim("evt_a", kT0)->Complete(1);
+  EXPECT_FALSE(
+      dedup.Claim("evt_a", kT0 + absl::Minutes(10) - absl::Nanoseconds(1))
+          ->is_new());
+  absl::StatusOr<ClaimTicket> later =
+      dedup.Claim("evt_a", kT0 + absl::Minutes(10));
+  ASSERT_TRUE(later.ok());
+  EXPECT_TRUE(later->is_new());
+  later->Complete(2);
+  // Expiry also frees memory: an old id is dropped when time moves on.
+  dedup.Claim("evt_b", kT0 + absl::Minutes(30))->Complete(3);
+  EXPECT_EQ(dedup.size(), 1u);
+}
+
+TEST(DeduplicatorTest, ForgetsTheOldestBeyondMaxEntries) {
+  Deduplicator dedup({.max_entries = 2});
+  for (const char* id : {"evt_a", "evt_b", "evt_c"}) {
+    dedup.Claim(id, kT0)->Complete(1);
+  }
+  EXPECT_EQ(dedup.size(), 2u);
+  EXPECT_FALSE(dedup.Claim("evt_c", kT0)->is_new());
+  EXPECT_FALSE(dedup.Claim("evt_b", kT0)->is_new());
+  EXPECT_TRUE(dedup.Claim("evt_a", kT0)->is_new());
+}
+
+TEST(DeduplicatorTest, RestoredIdsAreDuplicatesWithinTheWindow) {
+  Deduplicator dedup({.max_age = absl::Hours(1)});
+  dedup.Restore("evt_a", 41, kT0);
+  dedup.Restore("evt_old", 40, kT0 - absl::Hours(2));
+  absl::StatusOr<ClaimTicket> a = dedup.Claim("evt_a", kT0 + absl::Minutes(1));
+  ASSERT_TRUE(a.ok());
+  EXPECT_FALSE(a->is_new());
+  EXPECT_EQ(a->sequence(), 41u);
+  EXPECT_TRUE(dedup.Claim("evt_old", kT0 + absl::Minutes(1))->is_new());
+}
+
+TEST(DeduplicatorTest, RestoreLeavesAnInFlightDeliveryAlone) {
+  Deduplicator dedup({});
+  absl::StatusOr<ClaimTicket> first = dedup.Claim("evt_a", kT0);
+  ASSERT_TRUE(first.ok());
+  dedup.Restore("evt_a", 99, kT0);
+  first->Complete(7);
+  EXPECT_EQ(dedup.Claim("evt_a", kT0)->sequence(), 7u);
+}
+
+TEST(DeduplicatorConcurrencyTest, IdenticalDeliveriesOnManyThreadsYieldOneNew) {
+  constexpr int kThreads = 32;
+  Deduplicator dedup({});
+  absl::Barrier start(kThreads);
+  std::atomic<int> fresh{0};
+  std::atomic<int> duplicates_with_sequence{0};
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&] {
+      start.Block();
+      absl::StatusOr<ClaimTicket> ticket = dedup.Claim("evt_same", kT0);
+      if (!ticket.ok()) {
+        ++errors;
+      } else if (ticket->is_new()) {
+        ++fresh;
+        // Settle only once every other delivery is waiting for the outcome.
+        if (!Eventually([&] { return dedup.waiting() == kThreads - 1; })) {
+          ++errors;
+        }
+        ticket->Complete(1234);
+      } else if (ticket->sequence() == 1234) {
+        ++duplicates_with_sequence;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(fresh.load(), 1);
+  EXPECT_EQ(duplicates_with_sequence.load(), kThreads - 1);
+  EXPECT_EQ(errors.load(), 0);
+}
+
+TEST(DeduplicatorConcurrencyTest, ManyIdsOnManyThreadsEachNewExactlyOnce) {
+  constexpr int kThreads = 16;
+  constexpr int kIds = 200;
+  Deduplicator dedup({});
+  std::vector<std::atomic<int>> fresh(kIds);
+  std::atomic<std::uint64_t> next_sequence{1};
+  absl::Barrier start(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      start.Block();
+      for (int n = 0; n < kIds; ++n) {
+        const int id = (n + t * 7) % kIds;  // threads collide at different ids
+        absl::StatusOr<ClaimTicket> ticket =
+            dedup.Claim(absl::StrCat("evt_", id), kT0);
+        if (ticket.ok() && ticket->is_new()) {
+          ++fresh[id];
+          ticket->Complete(next_sequence++);
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int id = 0; id < kIds; ++id) EXPECT_EQ(fresh[id].load(), 1) << id;
+  EXPECT_EQ(dedup.size(), static_cast<std::size_t>(kIds));
+}
+
+}  // namespace
+}  // namespace convocore::gateway
