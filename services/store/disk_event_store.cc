@@ -804,6 +804,29 @@ absl::StatusOr<std::unique_ptr<DiskEventStore>> DiskEventStore::Open(
   return store;
 }
 
+absl::Status ForEachRecentId(
+    const DiskEventStore& store, std::size_t max_entries, absl::Time since,
+    absl::FunctionRef<void(const StoredEventId&)> visit) {
+  constexpr std::size_t kChunk = 4096;
+  const StoreStats stats = store.Stats();
+  if (stats.retained_events == 0) return absl::OkStatus();
+  std::uint64_t after = 0;
+  if (max_entries > 0 && stats.last_sequence > max_entries) {
+    after = stats.last_sequence - max_entries;
+  }
+  absl::StatusOr<std::uint64_t> first = store.FirstSequenceAtOrAfter(since);
+  if (!first.ok()) return first.status();
+  after = std::max(after, *first - 1);
+  for (;;) {
+    absl::StatusOr<std::vector<StoredEventId>> ids =
+        store.ReadIdsAfter(after, kChunk);
+    if (!ids.ok()) return ids.status();
+    for (const StoredEventId& id : *ids) visit(id);
+    if (ids->size() < kChunk) return absl::OkStatus();
+    after = ids->back().sequence;
+  }
+}
+
 absl::StatusOr<std::unique_ptr<hub::EventStore>> OpenDiskEventStore(
     DiskStoreOptions options) {
   absl::StatusOr<std::unique_ptr<DiskEventStore>> store =

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -96,6 +97,13 @@ class DiskEventStore : public hub::EventStore {
   virtual absl::StatusOr<std::vector<StoredEventId>> ReadIdsAfter(
       std::uint64_t after_sequence, std::size_t max_events) const = 0;
 };
+
+// Visits, oldest first, the ids of the events a restart must remember for
+// de-duplication: the newest `max_entries` (0: no count bound) of those
+// received at or after `since`. Reads ids only, in chunks.
+absl::Status ForEachRecentId(
+    const DiskEventStore& store, std::size_t max_entries, absl::Time since,
+    absl::FunctionRef<void(const StoredEventId&)> visit);
 
 // The same, as the hub's interface, for the binary's store factory.
 absl::StatusOr<std::unique_ptr<hub::EventStore>> OpenDiskEventStore(

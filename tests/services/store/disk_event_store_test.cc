@@ -230,6 +230,32 @@ TEST_F(DiskEventStoreTest, ReadsIdsForTheDeduplicationWindow) {
   EXPECT_TRUE(ids->empty());
 }
 
+TEST_F(DiskEventStoreTest, VisitsTheIdsOfTheDeduplicationWindow) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Append(Batch(1, 5000)).ok());  // 1 ms apart
+  auto visited = [&](std::size_t max_entries, absl::Time since) {
+    std::vector<std::uint64_t> sequences;
+    const absl::Status status = ForEachRecentId(
+        *store, max_entries, since, [&](const StoredEventId& id) {
+          EXPECT_EQ(id.id, EventId(id.sequence));
+          EXPECT_EQ(id.receive_time, EventTime(id.sequence));
+          sequences.push_back(id.sequence);
+        });
+    EXPECT_TRUE(status.ok()) << status;
+    return sequences;
+  };
+  // Bounded by count, in chunks...
+  EXPECT_THAT(visited(4500, absl::InfinitePast()),
+              ElementsAreArray(Range(501, 5000)));
+  // ...by age...
+  EXPECT_THAT(visited(4500, EventTime(4990)),
+              ElementsAreArray(Range(4990, 5000)));
+  // ...or by nothing at all.
+  EXPECT_EQ(visited(0, absl::InfinitePast()).size(), 5000u);
+  EXPECT_TRUE(visited(10, absl::InfiniteFuture()).empty());
+}
+
 TEST_F(DiskEventStoreTest, FindsTheFirstSequenceAtOrAfterATime) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
