@@ -1,0 +1,161 @@
+#include "services/hub/event_filter.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+
+namespace convocore::hub {
+namespace {
+
+namespace v1 = convocore::webhooks::v1;
+
+int NormalizedEventType(int value) {
+  return v1::EventType_IsValid(value) ? value : v1::EVENT_TYPE_OTHER;
+}
+
+int NormalizedChannel(int value) {
+  return v1::Channel_IsValid(value) ? value : v1::CHANNEL_OTHER;
+}
+
+// The enum value of a channel string as sent ("web-chat" -> CHANNEL_WEB_CHAT):
+// every listed channel's enum name is its string upper-cased with '-' as '_'.
+int ChannelFromString(const std::string& raw) {
+  if (raw.empty()) return v1::CHANNEL_UNSPECIFIED;
+  std::string name = "CHANNEL_";
+  for (char c : raw) {
+    name.push_back(c == '-' ? '_' : absl::ascii_toupper(c));
+  }
+  v1::Channel channel;
+  if (!v1::Channel_Parse(name, &channel) || channel == v1::CHANNEL_OTHER ||
+      channel == v1::CHANNEL_UNSPECIFIED) {
+    return v1::CHANNEL_OTHER;
+  }
+  return channel;
+}
+
+const std::string* StructString(const google::protobuf::Struct& s,
+                                const char* key) {
+  auto it = s.fields().find(key);
+  if (it == s.fields().end() ||
+      it->second.kind_case() != google::protobuf::Value::kStringValue) {
+    return nullptr;
+  }
+  return &it->second.string_value();
+}
+
+template <typename Payload>
+void SetAgent(const Payload& payload, EventKey* key) {
+  key->agent_id = payload.agent_id();
+}
+
+template <typename Payload>
+void SetAgentAndChannel(const Payload& payload, EventKey* key) {
+  key->agent_id = payload.agent_id();
+  key->channel = NormalizedChannel(payload.channel());
+}
+
+absl::Status CheckEnum(int value, int unspecified, bool (*is_valid)(int),
+                       const char* what) {
+  if (value == unspecified || !is_valid(value) || value < 0 || value >= 128) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid ", what, " filter value ", value));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+EventKey KeyOf(const v1::Event& event) {
+  EventKey key;
+  key.event_type = NormalizedEventType(event.event_type());
+  switch (event.payload_case()) {
+    case v1::Event::kMessageReceived:
+      SetAgentAndChannel(event.message_received(), &key);
+      break;
+    case v1::Event::kChatDelegated:
+      SetAgentAndChannel(event.chat_delegated(), &key);
+      break;
+    case v1::Event::kBugReported:
+      SetAgentAndChannel(event.bug_reported(), &key);
+      break;
+    case v1::Event::kLeadCaptured:
+      SetAgentAndChannel(event.lead_captured(), &key);
+      break;
+    case v1::Event::kFormSubmitted:
+      SetAgentAndChannel(event.form_submitted(), &key);
+      break;
+    case v1::Event::kAgentCreated:
+      SetAgent(event.agent_created(), &key);
+      break;
+    case v1::Event::kAgentUpdated:
+      SetAgent(event.agent_updated(), &key);
+      break;
+    case v1::Event::kAgentDeleted:
+      SetAgent(event.agent_deleted(), &key);
+      break;
+    case v1::Event::kOther:
+      if (const std::string* agent = StructString(event.other(), "agentId")) {
+        key.agent_id = *agent;
+      }
+      if (const std::string* channel = StructString(event.other(), "channel")) {
+        key.channel = ChannelFromString(*channel);
+      }
+      break;
+    default:
+      // Organisation, client and webhook_test payloads have neither.
+      break;
+  }
+  return key;
+}
+
+absl::StatusOr<EventFilter> EventFilter::Create(
+    const std::vector<int>& event_types,
+    const std::vector<std::string>& agent_ids,
+    const std::vector<int>& channels) {
+  EventFilter filter;
+  for (int type : event_types) {
+    absl::Status status = CheckEnum(type, v1::EVENT_TYPE_UNSPECIFIED,
+                                    v1::EventType_IsValid, "event_types");
+    if (!status.ok()) return status;
+    filter.event_types_.set(type);
+  }
+  for (int channel : channels) {
+    absl::Status status = CheckEnum(channel, v1::CHANNEL_UNSPECIFIED,
+                                    v1::Channel_IsValid, "channels");
+    if (!status.ok()) return status;
+    filter.channels_.set(channel);
+  }
+  for (const std::string& agent : agent_ids) {
+    if (agent.empty()) {
+      return absl::InvalidArgumentError("invalid empty agent_ids filter value");
+    }
+    filter.agent_ids_.insert(agent);
+  }
+  filter.any_event_type_ = event_types.empty();
+  filter.any_channel_ = channels.empty();
+  filter.matches_everything_ =
+      filter.any_event_type_ && filter.any_channel_ && agent_ids.empty();
+  return filter;
+}
+
+bool EventFilter::Matches(const EventKey& key) const {
+  if (matches_everything_) return true;
+  if (!any_event_type_ &&
+      !event_types_.test(NormalizedEventType(key.event_type))) {
+    return false;
+  }
+  if (!any_channel_) {
+    if (key.channel == v1::CHANNEL_UNSPECIFIED) return false;
+    if (!channels_.test(NormalizedChannel(key.channel))) return false;
+  }
+  if (!agent_ids_.empty() &&
+      (key.agent_id.empty() || !agent_ids_.contains(key.agent_id))) {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace convocore::hub

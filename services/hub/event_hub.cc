@@ -1,0 +1,621 @@
+#include "services/hub/event_hub.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "google/protobuf/io/coded_stream.h"
+
+namespace convocore::hub {
+namespace {
+
+namespace v1 = convocore::webhooks::v1;
+
+// The bytes of `event` with `sequence` set, from its serialization without
+// one: field 1 is written first in canonical order, so prepending its tag and
+// varint yields exactly what SerializeAsString() would with the field set.
+std::shared_ptr<const std::string> WithSequence(std::uint64_t sequence,
+                                                const std::string& body) {
+  constexpr std::uint8_t kSequenceTag = (1 << 3) | 0;  // field 1, varint
+  std::uint8_t prefix[1 + 10];
+  prefix[0] = kSequenceTag;
+  std::uint8_t* end =
+      google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(sequence,
+                                                                    prefix + 1);
+  auto bytes = std::make_shared<std::string>();
+  bytes->reserve((end - prefix) + body.size());
+  bytes->append(reinterpret_cast<const char*>(prefix), end - prefix);
+  bytes->append(body);
+  return bytes;
+}
+
+absl::Time ToTime(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+// True when some event after `sequence` was trimmed from the store.
+bool MissingAfter(const StoreStats& stats, std::uint64_t sequence) {
+  if (stats.first_sequence == 0) return stats.last_sequence > sequence;
+  return stats.first_sequence > sequence + 1;
+}
+
+std::uint64_t OldestAvailable(const StoreStats& stats) {
+  return stats.first_sequence != 0 ? stats.first_sequence
+                                   : stats.last_sequence + 1;
+}
+
+std::string NotRetainedMessage(std::uint64_t after, const StoreStats& stats) {
+  const std::uint64_t oldest = OldestAvailable(stats);
+  return absl::StrCat(
+      "events after sequence ", after,
+      " are no longer retained; the oldest sequence available "
+      "is ",
+      oldest, " (resume with from_oldest or after_sequence=", oldest - 1, ")");
+}
+
+}  // namespace
+
+struct Subscription::State {
+  enum class Phase { kCatchUp, kLive, kEnded };
+
+  State(const EventFilter& f, std::size_t queue_limit, SubscriptionSink* s)
+      : filter(f), limit(queue_limit), sink(s) {}
+
+  const EventFilter filter;
+  const std::size_t limit;
+
+  std::mutex sink_mu;
+  SubscriptionSink* sink ABSL_GUARDED_BY(sink_mu);
+
+  std::mutex mu;
+  Phase phase ABSL_GUARDED_BY(mu) = Phase::kCatchUp;
+  std::deque<Delivery> queue ABSL_GUARDED_BY(mu);
+  // Next() found the queue empty: the next arrival calls OnReady().
+  bool waiting ABSL_GUARDED_BY(mu) = false;
+  // Catch-up stopped for want of room; Next() resumes it.
+  bool parked ABSL_GUARDED_BY(mu) = false;
+  // Every sequence up to this one was considered for this subscriber
+  // (queued or filtered out); fan-out skips them, which is what makes the
+  // switch from catch-up to live free of duplicates.
+  std::uint64_t scanned ABSL_GUARDED_BY(mu) = 0;
+  // A missing event right after `scanned` is an error (a gap), not a start
+  // position that trimming moved on.
+  bool strict ABSL_GUARDED_BY(mu) = false;
+  // The last sequence Next() returned; the start position before that.
+  std::uint64_t last_taken ABSL_GUARDED_BY(mu) = 0;
+  absl::Status end ABSL_GUARDED_BY(mu);
+};
+
+namespace {
+
+using State = Subscription::State;
+
+bool CatchUpMatches(const EventFilter& filter, const StoredEvent& event) {
+  if (filter.matches_everything()) return true;
+  v1::Event parsed;
+  // An event the hub cannot parse is delivered rather than silently skipped:
+  // the subscriber then sees the problem instead of a gap.
+  if (!parsed.ParseFromString(*event.event_bytes)) return true;
+  return filter.Matches(KeyOf(parsed));
+}
+
+// Ends `s` with `code`, naming where to resume; frees its queue. Returns the
+// number of queued events dropped, or nothing when it had already ended.
+std::optional<std::size_t> EndLocked(State& s, absl::StatusCode code,
+                                     absl::string_view reason)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu) {
+  if (s.phase == State::Phase::kEnded) return std::nullopt;
+  s.phase = State::Phase::kEnded;
+  s.end = absl::Status(
+      code, absl::StrCat(reason, "; the last sequence sent was ", s.last_taken,
+                         " (resume with after_sequence=", s.last_taken, ")"));
+  const std::size_t dropped = s.queue.size();
+  std::deque<Delivery>().swap(s.queue);
+  return dropped;
+}
+
+void Notify(State& s) ABSL_LOCKS_EXCLUDED(s.sink_mu, s.mu) {
+  std::lock_guard<std::mutex> lock(s.sink_mu);
+  if (s.sink != nullptr) s.sink->OnReady();
+}
+
+}  // namespace
+
+Subscription::Subscription(EventHub* hub, std::shared_ptr<State> state,
+                           std::uint64_t start_after)
+    : hub_(hub), state_(std::move(state)), start_after_(start_after) {}
+
+Subscription::~Subscription() { Cancel(); }
+
+absl::StatusOr<std::optional<Delivery>> Subscription::Next(bool* more) {
+  State& s = *state_;
+  std::optional<Delivery> delivery;
+  bool resume_catch_up = false;
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    if (s.queue.empty()) {
+      if (more != nullptr) *more = false;
+      if (s.phase == State::Phase::kEnded) return s.end;
+      s.waiting = true;
+      return std::nullopt;
+    }
+    delivery = std::move(s.queue.front());
+    s.queue.pop_front();
+    s.last_taken = delivery->sequence;
+    if (more != nullptr) *more = !s.queue.empty();
+    if (s.parked && s.queue.size() <= s.limit / 2) {
+      s.parked = false;
+      resume_catch_up = true;
+    }
+  }
+  if (resume_catch_up) hub_->ScheduleCatchUp(state_);
+  return delivery;
+}
+
+void Subscription::Cancel() { hub_->Unsubscribe(state_.get()); }
+
+absl::StatusOr<std::unique_ptr<EventHub>> EventHub::Create(
+    std::unique_ptr<EventStore> store, HubOptions options) {
+  if (store == nullptr) return absl::InvalidArgumentError("no event store");
+  if (options.subscriber_queue_limit == 0 || options.catch_up_chunk == 0 ||
+      options.max_batch_events == 0) {
+    return absl::InvalidArgumentError(
+        "hub queue limit, catch-up chunk and batch size must be positive");
+  }
+  const StoreStats stats = store->Stats();
+  // Receive times handed to the store never decrease (see Publish), across
+  // restarts too.
+  absl::Time last_receive_time = absl::InfinitePast();
+  if (stats.first_sequence != 0) {
+    auto newest = store->ReadAfter(stats.last_sequence - 1, 1);
+    if (newest.ok() && !newest->empty()) {
+      last_receive_time = newest->back().receive_time;
+    }
+  }
+  std::unique_ptr<EventHub> hub(
+      new EventHub(std::move(store), options, stats.last_sequence));
+  {
+    std::lock_guard<std::mutex> lock(hub->mu_);
+    hub->last_receive_time_ = last_receive_time;
+  }
+  hub->catch_up_thread_ = std::thread([h = hub.get()] { h->CatchUpLoop(); });
+  return hub;
+}
+
+EventHub::EventHub(std::unique_ptr<EventStore> store, HubOptions options,
+                   std::uint64_t last_sequence)
+    : store_(std::move(store)),
+      options_(options),
+      last_assigned_(last_sequence),
+      last_fanned_out_(last_sequence),
+      last_sequence_(last_sequence) {}
+
+EventHub::~EventHub() { Shutdown(); }
+
+absl::StatusOr<std::uint64_t> EventHub::Publish(v1::Event event) {
+  // Everything that does not need the sequence happens before the lock.
+  EventKey key = KeyOf(event);
+  if (!event.has_receive_time()) {
+    const absl::Time now = absl::Now();
+    event.mutable_receive_time()->set_seconds(absl::ToUnixSeconds(now));
+    event.mutable_receive_time()->set_nanos(static_cast<std::int32_t>(
+        (now - absl::FromUnixSeconds(absl::ToUnixSeconds(now))) /
+        absl::Nanoseconds(1)));
+  }
+  const absl::Time receive_time = ToTime(event.receive_time());
+  std::string id = event.id();
+  event.clear_sequence();
+  std::string body;
+  if (!event.SerializeToString(&body)) {
+    return absl::InvalidArgumentError("the event cannot be serialized");
+  }
+
+  Waiter waiter;
+  std::unique_lock<std::mutex> lock(mu_);
+  if (shutting_down_) {
+    ++publish_failures_total_;
+    return absl::UnavailableError("the event hub is shutting down");
+  }
+  const std::uint64_t sequence = ++last_assigned_;
+  // Concurrent publishers may carry receive times slightly out of sequence
+  // order; the store's time index gets a non-decreasing one.
+  last_receive_time_ = std::max(last_receive_time_, receive_time);
+  pending_events_.push_back(StoredEvent{sequence, last_receive_time_,
+                                        std::move(id),
+                                        WithSequence(sequence, body)});
+  pending_infos_.push_back(PendingInfo{std::move(key), &waiter});
+  while (!waiter.done) {
+    if (!committing_) {
+      CommitBatchLocked(lock);
+    } else {
+      commit_done_.wait(lock);
+    }
+  }
+  if (!waiter.status.ok()) return waiter.status;
+  return sequence;
+}
+
+void EventHub::CommitBatchLocked(std::unique_lock<std::mutex>& lock) {
+  committing_ = true;
+  std::vector<StoredEvent> events;
+  std::vector<PendingInfo> infos;
+  const std::size_t n =
+      std::min(pending_events_.size(), options_.max_batch_events);
+  if (n == pending_events_.size()) {
+    events.swap(pending_events_);
+    infos.swap(pending_infos_);
+  } else {
+    events.assign(std::make_move_iterator(pending_events_.begin()),
+                  std::make_move_iterator(pending_events_.begin() + n));
+    infos.assign(pending_infos_.begin(), pending_infos_.begin() + n);
+    pending_events_.erase(pending_events_.begin(), pending_events_.begin() + n);
+    pending_infos_.erase(pending_infos_.begin(), pending_infos_.begin() + n);
+  }
+
+  lock.unlock();
+  absl::Status status = store_->Append(events);
+  if (status.ok()) {
+    FanOut(events, infos);
+  } else {
+    status = absl::UnavailableError(absl::StrCat(
+        "the event store cannot persist events: ", status.message()));
+  }
+  lock.lock();
+
+  for (PendingInfo& info : infos) {
+    info.waiter->status = status;
+    info.waiter->done = true;
+  }
+  if (status.ok()) {
+    published_total_ += n;
+    ++commit_batches_total_;
+  } else {
+    publish_failures_total_ += n;
+  }
+  committing_ = false;
+  commit_done_.notify_all();
+}
+
+void EventHub::FanOut(absl::Span<const StoredEvent> events,
+                      absl::Span<const PendingInfo> infos) {
+  std::lock_guard<std::mutex> lock(fan_mu_);
+  std::size_t i = 0;
+  while (i < live_.size()) {
+    std::shared_ptr<State> s = live_[i];
+    bool notify = false;
+    bool cut_off = false;
+    {
+      std::lock_guard<std::mutex> state_lock(s->mu);
+      bool queued = false;
+      for (std::size_t k = 0; k < events.size(); ++k) {
+        const std::uint64_t sequence = events[k].sequence;
+        if (sequence <= s->scanned) continue;
+        s->scanned = sequence;
+        if (!s->filter.Matches(infos[k].key)) continue;
+        if (s->queue.size() >= s->limit) {
+          std::optional<std::size_t> dropped =
+              EndLocked(*s, absl::StatusCode::kResourceExhausted,
+                        absl::StrCat("the subscriber fell more than ", s->limit,
+                                     " events behind"));
+          if (dropped) dropped_total_ += *dropped;
+          cut_off = true;
+          break;
+        }
+        s->queue.push_back(Delivery{sequence, events[k].event_bytes});
+        queued = true;
+      }
+      if (cut_off || (queued && s->waiting)) {
+        s->waiting = false;
+        notify = true;
+      }
+    }
+    if (cut_off) {
+      live_[i] = std::move(live_.back());
+      live_.pop_back();
+      ++cut_off_total_;
+    } else {
+      ++i;
+    }
+    if (notify) Notify(*s);
+  }
+  last_fanned_out_ = events.back().sequence;
+  last_sequence_.store(last_fanned_out_, std::memory_order_release);
+}
+
+absl::StatusOr<std::unique_ptr<Subscription>> EventHub::Subscribe(
+    const SubscribeOptions& options, SubscriptionSink* sink) {
+  using Kind = StartPosition::Kind;
+  const StartPosition& start = options.start;
+  // Store reads happen before fan_mu_; trimming after them is caught by the
+  // catch-up's gap check.
+  const StoreStats stats = store_->Stats();
+  std::uint64_t cursor = 0;
+  switch (start.kind) {
+    case Kind::kNow:
+      break;
+    case Kind::kAfterSequence:
+      if (MissingAfter(stats, start.after_sequence)) {
+        return absl::OutOfRangeError(
+            NotRetainedMessage(start.after_sequence, stats));
+      }
+      cursor = start.after_sequence;
+      break;
+    case Kind::kOldest:
+      // An empty store starts from the live head, below.
+      if (stats.first_sequence != 0) cursor = stats.first_sequence - 1;
+      break;
+    case Kind::kFromTime: {
+      absl::StatusOr<std::uint64_t> first =
+          store_->FirstSequenceAtOrAfter(start.time);
+      if (!first.ok()) {
+        return absl::UnavailableError(absl::StrCat(
+            "the event store cannot be read: ", first.status().message()));
+      }
+      cursor = *first > 0 ? *first - 1 : 0;
+      break;
+    }
+  }
+
+  auto state = std::make_shared<State>(options.filter,
+                                       options_.subscriber_queue_limit, sink);
+  std::lock_guard<std::mutex> lock(fan_mu_);
+  if (subscriptions_closed_) {
+    return absl::UnavailableError("the event hub is shutting down");
+  }
+  const std::uint64_t head = last_fanned_out_;
+  if (start.kind == Kind::kNow ||
+      (start.kind == Kind::kOldest && stats.first_sequence == 0)) {
+    cursor = head;
+  }
+  if (start.kind == Kind::kAfterSequence && cursor > head) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "after_sequence ", cursor, " is beyond the newest sequence, ", head));
+  }
+  {
+    std::lock_guard<std::mutex> state_lock(state->mu);
+    state->scanned = cursor;
+    state->last_taken = cursor;
+    state->strict = start.kind == Kind::kAfterSequence;
+    state->phase =
+        cursor >= head ? State::Phase::kLive : State::Phase::kCatchUp;
+  }
+  subscriptions_.emplace(state.get(), state);
+  if (cursor >= head) {
+    live_.push_back(state);
+  } else {
+    ScheduleCatchUp(state);
+  }
+  return std::unique_ptr<Subscription>(new Subscription(this, state, cursor));
+}
+
+void EventHub::Unsubscribe(State* s) {
+  std::shared_ptr<State> keep;
+  {
+    std::lock_guard<std::mutex> lock(fan_mu_);
+    auto it = subscriptions_.find(s);
+    if (it != subscriptions_.end()) {
+      keep = std::move(it->second);
+      subscriptions_.erase(it);
+      auto live = std::find(live_.begin(), live_.end(), keep);
+      if (live != live_.end()) {
+        *live = std::move(live_.back());
+        live_.pop_back();
+      }
+    }
+  }
+  {
+    // Waits for an OnReady() in progress; none follows.
+    std::lock_guard<std::mutex> lock(s->sink_mu);
+    s->sink = nullptr;
+  }
+  std::lock_guard<std::mutex> lock(s->mu);
+  EndLocked(*s, absl::StatusCode::kCancelled, "the subscription was cancelled");
+}
+
+void EventHub::ScheduleCatchUp(std::shared_ptr<State> state) {
+  {
+    std::lock_guard<std::mutex> lock(catch_up_mu_);
+    if (catch_up_stop_) return;
+    catch_up_ready_.push_back(std::move(state));
+  }
+  catch_up_cv_.notify_one();
+}
+
+void EventHub::CatchUpLoop() {
+  while (true) {
+    std::shared_ptr<State> state;
+    {
+      std::unique_lock<std::mutex> lock(catch_up_mu_);
+      catch_up_cv_.wait(
+          lock, [this] { return catch_up_stop_ || !catch_up_ready_.empty(); });
+      if (catch_up_stop_) return;
+      state = std::move(catch_up_ready_.front());
+      catch_up_ready_.pop_front();
+    }
+    if (CatchUpStep(state)) ScheduleCatchUp(std::move(state));
+  }
+}
+
+bool EventHub::CatchUpStep(const std::shared_ptr<State>& state) {
+  State& s = *state;
+  std::size_t max_events;
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    if (s.phase != State::Phase::kCatchUp) return false;
+    if (s.queue.size() > s.limit / 2) {
+      s.parked = true;
+      return false;
+    }
+    max_events = std::min(options_.catch_up_chunk, s.limit - s.queue.size());
+  }
+  bool at_end = false;
+  if (!ReadIntoQueue(s, max_events, &at_end)) return false;
+  if (!at_end) return true;
+  return TrySwitchToLive(state);
+}
+
+bool EventHub::ReadIntoQueue(State& s, std::size_t max_events, bool* at_end) {
+  std::uint64_t cursor;
+  bool strict;
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    if (s.phase != State::Phase::kCatchUp) return false;
+    cursor = s.scanned;
+    strict = s.strict;
+  }
+  absl::StatusOr<std::vector<StoredEvent>> events =
+      store_->ReadAfter(cursor, max_events);
+  std::optional<std::size_t> dropped;
+  if (!events.ok()) {
+    std::lock_guard<std::mutex> lock(s.mu);
+    dropped = EndLocked(s, absl::StatusCode::kUnavailable,
+                        absl::StrCat("reading the event store failed: ",
+                                     events.status().message()));
+  } else if (strict &&
+             (events->empty() || events->front().sequence > cursor + 1)) {
+    const StoreStats stats = store_->Stats();
+    if (MissingAfter(stats, cursor)) {
+      std::lock_guard<std::mutex> lock(s.mu);
+      dropped = EndLocked(
+          s, absl::StatusCode::kOutOfRange,
+          absl::StrCat("the subscriber fell behind the retention window: ",
+                       NotRetainedMessage(cursor, stats)));
+    }
+  }
+  if (dropped) {
+    dropped_total_ += *dropped;
+    Notify(s);
+    return false;
+  }
+  if (!events.ok()) return false;
+
+  *at_end = events->size() < max_events;
+  bool notify = false;
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    if (s.phase != State::Phase::kCatchUp) return false;
+    bool queued = false;
+    for (const StoredEvent& event : *events) {
+      if (event.sequence <= s.scanned) continue;
+      s.scanned = event.sequence;
+      if (!CatchUpMatches(s.filter, event)) continue;
+      s.queue.push_back(Delivery{event.sequence, event.event_bytes});
+      queued = true;
+    }
+    if (!events->empty()) s.strict = true;
+    if (queued && s.waiting) {
+      s.waiting = false;
+      notify = true;
+    }
+  }
+  if (notify) Notify(s);
+  return true;
+}
+
+bool EventHub::TrySwitchToLive(const std::shared_ptr<State>& state) {
+  State& s = *state;
+  std::lock_guard<std::mutex> lock(fan_mu_);
+  if (subscriptions_closed_) return false;
+  const std::uint64_t head = last_fanned_out_;
+  std::uint64_t scanned;
+  std::size_t room;
+  {
+    std::lock_guard<std::mutex> state_lock(s.mu);
+    if (s.phase != State::Phase::kCatchUp) return false;
+    scanned = s.scanned;
+    room = s.limit - s.queue.size();
+  }
+  if (scanned < head) {
+    // Events were fanned out since the last read. Reading the rest while
+    // holding fan_mu_ (no fan-out can run) guarantees that catch-up ends;
+    // only done when it is small and fits, otherwise catch up some more.
+    const std::uint64_t missing = head - scanned;
+    if (missing > room || missing > options_.catch_up_chunk) return true;
+    bool at_end = false;
+    if (!ReadIntoQueue(s, missing, &at_end)) return false;
+  }
+  std::lock_guard<std::mutex> state_lock(s.mu);
+  if (s.phase != State::Phase::kCatchUp) return false;
+  if (s.scanned < head) return true;
+  s.phase = State::Phase::kLive;
+  live_.push_back(state);
+  return false;
+}
+
+HubStats EventHub::Stats() const {
+  HubStats stats;
+  const StoreStats store = store_->Stats();
+  stats.first_sequence = store.first_sequence;
+  stats.retained_events = store.retained_events;
+  stats.retained_bytes = store.retained_bytes;
+  stats.trimmed_total = store.trimmed_events_total;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats.published_total = published_total_;
+    stats.publish_failures_total = publish_failures_total_;
+    stats.commit_batches_total = commit_batches_total_;
+    stats.pending_publishes = pending_events_.size();
+  }
+  {
+    std::lock_guard<std::mutex> lock(fan_mu_);
+    stats.subscribers_open = subscriptions_.size();
+    for (const auto& [raw, s] : subscriptions_) {
+      std::lock_guard<std::mutex> state_lock(s->mu);
+      if (s->phase == State::Phase::kCatchUp) ++stats.subscribers_catching_up;
+    }
+    stats.subscribers_cut_off_total = cut_off_total_;
+  }
+  stats.events_dropped_total = dropped_total_.load();
+  stats.last_sequence = last_sequence();
+  return stats;
+}
+
+absl::Status EventHub::Health() const { return store_->Health(); }
+
+void EventHub::Shutdown() {
+  std::lock_guard<std::mutex> shutdown_lock(shutdown_mu_);
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!shutting_down_) {
+      shutting_down_ = true;
+      for (PendingInfo& info : pending_infos_) {
+        info.waiter->status =
+            absl::UnavailableError("the event hub is shutting down");
+        info.waiter->done = true;
+      }
+      publish_failures_total_ += pending_infos_.size();
+      pending_events_.clear();
+      pending_infos_.clear();
+      commit_done_.notify_all();
+    }
+    // The batch being written is acknowledged and fanned out normally.
+    commit_done_.wait(lock, [this] { return !committing_; });
+  }
+  {
+    std::lock_guard<std::mutex> lock(fan_mu_);
+    subscriptions_closed_ = true;
+    live_.clear();
+    for (const auto& [raw, s] : subscriptions_) {
+      std::optional<std::size_t> dropped;
+      {
+        std::lock_guard<std::mutex> state_lock(s->mu);
+        dropped = EndLocked(*s, absl::StatusCode::kUnavailable,
+                            "the event stream is shutting down");
+      }
+      if (dropped) {
+        dropped_total_ += *dropped;
+        Notify(*s);
+      }
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(catch_up_mu_);
+    catch_up_stop_ = true;
+    catch_up_ready_.clear();
+  }
+  catch_up_cv_.notify_all();
+  if (catch_up_thread_.joinable()) catch_up_thread_.join();
+}
+
+}  // namespace convocore::hub

@@ -1,0 +1,285 @@
+// The event hub: sequences accepted events, makes them durable through the
+// EventStore with group commit, and fans them out to subscribers, each with
+// its own filter, start position and bounded queue. Plain C++; the gRPC
+// service (services/grpc) is a thin adapter over Subscribe().
+//
+// Guarantees:
+// - Publish() assigns strictly increasing sequences that are never reused,
+//   continuing after the store's last_sequence. A sequence whose batch the
+//   store failed to persist is skipped, never handed out again.
+// - An acknowledged event is in the store and queued for every matching live
+//   subscriber, in sequence order; an unacknowledged one is never streamed.
+// - Each event is serialized once; every subscriber's Delivery shares those
+//   bytes.
+// - A subscriber receives exactly its matching events after its start
+//   position, in order, with no gap and no duplicate, across the switch from
+//   catch-up (store reads) to live fan-out; or its subscription ends with a
+//   status that says why and where to resume.
+// - Publish() never waits for a subscriber: one whose queue exceeds the
+//   limit is cut off with RESOURCE_EXHAUSTED.
+#ifndef SERVICES_HUB_EVENT_HUB_H_
+#define SERVICES_HUB_EVENT_HUB_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "convocore/webhooks/v1/events.pb.h"
+#include "services/hub/event_filter.h"
+#include "services/hub/event_store.h"
+
+namespace convocore::hub {
+
+struct HubOptions {
+  // Events a subscriber may have queued but not yet taken; one more and it
+  // is cut off with RESOURCE_EXHAUSTED. During catch-up from the store the
+  // queue is filled up to this bound and no further (no cut-off).
+  std::size_t subscriber_queue_limit = 4096;
+  // Events read from the store per catch-up step; steps of different
+  // subscribers take turns on the hub's one catch-up thread.
+  std::size_t catch_up_chunk = 512;
+  // Upper bound on the events of one EventStore::Append (group commit).
+  std::size_t max_batch_events = 1024;
+};
+
+struct HubStats {
+  // Newest acknowledged sequence (0 before the first), and the store's
+  // retention window.
+  std::uint64_t last_sequence = 0;
+  std::uint64_t first_sequence = 0;  // oldest retained; 0 when none
+  std::uint64_t retained_events = 0;
+  std::uint64_t retained_bytes = 0;
+  std::uint64_t trimmed_total = 0;
+  // Publishing since this hub started.
+  std::uint64_t published_total = 0;         // acknowledged
+  std::uint64_t publish_failures_total = 0;  // refused: store or shutdown
+  std::uint64_t commit_batches_total = 0;    // Append calls that succeeded
+  std::uint64_t pending_publishes = 0;  // waiting for the batch being written
+  // Subscriptions.
+  std::uint64_t subscribers_open = 0;  // not yet cancelled
+  std::uint64_t subscribers_catching_up = 0;
+  std::uint64_t subscribers_cut_off_total = 0;  // fell behind their bound
+  // Queued events discarded when a subscriber was cut off or the hub shut
+  // down; the subscriber gets them again by resuming.
+  std::uint64_t events_dropped_total = 0;
+};
+
+// Where a subscription starts.
+struct StartPosition {
+  enum class Kind { kNow, kAfterSequence, kOldest, kFromTime };
+  Kind kind = Kind::kNow;
+  std::uint64_t after_sequence = 0;  // kAfterSequence
+  absl::Time time;                   // kFromTime
+
+  static StartPosition Now() { return {}; }
+  static StartPosition AfterSequence(std::uint64_t sequence) {
+    return {Kind::kAfterSequence, sequence, absl::Time()};
+  }
+  static StartPosition Oldest() { return {Kind::kOldest, 0, absl::Time()}; }
+  static StartPosition FromTime(absl::Time time) {
+    return {Kind::kFromTime, 0, time};
+  }
+};
+
+struct SubscribeOptions {
+  EventFilter filter;
+  StartPosition start;
+};
+
+// One event handed to a subscriber.
+struct Delivery {
+  std::uint64_t sequence = 0;
+  // The serialized convocore.webhooks.v1.Event, shared with every other
+  // subscriber and the store.
+  std::shared_ptr<const std::string> event_bytes;
+};
+
+// Implemented by the consumer of a subscription (the gRPC reactor).
+class SubscriptionSink {
+ public:
+  virtual ~SubscriptionSink() = default;
+
+  // Something arrived since Subscription::Next() last returned nothing, or
+  // the subscription ended: call Next(). Called on a publisher's thread or
+  // the hub's catch-up thread with hub locks held, so it must not block and
+  // must call nothing of the hub but Next(). Never called once Cancel() has
+  // returned.
+  virtual void OnReady() = 0;
+};
+
+class EventHub;
+
+// A live subscription; Cancel()led on destruction. Must be destroyed before
+// the hub that made it.
+class Subscription {
+ public:
+  Subscription(const Subscription&) = delete;
+  Subscription& operator=(const Subscription&) = delete;
+  ~Subscription();
+
+  // The next queued event; nullopt when none is queued (the sink's OnReady()
+  // follows when one is); or why the subscription ended:
+  // RESOURCE_EXHAUSTED (fell behind), OUT_OF_RANGE (fell behind the store's
+  // retention while catching up), UNAVAILABLE (hub shut down, store read
+  // failed), CANCELLED (Cancel()). Every message names the sequence to
+  // resume after. `more`, when given, tells whether another event is queued
+  // behind the one returned. Thread-safe; never blocks on I/O.
+  absl::StatusOr<std::optional<Delivery>> Next(bool* more = nullptr);
+
+  // Ends the subscription and frees its queue at once; idempotent. Must not
+  // be called from inside OnReady().
+  void Cancel();
+
+  // The sequence the subscription started after (its resolved start
+  // position).
+  std::uint64_t start_after() const { return start_after_; }
+
+  // The hub's side of a subscription; defined in event_hub.cc.
+  struct State;
+
+ private:
+  friend class EventHub;
+  Subscription(EventHub* hub, std::shared_ptr<State> state,
+               std::uint64_t start_after);
+
+  EventHub* const hub_;
+  const std::shared_ptr<State> state_;
+  const std::uint64_t start_after_;
+};
+
+// Thread-safe.
+class EventHub {
+ public:
+  // Reads the store's stats once, to continue its sequence; starts the
+  // catch-up thread.
+  static absl::StatusOr<std::unique_ptr<EventHub>> Create(
+      std::unique_ptr<EventStore> store, HubOptions options = {});
+  ~EventHub();  // Shutdown()
+
+  // Sequences `event` (its `sequence` field is overwritten; a missing
+  // `receive_time` is set to now), serializes it once and appends it with
+  // the events published concurrently in one EventStore::Append. Returns the
+  // sequence once the store made it durable and it is queued for the
+  // matching subscribers. UNAVAILABLE when the store cannot persist it or
+  // the hub is shutting down: the event is then not acknowledged and never
+  // streamed. Never waits for a subscriber.
+  absl::StatusOr<std::uint64_t> Publish(convocore::webhooks::v1::Event event);
+
+  // Registers `sink` for the events matching `options.filter` after
+  // `options.start`. INVALID_ARGUMENT for an after_sequence beyond the newest
+  // acknowledged sequence; OUT_OF_RANGE, naming the oldest sequence still
+  // available, when the events right after it are no longer retained;
+  // UNAVAILABLE after Shutdown(). May read the store's index once
+  // (from_time); catch-up reads happen on the hub's thread.
+  absl::StatusOr<std::unique_ptr<Subscription>> Subscribe(
+      const SubscribeOptions& options, SubscriptionSink* sink);
+
+  HubStats Stats() const;
+  // The store's health: OK while it can persist (readiness).
+  absl::Status Health() const;
+  // Newest acknowledged sequence; cheap (heartbeats).
+  std::uint64_t last_sequence() const {
+    return last_sequence_.load(std::memory_order_acquire);
+  }
+
+  // Refuses further publishes (those not yet being written fail with
+  // UNAVAILABLE), waits for the batch being written, and ends every
+  // subscription with UNAVAILABLE. Idempotent.
+  void Shutdown();
+
+ private:
+  using State = Subscription::State;
+  friend class Subscription;
+
+  // A published event waiting for its batch.
+  struct Waiter {
+    bool done = false;
+    absl::Status status;
+  };
+  struct PendingInfo {
+    EventKey key;
+    Waiter* waiter;
+  };
+
+  EventHub(std::unique_ptr<EventStore> store, HubOptions options,
+           std::uint64_t last_sequence);
+
+  // Writes the oldest pending events as one batch; called by the publisher
+  // that finds no commit running, so batches are written and fanned out one
+  // at a time, in sequence order.
+  void CommitBatchLocked(std::unique_lock<std::mutex>& lock)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FanOut(absl::Span<const StoredEvent> events,
+              absl::Span<const PendingInfo> infos) ABSL_LOCKS_EXCLUDED(fan_mu_);
+
+  void Unsubscribe(State* state) ABSL_LOCKS_EXCLUDED(fan_mu_);
+
+  // Catch-up: subscriptions that start behind the live head read the store
+  // on this thread until they reach it, then join live_ under fan_mu_.
+  void CatchUpLoop();
+  void ScheduleCatchUp(std::shared_ptr<State> state)
+      ABSL_LOCKS_EXCLUDED(catch_up_mu_);
+  // One step for `state`: true to schedule it again.
+  bool CatchUpStep(const std::shared_ptr<State>& state);
+  // Reads up to `max_events` after `state`'s cursor and queues the matching
+  // ones. False when the subscription ended (gap, store error) or not
+  // everything read could be queued; sets `*at_end` when the store had
+  // fewer than asked.
+  bool ReadIntoQueue(State& state, std::size_t max_events, bool* at_end);
+  bool TrySwitchToLive(const std::shared_ptr<State>& state)
+      ABSL_LOCKS_EXCLUDED(fan_mu_);
+
+  const std::unique_ptr<EventStore> store_;
+  const HubOptions options_;
+
+  std::mutex shutdown_mu_;  // serializes Shutdown()
+
+  // Publishing: sequence assignment and group commit.
+  mutable std::mutex mu_;
+  std::condition_variable commit_done_;
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  bool committing_ ABSL_GUARDED_BY(mu_) = false;
+  std::uint64_t last_assigned_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_receive_time_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  std::vector<StoredEvent> pending_events_ ABSL_GUARDED_BY(mu_);
+  std::vector<PendingInfo> pending_infos_ ABSL_GUARDED_BY(mu_);
+  std::uint64_t published_total_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t publish_failures_total_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t commit_batches_total_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // Fan-out and the subscriber registry. Lock order: fan_mu_, then a
+  // subscription's sink_mu, then its mu; catch_up_mu_ is a leaf.
+  mutable std::mutex fan_mu_;
+  bool subscriptions_closed_ ABSL_GUARDED_BY(fan_mu_) = false;
+  std::uint64_t last_fanned_out_ ABSL_GUARDED_BY(fan_mu_);
+  absl::flat_hash_map<State*, std::shared_ptr<State>> subscriptions_
+      ABSL_GUARDED_BY(fan_mu_);
+  std::vector<std::shared_ptr<State>> live_ ABSL_GUARDED_BY(fan_mu_);
+  std::uint64_t cut_off_total_ ABSL_GUARDED_BY(fan_mu_) = 0;
+  std::atomic<std::uint64_t> dropped_total_{0};
+  std::atomic<std::uint64_t> last_sequence_;
+
+  std::mutex catch_up_mu_;
+  std::condition_variable catch_up_cv_;
+  bool catch_up_stop_ ABSL_GUARDED_BY(catch_up_mu_) = false;
+  std::deque<std::shared_ptr<State>> catch_up_ready_
+      ABSL_GUARDED_BY(catch_up_mu_);
+  std::thread catch_up_thread_;
+};
+
+}  // namespace convocore::hub
+
+#endif  // SERVICES_HUB_EVENT_HUB_H_
