@@ -1,0 +1,580 @@
+#include "gateway/http/server.h"
+
+#include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <exception>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "gateway/http/http_api.h"
+#include "gateway/log/logger.h"
+#include "pistache/endpoint.h"
+#include "pistache/http.h"
+#include "pistache/peer.h"
+
+namespace convocore::http {
+namespace {
+
+namespace P = ::Pistache;
+using P::Http::Private::BodyStep;
+
+absl::string_view Absl(std::string_view s) { return {s.data(), s.size()}; }
+
+std::optional<std::string> RawHeader(const P::Http::Request& request,
+                                     const std::string& name) {
+  auto raw = request.headers().tryGetRaw(name);
+  if (!raw) return std::nullopt;
+  return raw->value();
+}
+
+// Whether the client wants the connection closed after this response:
+// HTTP/1.1 keeps it unless told "close"; HTTP/1.0 closes it unless told
+// "keep-alive".
+bool ClientWantsClose(const P::Http::Request& request) {
+  bool close = request.version() == P::Http::Version::Http10;
+  if (std::optional<std::string> value = RawHeader(request, "Connection")) {
+    for (absl::string_view token : absl::StrSplit(*value, ',')) {
+      token = absl::StripAsciiWhitespace(token);
+      if (absl::EqualsIgnoreCase(token, "close")) return true;
+      if (absl::EqualsIgnoreCase(token, "keep-alive")) close = false;
+    }
+  }
+  return close;
+}
+
+// The Content-Length header as sent, when there is one: a number, or an
+// error for anything else (Pistache reads "abc" as 0 and "-1" as 2^64-1).
+std::optional<absl::StatusOr<std::uint64_t>> DeclaredLength(
+    const P::Http::Request& request) {
+  std::optional<std::string> value = RawHeader(request, "Content-Length");
+  if (!value) return std::nullopt;
+  absl::string_view digits = absl::StripAsciiWhitespace(*value);
+  std::uint64_t length = 0;
+  if (digits.empty() ||
+      digits.find_first_not_of("0123456789") != absl::string_view::npos ||
+      !absl::SimpleAtoi(digits, &length)) {
+    return absl::StatusOr<std::uint64_t>(
+        absl::InvalidArgumentError("invalid Content-Length header"));
+  }
+  return absl::StatusOr<std::uint64_t>(length);
+}
+
+const P::Http::Mime::MediaType& MediaTypeFor(std::string_view content_type) {
+  static const auto* const kJson = new P::Http::Mime::MediaType(
+      P::Http::Mime::MediaType::fromString("application/json"));
+  static const auto* const kMetrics = new P::Http::Mime::MediaType(
+      P::Http::Mime::MediaType::fromString(std::string(kMetricsContentType)));
+  return content_type == kMetricsContentType ? *kMetrics : *kJson;
+}
+
+// What we keep per TCP connection, beside Pistache's parser.
+struct Connection {
+  // When the first byte of the current request arrived.
+  absl::Time request_start = absl::InfinitePast();
+  // Whether the current request's headers have been looked at (413 on
+  // Content-Length, Expect: 100-continue).
+  bool headers_checked = false;
+  // We answered with "Connection: close": input is discarded until the
+  // client closes.
+  bool closing = false;
+};
+
+constexpr char kConnectionKey[] = "convocore.connection";
+
+std::shared_ptr<Connection> ConnectionOf(
+    const std::shared_ptr<P::Tcp::Peer>& peer) {
+  auto data = peer->tryGetData(kConnectionKey);
+  if (data) return std::static_pointer_cast<Connection>(data);
+  auto connection = std::make_shared<Connection>();
+  peer->putData(kConnectionKey, connection);
+  return connection;
+}
+
+// The listening socket bound to `port`, found among our file descriptors,
+// or -1. Pistache does not expose it, and BeginDrain() needs it to stop
+// accepting while requests in flight finish.
+int FindListeningSocket(std::uint16_t port) {
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return -1;
+  int found = -1;
+  int matches = 0;
+  while (dirent* entry = readdir(dir)) {
+    int fd;
+    if (!absl::SimpleAtoi(entry->d_name, &fd) || fd == dirfd(dir)) continue;
+    int listening = 0;
+    socklen_t length = sizeof(listening);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) != 0 ||
+        !listening) {
+      continue;
+    }
+    sockaddr_storage address{};
+    length = sizeof(address);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+      continue;
+    }
+    std::uint16_t bound = 0;
+    if (address.ss_family == AF_INET) {
+      bound = ntohs(reinterpret_cast<sockaddr_in*>(&address)->sin_port);
+    } else if (address.ss_family == AF_INET6) {
+      bound = ntohs(reinterpret_cast<sockaddr_in6*>(&address)->sin6_port);
+    }
+    if (bound == port) {
+      found = fd;
+      ++matches;
+    }
+  }
+  closedir(dir);
+  return matches == 1 ? found : -1;
+}
+
+}  // namespace
+
+struct HttpServer::State {
+  HttpServerOptions options;
+  HttpBackend* backend = nullptr;
+  metrics::CounterFamily* requests = nullptr;
+  std::atomic<bool> draining{false};
+  std::uint16_t port = 0;
+
+  absl::Mutex mu;
+  std::int64_t in_flight ABSL_GUARDED_BY(mu) = 0;
+  int listen_fd ABSL_GUARDED_BY(mu) = -1;
+  bool shut_down ABSL_GUARDED_BY(mu) = false;
+  std::unique_ptr<P::Http::Endpoint> endpoint ABSL_GUARDED_BY(mu);
+
+  void RequestStarted() {
+    absl::MutexLock lock(&mu);
+    ++in_flight;
+  }
+  void RequestDone() {
+    absl::MutexLock lock(&mu);
+    --in_flight;
+  }
+};
+
+namespace {
+
+// Pistache clones the handler for each of its threads; the clones share the
+// server's State.
+class Handler final : public P::Http::Handler {
+ public:
+  HTTP_PROTOTYPE(Handler)
+
+  explicit Handler(std::shared_ptr<HttpServer::State> state)
+      : state_(std::move(state)) {}
+
+  // Never called: onInput() below dispatches requests itself.
+  void onRequest(const P::Http::Request&,
+                 P::Http::ResponseWriter response) override {
+    response.send(P::Http::Code::Internal_Server_Error);
+  }
+
+ private:
+  // Replaces Pistache's Http::Handler::onInput (private there, but virtual),
+  // which decides the Connection header wrongly and offers no hook between
+  // the headers and the body. It follows the original's steps with
+  // Pistache's public parser API.
+  void onInput(const char* buffer, size_t length,
+               const std::shared_ptr<P::Tcp::Peer>& peer) override;
+
+  void OnHeaders(const std::shared_ptr<P::Tcp::Peer>& peer,
+                 P::Http::RequestParser& parser, Connection& connection);
+  Reply Dispatch(const P::Http::Request& request, absl::Time receive_time,
+                 Route* route, bool* close);
+  Reply Webhook(const P::Http::Request& request, absl::Time receive_time);
+  // A webhook refused on its headers alone, if it is.
+  std::optional<Reply> RefuseOnHeaders(const P::Http::Request& request,
+                                       const RouteMatch& match);
+  // Writes `reply`, readies the connection for its next request, and closes
+  // it once written when `close`.
+  void Finish(const std::shared_ptr<P::Tcp::Peer>& peer,
+              P::Http::RequestParser& parser, Connection& connection,
+              Route route, const Reply& reply, bool close);
+
+  std::shared_ptr<HttpServer::State> state_;
+};
+
+void Handler::onInput(const char* buffer, size_t length,
+                      const std::shared_ptr<P::Tcp::Peer>& peer) {
+  std::shared_ptr<Connection> connection = ConnectionOf(peer);
+  if (connection->closing) return;
+  std::shared_ptr<P::Http::RequestParser> parser = getParser(peer);
+  if (connection->request_start == absl::InfinitePast()) {
+    connection->request_start = absl::Now();
+  }
+  const auto route_of = [&parser] {
+    return MatchRoute(P::Http::methodString(parser->request.method()),
+                      parser->request.resource())
+        .route;
+  };
+  if (!parser->feed(buffer, length)) {
+    // The request exceeds max_header_bytes + max_body_bytes.
+    if (parser->step()->id() != BodyStep::Id) {
+      Finish(peer, *parser, *connection, Route::kNotFound,
+             ErrorReply(
+                 431, absl::StrCat("the request line and headers are "
+                                   "larger than the limit of ",
+                                   state_->options.max_header_bytes, " bytes")),
+             /*close=*/true);
+      return;
+    }
+    const Route route = route_of();
+    if (route == Route::kWebhooks) {
+      state_->backend->OnWebhookRefused(Refusal::kTooLarge);
+    }
+    Finish(peer, *parser, *connection, route,
+           TooLargeReply(state_->options.max_body_bytes), /*close=*/true);
+    return;
+  }
+  P::Http::Private::State parsed;
+  try {
+    parsed = parser->parse();
+  } catch (const P::Http::HttpError& error) {
+    Finish(peer, *parser, *connection, Route::kNotFound,
+           ErrorReply(error.code(),
+                      absl::StrCat("malformed HTTP request: ", error.reason())),
+           /*close=*/true);
+    return;
+  } catch (const std::exception& error) {
+    // Among others, Pistache reserves Content-Length bytes up front and
+    // throws for an absurd length.
+    auto declared = DeclaredLength(parser->request);
+    if (declared && declared->ok() &&
+        **declared > state_->options.max_body_bytes) {
+      const Route route = route_of();
+      if (route == Route::kWebhooks) {
+        state_->backend->OnWebhookRefused(Refusal::kTooLarge);
+      }
+      Finish(peer, *parser, *connection, route,
+             TooLargeReply(state_->options.max_body_bytes), /*close=*/true);
+      return;
+    }
+    Finish(
+        peer, *parser, *connection, Route::kNotFound,
+        ErrorReply(400, absl::StrCat("malformed HTTP request: ", error.what())),
+        /*close=*/true);
+    return;
+  }
+  if (parsed != P::Http::Private::State::Done) {
+    if (!connection->headers_checked && parser->step()->id() == BodyStep::Id) {
+      connection->headers_checked = true;
+      OnHeaders(peer, *parser, *connection);
+    }
+    return;
+  }
+  const absl::Time receive_time = connection->request_start;
+  Route route = Route::kNotFound;
+  bool close = ClientWantsClose(parser->request);
+  state_->RequestStarted();
+  Reply reply = Dispatch(parser->request, receive_time, &route, &close);
+  // A drain may have begun while the backend worked.
+  if (state_->draining.load()) close = true;
+  // Finish() counts the request done once its response is written.
+  Finish(peer, *parser, *connection, route, reply, close);
+  state_->RequestDone();
+}
+
+void Handler::OnHeaders(const std::shared_ptr<P::Tcp::Peer>& peer,
+                        P::Http::RequestParser& parser,
+                        Connection& connection) {
+  const P::Http::Request& request = parser.request;
+  const RouteMatch match =
+      MatchRoute(P::Http::methodString(request.method()), request.resource());
+  auto declared = DeclaredLength(request);
+  if (declared && declared->ok() &&
+      **declared > state_->options.max_body_bytes) {
+    if (match.route == Route::kWebhooks) {
+      state_->backend->OnWebhookRefused(Refusal::kTooLarge);
+    }
+    // Answered before the body is received; the connection closes, as the
+    // body may still be on its way.
+    Finish(peer, parser, connection, match.route,
+           TooLargeReply(state_->options.max_body_bytes), /*close=*/true);
+    return;
+  }
+  std::optional<std::string> expect = RawHeader(request, "Expect");
+  if (!expect || request.version() != P::Http::Version::Http11 ||
+      !absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(*expect),
+                              "100-continue")) {
+    return;
+  }
+  // The client waits for our word before sending the body: the final answer
+  // now if the headers decide it, else "go on".
+  if (std::optional<Reply> refusal = RefuseOnHeaders(request, match)) {
+    Finish(peer, parser, connection, match.route, *refusal, /*close=*/true);
+    return;
+  }
+  static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  peer->send(P::RawBuffer(kContinue, sizeof(kContinue) - 1))
+      .then([](ssize_t) {}, [](std::exception_ptr) {});
+}
+
+std::optional<Reply> Handler::RefuseOnHeaders(const P::Http::Request& request,
+                                              const RouteMatch& match) {
+  if (match.route == Route::kNotFound) {
+    return NotFoundReply(request.resource());
+  }
+  if (!match.method_allowed) {
+    return MethodNotAllowedReply(P::Http::methodString(request.method()),
+                                 match);
+  }
+  if (match.route != Route::kWebhooks) return std::nullopt;
+  if (state_->draining.load()) {
+    state_->backend->OnWebhookRefused(Refusal::kShuttingDown);
+    return ErrorReply(503, "the gateway is shutting down");
+  }
+  std::optional<std::string> content_type = RawHeader(request, "Content-Type");
+  if (content_type && !IsJsonContentType(*content_type)) {
+    state_->backend->OnWebhookRefused(Refusal::kUnsupportedMediaType);
+    return UnsupportedMediaTypeReply(*content_type);
+  }
+  return std::nullopt;
+}
+
+Reply Handler::Dispatch(const P::Http::Request& request,
+                        absl::Time receive_time, Route* route, bool* close) {
+  const std::string_view method = P::Http::methodString(request.method());
+  const RouteMatch match = MatchRoute(method, request.resource());
+  *route = match.route;
+  // Draining: every connection closes after its response, so that clients
+  // move to another instance.
+  if (state_->draining.load()) *close = true;
+  if (auto declared = DeclaredLength(request); declared && !declared->ok()) {
+    *close = true;  // we cannot tell where the next request starts
+    return StatusReply(declared->status());
+  }
+  if (match.route == Route::kNotFound) {
+    return NotFoundReply(request.resource());
+  }
+  if (!match.method_allowed) return MethodNotAllowedReply(method, match);
+  switch (match.route) {
+    case Route::kWebhooks:
+      return Webhook(request, receive_time);
+    case Route::kHealthz:
+      return HealthReply();
+    case Route::kReadyz:
+      if (state_->draining.load()) {
+        return ReadinessReply(
+            absl::UnavailableError("the gateway is shutting down"));
+      }
+      return ReadinessReply(state_->backend->Readiness());
+    case Route::kMetrics:
+      return Reply{.body = state_->backend->RenderMetrics(),
+                   .content_type = kMetricsContentType};
+    case Route::kNotFound:
+      break;
+  }
+  return NotFoundReply(request.resource());
+}
+
+Reply Handler::Webhook(const P::Http::Request& request,
+                       absl::Time receive_time) {
+  if (std::optional<Reply> refusal =
+          RefuseOnHeaders(request, MatchRoute("POST", "/webhooks"))) {
+    return *refusal;
+  }
+  // A chunked body is only measured once received.
+  if (request.body().size() > state_->options.max_body_bytes) {
+    state_->backend->OnWebhookRefused(Refusal::kTooLarge);
+    return TooLargeReply(state_->options.max_body_bytes);
+  }
+  absl::StatusOr<WebhookAck> ack =
+      state_->backend->HandleWebhook(request.body(), receive_time);
+  if (!ack.ok()) return StatusReply(ack.status());
+  return AcceptedReply(ack->sequence, ack->id, ack->duplicate);
+}
+
+void Handler::Finish(const std::shared_ptr<P::Tcp::Peer>& peer,
+                     P::Http::RequestParser& parser, Connection& connection,
+                     Route route, const Reply& reply, bool close) {
+  P::Http::ResponseWriter response(parser.request.version(), transport(), this,
+                                   peer);
+  response.headers().add<P::Http::Header::Connection>(
+      close ? P::Http::ConnectionControl::Close
+            : P::Http::ConnectionControl::KeepAlive);
+  if (!reply.allow.empty()) {
+    response.headers().add<P::Http::Header::Allow>(
+        reply.allow == "POST" ? P::Http::Method::Post : P::Http::Method::Get);
+  }
+  if (state_->requests != nullptr) {
+    state_->requests
+        ->WithLabels({RouteLabel(route), std::to_string(reply.code)})
+        .Increment();
+  }
+  parser.reset();
+  connection.request_start = absl::InfinitePast();
+  connection.headers_checked = false;
+  connection.closing = close;
+
+  // Counted in flight until written, so that a drain waits for the bytes.
+  // Pistache drops a write's promise unsettled when the peer is gone
+  // (EPIPE, ECONNRESET, closed): the count is released by the destructor of
+  // a token that the callbacks share, which runs whenever they are
+  // destroyed, settled or not.
+  struct InFlight {
+    explicit InFlight(std::shared_ptr<HttpServer::State> s)
+        : state(std::move(s)) {
+      state->RequestStarted();
+    }
+    ~InFlight() { state->RequestDone(); }
+    std::shared_ptr<HttpServer::State> state;
+  };
+  auto token = std::make_shared<InFlight>(state_);
+  std::weak_ptr<P::Tcp::Peer> weak_peer = peer;
+  response
+      .send(static_cast<P::Http::Code>(reply.code), reply.body,
+            MediaTypeFor(reply.content_type))
+      .then(
+          [token, weak_peer, close](ssize_t) {
+            if (!close) return;
+            // Half-close: the client reads the response, then the end of
+            // the stream; anything it still sends is read and discarded
+            // until it closes, so that no reset destroys the response.
+            if (auto locked = weak_peer.lock()) {
+              ::shutdown(locked->fd(), SHUT_WR);
+            }
+          },
+          [token](std::exception_ptr) {});
+}
+
+}  // namespace
+
+HttpServer::HttpServer(std::shared_ptr<State> state)
+    : state_(std::move(state)) {}
+
+HttpServer::~HttpServer() { Shutdown(); }
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
+    const HttpServerOptions& options, HttpBackend* backend,
+    metrics::Registry* registry) {
+  if (options.threads < 1) {
+    return absl::InvalidArgumentError("HTTP threads must be at least 1");
+  }
+  if (options.max_body_bytes < 1 || options.max_header_bytes < 1024) {
+    return absl::InvalidArgumentError(
+        "HTTP limits: the body limit must be positive and the header limit "
+        "at least 1024 bytes");
+  }
+  auto state = std::make_shared<State>();
+  state->options = options;
+  state->backend = backend;
+  if (registry != nullptr) {
+    state->requests = &registry->AddCounter(
+        "gateway_http_requests_total",
+        "HTTP requests answered, by route and status code.", {"route", "code"});
+    std::weak_ptr<State> weak = state;
+    registry->AddCallbackGauge("gateway_http_requests_in_flight",
+                               "HTTP requests being handled or written now.",
+                               [weak] {
+                                 auto locked = weak.lock();
+                                 if (!locked) return 0.0;
+                                 absl::MutexLock lock(&locked->mu);
+                                 return static_cast<double>(locked->in_flight);
+                               });
+  }
+  const std::string where = absl::StrCat(options.address, ":", options.port);
+  auto endpoint = std::make_unique<P::Http::Endpoint>();
+  try {
+    endpoint = std::make_unique<P::Http::Endpoint>(
+        P::Address(options.address, P::Port(options.port)));
+    const auto to_ms = [](absl::Duration d) {
+      return std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
+    };
+    auto endpoint_options =
+        P::Http::Endpoint::options()
+            .threads(options.threads)
+            .threadsName("http")
+            .flags(P::Tcp::Options::ReuseAddr | P::Tcp::Options::NoDelay)
+            .maxRequestSize(options.max_body_bytes + options.max_header_bytes)
+            .headerTimeout(to_ms(options.request_timeout))
+            .bodyTimeout(to_ms(options.request_timeout))
+            .keepaliveTimeout(to_ms(options.idle_timeout));
+    endpoint->init(endpoint_options);
+    endpoint->setHandler(P::Http::make_handler<Handler>(state));
+    endpoint->serveThreaded();
+  } catch (const std::exception& error) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen for HTTP on ", where, ": ", error.what()));
+  }
+  state->port = static_cast<std::uint16_t>(endpoint->getPort());
+  {
+    absl::MutexLock lock(&state->mu);
+    state->listen_fd = FindListeningSocket(state->port);
+    state->endpoint = std::move(endpoint);
+  }
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(state)));
+}
+
+std::uint16_t HttpServer::port() const { return state_->port; }
+
+void HttpServer::BeginDrain() {
+  state_->draining.store(true);
+  absl::MutexLock lock(&state_->mu);
+  if (state_->listen_fd < 0) {
+    log::Warning(
+        "cannot close the HTTP listening socket early; new "
+        "connections get 503 until the server stops");
+    return;
+  }
+  // Put an unbound socket in the listening socket's place: the listening
+  // socket closes (the kernel refuses new connections, and drops it from
+  // Pistache's poller) while Pistache keeps a valid descriptor to close
+  // later.
+  const int placeholder = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (placeholder >= 0 && ::dup2(placeholder, state_->listen_fd) >= 0) {
+    ::close(placeholder);
+    state_->listen_fd = -1;
+    return;
+  }
+  if (placeholder >= 0) ::close(placeholder);
+  log::Warning("cannot close the HTTP listening socket early",
+               {{"errno", errno}});
+}
+
+bool HttpServer::WaitForIdle(absl::Time deadline) {
+  absl::MutexLock lock(&state_->mu);
+  const auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(state_->mu) {
+    return state_->in_flight == 0;
+  };
+  return state_->mu.AwaitWithDeadline(absl::Condition(&idle), deadline);
+}
+
+void HttpServer::Shutdown() {
+  std::unique_ptr<P::Http::Endpoint> endpoint;
+  {
+    absl::MutexLock lock(&state_->mu);
+    if (state_->shut_down) return;
+    state_->shut_down = true;
+    state_->draining.store(true);
+    endpoint = std::move(state_->endpoint);
+  }
+  if (endpoint == nullptr) return;
+  try {
+    endpoint->shutdown();
+  } catch (const std::exception& error) {
+    log::Warning("HTTP server shutdown", {{"error", error.what()}});
+  }
+  // Destroying the endpoint joins Pistache's threads.
+  endpoint.reset();
+}
+
+std::int64_t HttpServer::in_flight() const {
+  absl::MutexLock lock(&state_->mu);
+  return state_->in_flight;
+}
+
+}  // namespace convocore::http

@@ -1,0 +1,121 @@
+// The gateway's HTTP server: the Pistache 0.0.5 adapter in front of an
+// HttpBackend. Pistache stays behind this header.
+//
+// It works around Pistache 0.0.5's traps, each seen on this machine:
+// - its request size limit defaults to 4 KiB: ours is max_body_bytes plus
+//   max_header_bytes, and a body over max_body_bytes is refused with a JSON
+//   413 as soon as its Content-Length is read, before it is received;
+// - it answers "Connection: Close" to every HTTP/1.1 request without a
+//   Connection header, though keep-alive is HTTP/1.1's default: we decide
+//   the Connection header ourselves (keep-alive unless the client asked to
+//   close, or spoke HTTP/1.0 without asking to keep it) and close the
+//   connection ourselves when we say so;
+// - it never answers "Expect: 100-continue" (curl then waits a second before
+//   sending a body): we answer 100 Continue once the headers are in, or the
+//   final error at once when the headers alone decide it;
+// - binding a port in use throws: Start() returns the error instead.
+// For that it replaces Pistache's Http::Handler::onInput with its own loop
+// over Pistache's public parser (see server.cc).
+//
+// Known limit: Pistache drops bytes of a pipelined request that arrive in the
+// same read as the end of the previous one; clients that pipeline (rare;
+// curl and browsers do not) must not.
+#ifndef GATEWAY_HTTP_SERVER_H_
+#define GATEWAY_HTTP_SERVER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "gateway/metrics/registry.h"
+
+namespace convocore::http {
+
+// Why the HTTP layer refused a webhook before handing it to the backend.
+enum class Refusal { kUnsupportedMediaType, kTooLarge, kShuttingDown };
+
+struct WebhookAck {
+  std::uint64_t sequence = 0;
+  std::string id;
+  bool duplicate = false;
+};
+
+// What the server serves. Called concurrently from every HTTP thread.
+class HttpBackend {
+ public:
+  virtual ~HttpBackend() = default;
+
+  // POST /webhooks with a JSON (or unlabelled) body. The error's code picks
+  // the HTTP status (see HttpCodeForStatus) and its message is the body.
+  virtual absl::StatusOr<WebhookAck> HandleWebhook(std::string_view body,
+                                                   absl::Time receive_time) = 0;
+  // A webhook refused by the HTTP layer itself, for metrics.
+  virtual void OnWebhookRefused(Refusal refusal) = 0;
+  // OK when ready to accept and persist webhooks; the reason otherwise.
+  virtual absl::Status Readiness() const = 0;
+  // The body of GET /metrics.
+  virtual std::string RenderMetrics() const = 0;
+};
+
+struct HttpServerOptions {
+  // An address to bind ("0.0.0.0", "127.0.0.1", "::").
+  std::string address = "0.0.0.0";
+  // 0 binds a free port; see HttpServer::port().
+  std::uint16_t port = 8080;
+  // Threads that read requests and call the backend; a webhook holds its
+  // thread until the event is stored.
+  int threads = 4;
+  std::size_t max_body_bytes = 1 << 20;
+  // Request line and headers.
+  std::size_t max_header_bytes = 64 << 10;
+  // A request whose headers or body take longer is answered 408.
+  absl::Duration request_timeout = absl::Seconds(30);
+  // An idle keep-alive connection is closed after this long.
+  absl::Duration idle_timeout = absl::Seconds(120);
+};
+
+class HttpServer {
+ public:
+  // Binds and starts serving. `backend` (and `registry`, which may be null)
+  // must outlive the server. Fails with kUnavailable when the address cannot
+  // be bound (port in use, address not local), kInvalidArgument for
+  // unusable options.
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(
+      const HttpServerOptions& options, HttpBackend* backend,
+      metrics::Registry* registry);
+
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // The bound port (the chosen one when options.port was 0).
+  std::uint16_t port() const;
+
+  // First step of a graceful shutdown: /readyz turns 503, the listening
+  // socket is closed (new connections are refused), and webhooks still
+  // arriving on open connections get 503 and "Connection: close".
+  void BeginDrain();
+  // Waits until no request is in progress or `deadline` passes; true when
+  // idle.
+  bool WaitForIdle(absl::Time deadline);
+  // Stops the server threads and closes every connection. Idempotent.
+  void Shutdown();
+
+  // Requests being handled right now.
+  std::int64_t in_flight() const;
+
+  struct State;
+
+ private:
+  explicit HttpServer(std::shared_ptr<State> state);
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace convocore::http
+
+#endif  // GATEWAY_HTTP_SERVER_H_

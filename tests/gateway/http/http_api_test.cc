@@ -1,0 +1,112 @@
+#include "gateway/http/http_api.h"
+
+#include <string>
+
+#include "gtest/gtest.h"
+#include "rapidjson/document.h"
+
+namespace convocore::http {
+namespace {
+
+rapidjson::Document ParseJson(const std::string& text) {
+  rapidjson::Document doc;
+  doc.Parse<rapidjson::kParseValidateEncodingFlag>(text.c_str(), text.size());
+  EXPECT_FALSE(doc.HasParseError()) << text;
+  return doc;
+}
+
+TEST(MatchRouteTest, KnownPathsAndMethods) {
+  EXPECT_EQ(MatchRoute("POST", "/webhooks").route, Route::kWebhooks);
+  EXPECT_TRUE(MatchRoute("POST", "/webhooks").method_allowed);
+  EXPECT_FALSE(MatchRoute("GET", "/webhooks").method_allowed);
+  EXPECT_EQ(MatchRoute("GET", "/webhooks").allowed_method, "POST");
+  EXPECT_TRUE(MatchRoute("GET", "/healthz").method_allowed);
+  EXPECT_TRUE(MatchRoute("GET", "/readyz").method_allowed);
+  EXPECT_TRUE(MatchRoute("GET", "/metrics").method_allowed);
+  EXPECT_FALSE(MatchRoute("DELETE", "/metrics").method_allowed);
+}
+
+TEST(MatchRouteTest, UnknownPathsAreNotFound) {
+  EXPECT_EQ(MatchRoute("POST", "/webhooks/").route, Route::kNotFound);
+  EXPECT_EQ(MatchRoute("POST", "/").route, Route::kNotFound);
+  EXPECT_EQ(MatchRoute("GET", "/WEBHOOKS").route, Route::kNotFound);
+  EXPECT_EQ(RouteLabel(Route::kNotFound), "other");
+}
+
+TEST(ContentTypeTest, JsonVariantsAreJson) {
+  EXPECT_TRUE(IsJsonContentType("application/json"));
+  EXPECT_TRUE(IsJsonContentType("application/json; charset=utf-8"));
+  EXPECT_TRUE(IsJsonContentType("Application/JSON;charset=\"UTF-8\""));
+  EXPECT_TRUE(IsJsonContentType("application/vnd.convocore+json"));
+  EXPECT_TRUE(IsJsonContentType(" application/json ; foo=bar"));
+}
+
+TEST(ContentTypeTest, OtherTypesAreNot) {
+  EXPECT_FALSE(IsJsonContentType("text/plain"));
+  EXPECT_FALSE(IsJsonContentType("application/x-www-form-urlencoded"));
+  EXPECT_FALSE(IsJsonContentType("application/jsonp"));
+  EXPECT_FALSE(IsJsonContentType("text/json"));
+  EXPECT_FALSE(IsJsonContentType(""));
+  EXPECT_FALSE(IsJsonContentType("application/json; charset=latin1"));
+}
+
+TEST(StatusMappingTest, EveryIngestErrorHasItsCode) {
+  EXPECT_EQ(HttpCodeForStatus(absl::InvalidArgumentError("x")), 400);
+  EXPECT_EQ(HttpCodeForStatus(absl::UnauthenticatedError("x")), 401);
+  EXPECT_EQ(HttpCodeForStatus(absl::ResourceExhaustedError("x")), 413);
+  EXPECT_EQ(HttpCodeForStatus(absl::UnavailableError("x")), 503);
+  EXPECT_EQ(HttpCodeForStatus(absl::AbortedError("x")), 503);
+  EXPECT_EQ(HttpCodeForStatus(absl::DeadlineExceededError("x")), 503);
+  EXPECT_EQ(HttpCodeForStatus(absl::InternalError("x")), 500);
+}
+
+TEST(RepliesTest, AcceptedReplyIsJson) {
+  const Reply reply = AcceptedReply(42, "abc\"def", true);
+  EXPECT_EQ(reply.code, 200);
+  rapidjson::Document doc = ParseJson(reply.body);
+  EXPECT_EQ(doc["sequence"].GetUint64(), 42u);
+  EXPECT_STREQ(doc["id"].GetString(), "abc\"def");
+  EXPECT_TRUE(doc["duplicate"].GetBool());
+}
+
+TEST(RepliesTest, ErrorMessagesAreEscaped) {
+  const std::string message =
+      "payload.createdAt: expected an integer, got string \"a\\b\"\n\x01\xff";
+  const Reply reply = StatusReply(absl::InvalidArgumentError(message));
+  EXPECT_EQ(reply.code, 400);
+  rapidjson::Document doc = ParseJson(reply.body);
+  EXPECT_EQ(doc["error"]["code"].GetInt(), 400);
+  EXPECT_STREQ(doc["error"]["status"].GetString(), "INVALID_ARGUMENT");
+  EXPECT_EQ(std::string(doc["error"]["message"].GetString()),
+            "payload.createdAt: expected an integer, got string \"a\\b\"\n\x01"
+            "\xef\xbf\xbd");
+}
+
+TEST(RepliesTest, NotFoundCutsALongPath) {
+  const Reply reply = NotFoundReply("/" + std::string(10'000, 'a'));
+  EXPECT_EQ(reply.code, 404);
+  EXPECT_LT(reply.body.size(), 400u);
+  ParseJson(reply.body);
+}
+
+TEST(RepliesTest, MethodNotAllowedNamesTheMethod) {
+  const Reply reply =
+      MethodNotAllowedReply("GET", MatchRoute("GET", "/webhooks"));
+  EXPECT_EQ(reply.code, 405);
+  EXPECT_EQ(reply.allow, "POST");
+  EXPECT_EQ(ParseJson(reply.body)["error"]["status"].GetString(),
+            std::string("METHOD_NOT_ALLOWED"));
+}
+
+TEST(RepliesTest, ReadinessReplies) {
+  EXPECT_EQ(ReadinessReply(absl::OkStatus()).code, 200);
+  const Reply reply = ReadinessReply(absl::UnavailableError("disk full"));
+  EXPECT_EQ(reply.code, 503);
+  EXPECT_STREQ(ParseJson(reply.body)["reason"].GetString(), "disk full");
+  EXPECT_EQ(HealthReply().code, 200);
+  EXPECT_EQ(UnsupportedMediaTypeReply("text/plain").code, 415);
+  EXPECT_EQ(TooLargeReply(1024).code, 413);
+}
+
+}  // namespace
+}  // namespace convocore::http

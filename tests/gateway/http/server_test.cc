@@ -1,0 +1,548 @@
+// The Pistache adapter against a small in-test backend, over real sockets:
+// libcurl for ordinary requests, raw TCP for what libcurl hides.
+#include "gateway/http/server.h"
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "rapidjson/document.h"
+#include "tests/gateway/http/http_test_client.h"
+
+namespace convocore::http {
+namespace {
+
+using ::convocore::http::testing::CanConnect;
+using ::convocore::http::testing::HttpClient;
+using ::convocore::http::testing::HttpResponse;
+using ::convocore::http::testing::RawConnection;
+using ::testing::HasSubstr;
+
+// Accepts every body as the next sequence, or answers what the body names:
+// "400", "401", "413", "503". A body "block" waits for Release().
+class TestBackend : public HttpBackend {
+ public:
+  absl::StatusOr<WebhookAck> HandleWebhook(std::string_view body,
+                                           absl::Time receive_time) override {
+    {
+      absl::MutexLock lock(&mu_);
+      bodies_.emplace_back(body);
+      receive_times_.push_back(receive_time);
+    }
+    if (body == "400") {
+      return absl::InvalidArgumentError("payload.createdAt: expected \"ms\"");
+    }
+    if (body == "401") return absl::UnauthenticatedError("wrong secret");
+    if (body == "413") return absl::ResourceExhaustedError("too many keys");
+    if (body == "503") return absl::UnavailableError("store unavailable");
+    if (body == "block") {
+      entered_.Notify();
+      release_.WaitForNotification();
+    }
+    return WebhookAck{.sequence = ++sequence_,
+                      .id = "id-" + std::string(body),
+                      .duplicate = false};
+  }
+  void OnWebhookRefused(Refusal refusal) override {
+    absl::MutexLock lock(&mu_);
+    refusals_.push_back(refusal);
+  }
+  absl::Status Readiness() const override {
+    absl::MutexLock lock(&mu_);
+    return readiness_;
+  }
+  std::string RenderMetrics() const override { return "# metrics\n"; }
+
+  void SetReadiness(absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    readiness_ = std::move(status);
+  }
+  std::vector<std::string> bodies() const {
+    absl::MutexLock lock(&mu_);
+    return bodies_;
+  }
+  std::vector<Refusal> refusals() const {
+    absl::MutexLock lock(&mu_);
+    return refusals_;
+  }
+  std::vector<absl::Time> receive_times() const {
+    absl::MutexLock lock(&mu_);
+    return receive_times_;
+  }
+  void WaitUntilBlocked() { entered_.WaitForNotification(); }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    if (!release_.HasBeenNotified()) release_.Notify();
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<std::string> bodies_ ABSL_GUARDED_BY(mu_);
+  std::vector<absl::Time> receive_times_ ABSL_GUARDED_BY(mu_);
+  std::vector<Refusal> refusals_ ABSL_GUARDED_BY(mu_);
+  absl::Status readiness_ ABSL_GUARDED_BY(mu_);
+  std::atomic<std::uint64_t> sequence_{0};
+  absl::Notification entered_;
+  absl::Notification release_;
+};
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { StartServer(HttpServerOptions{}); }
+  void TearDown() override {
+    backend_.Release();  // never leave a server thread blocked
+    server_.reset();
+  }
+
+  void StartServer(HttpServerOptions options) {
+    server_.reset();
+    registry_ = std::make_unique<metrics::Registry>();
+    options.address = "127.0.0.1";
+    options.port = 0;
+    options.threads = 2;
+    auto server = HttpServer::Start(options, &backend_, registry_.get());
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+  }
+
+  std::string Url(absl::string_view path) const {
+    return absl::StrCat("http://127.0.0.1:", server_->port(), path);
+  }
+
+  static rapidjson::Document Json(const std::string& body) {
+    rapidjson::Document doc;
+    doc.Parse(body.c_str());
+    EXPECT_FALSE(doc.HasParseError()) << body;
+    return doc;
+  }
+
+  std::string Request(absl::string_view method, absl::string_view path,
+                      absl::string_view body,
+                      absl::string_view extra_headers = "") const {
+    return absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: localhost\r\n",
+                        extra_headers, "Content-Length: ", body.size(),
+                        "\r\n\r\n", body);
+  }
+
+  std::unique_ptr<metrics::Registry> registry_;
+  TestBackend backend_;
+  std::unique_ptr<HttpServer> server_;
+  HttpClient client_;
+};
+
+TEST_F(HttpServerTest, AcceptedWebhookIsJsonWithSequenceAndId) {
+  absl::StatusOr<HttpResponse> response =
+      client_.PostJson(Url("/webhooks"), R"({"type":"x"})");
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->code, 200);
+  EXPECT_EQ(response->headers["content-type"], "application/json");
+  rapidjson::Document doc = Json(response->body);
+  EXPECT_EQ(doc["sequence"].GetUint64(), 1u);
+  EXPECT_STREQ(doc["id"].GetString(), "id-{\"type\":\"x\"}");
+  EXPECT_FALSE(doc["duplicate"].GetBool());
+  EXPECT_THAT(backend_.bodies(), ::testing::ElementsAre(R"({"type":"x"})"));
+}
+
+TEST_F(HttpServerTest, BackendErrorsMapToStatusesWithJsonBodies) {
+  const std::vector<std::pair<std::string, long>> cases = {
+      {"400", 400}, {"401", 401}, {"413", 413}, {"503", 503}};
+  for (const auto& [body, code] : cases) {
+    absl::StatusOr<HttpResponse> response =
+        client_.PostJson(Url("/webhooks"), body);
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_EQ(response->code, code) << body;
+    rapidjson::Document doc = Json(response->body);
+    EXPECT_EQ(doc["error"]["code"].GetInt(), code);
+  }
+  absl::StatusOr<HttpResponse> response =
+      client_.PostJson(Url("/webhooks"), "400");
+  EXPECT_STREQ(Json(response->body)["error"]["message"].GetString(),
+               "payload.createdAt: expected \"ms\"");
+}
+
+TEST_F(HttpServerTest, ContentTypeMustBeJsonWhenPresent) {
+  absl::StatusOr<HttpResponse> plain = client_.Request(
+      "POST", Url("/webhooks"), "{}", {"Content-Type: text/plain"});
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->code, 415);
+  EXPECT_THAT(Json(plain->body)["error"]["message"].GetString(),
+              HasSubstr("text/plain"));
+  absl::StatusOr<HttpResponse> charset =
+      client_.Request("POST", Url("/webhooks"), "{}",
+                      {"Content-Type: application/json; charset=utf-8"});
+  EXPECT_EQ(charset->code, 200);
+  absl::StatusOr<HttpResponse> absent =
+      client_.Request("POST", Url("/webhooks"), "{}");
+  EXPECT_EQ(absent->code, 200);
+  EXPECT_THAT(backend_.refusals(),
+              ::testing::ElementsAre(Refusal::kUnsupportedMediaType));
+}
+
+TEST_F(HttpServerTest, UnknownPathIs404AndWrongMethodIs405) {
+  absl::StatusOr<HttpResponse> missing = client_.Get(Url("/nope?x=1"));
+  EXPECT_EQ(missing->code, 404);
+  EXPECT_EQ(Json(missing->body)["error"]["code"].GetInt(), 404);
+  absl::StatusOr<HttpResponse> get = client_.Get(Url("/webhooks"));
+  EXPECT_EQ(get->code, 405);
+  EXPECT_EQ(get->headers["allow"], "POST");
+  absl::StatusOr<HttpResponse> post =
+      client_.Request("POST", Url("/healthz"), "{}");
+  EXPECT_EQ(post->code, 405);
+  EXPECT_EQ(post->headers["allow"], "GET");
+  EXPECT_TRUE(backend_.bodies().empty());
+}
+
+TEST_F(HttpServerTest, HealthReadinessAndMetrics) {
+  EXPECT_EQ(client_.Get(Url("/healthz"))->code, 200);
+  EXPECT_EQ(client_.Get(Url("/readyz"))->code, 200);
+  backend_.SetReadiness(absl::UnavailableError("store: disk full"));
+  absl::StatusOr<HttpResponse> not_ready = client_.Get(Url("/readyz"));
+  EXPECT_EQ(not_ready->code, 503);
+  EXPECT_STREQ(Json(not_ready->body)["reason"].GetString(), "store: disk full");
+  EXPECT_EQ(client_.Get(Url("/healthz"))->code, 200);
+  absl::StatusOr<HttpResponse> metrics = client_.Get(Url("/metrics"));
+  EXPECT_EQ(metrics->code, 200);
+  EXPECT_EQ(metrics->body, "# metrics\n");
+  EXPECT_THAT(metrics->headers["content-type"], HasSubstr("text/plain"));
+  EXPECT_THAT(metrics->headers["content-type"], HasSubstr("version=0.0.4"));
+}
+
+TEST_F(HttpServerTest, CountsRequestsByRouteAndCode) {
+  client_.PostJson(Url("/webhooks"), "{}");
+  client_.PostJson(Url("/webhooks"), "401");
+  client_.Get(Url("/nope"));
+  const std::string text = registry_->Render();
+  EXPECT_THAT(
+      text,
+      HasSubstr(
+          R"(gateway_http_requests_total{route="webhooks",code="200"} 1)"));
+  EXPECT_THAT(
+      text,
+      HasSubstr(
+          R"(gateway_http_requests_total{route="webhooks",code="401"} 1)"));
+  EXPECT_THAT(
+      text,
+      HasSubstr(R"(gateway_http_requests_total{route="other",code="404"} 1)"));
+}
+
+// Pistache's own limit is 4 KiB; ours is the configured body limit.
+TEST_F(HttpServerTest, BodiesUpToTheLimitPassAndLargerOnesAre413) {
+  HttpServerOptions options;
+  options.max_body_bytes = 256 << 10;
+  StartServer(options);
+  const std::string fits(256 << 10, 'a');
+  absl::StatusOr<HttpResponse> ok = client_.PostJson(Url("/webhooks"), fits);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->code, 200);
+  EXPECT_EQ(backend_.bodies().back().size(), fits.size());
+
+  absl::StatusOr<HttpResponse> large =
+      client_.PostJson(Url("/webhooks"), fits + "b");
+  ASSERT_TRUE(large.ok()) << large.status();
+  EXPECT_EQ(large->code, 413);
+  EXPECT_EQ(Json(large->body)["error"]["code"].GetInt(), 413);
+  EXPECT_EQ(large->headers["connection"], "Close");
+  EXPECT_THAT(backend_.refusals(), ::testing::ElementsAre(Refusal::kTooLarge));
+  // The server keeps serving.
+  EXPECT_EQ(client_.PostJson(Url("/webhooks"), "{}")->code, 200);
+}
+
+TEST_F(HttpServerTest, TooLargeIsAnsweredBeforeTheBodyIsSent) {
+  absl::StatusOr<RawConnection> connection =
+      RawConnection::Connect(server_->port());
+  ASSERT_TRUE(connection.ok());
+  // Headers only; the 100 MiB body never comes.
+  ASSERT_TRUE(connection
+                  ->Send("POST /webhooks HTTP/1.1\r\nHost: x\r\n"
+                         "Content-Length: 104857600\r\n\r\n")
+                  .ok());
+  absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->code, 413);
+  EXPECT_TRUE(connection->WaitForClose());
+}
+
+TEST_F(HttpServerTest, AbsurdContentLengthIs413) {
+  absl::StatusOr<RawConnection> connection =
+      RawConnection::Connect(server_->port());
+  ASSERT_TRUE(connection.ok());
+  ASSERT_TRUE(connection
+                  ->Send("POST /webhooks HTTP/1.1\r\nHost: x\r\n"
+                         "Content-Length: 18446744073709551615\r\n\r\n")
+                  .ok());
+  absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->code, 413);
+}
+
+TEST_F(HttpServerTest, HugeHeadersAre431) {
+  absl::StatusOr<RawConnection> connection =
+      RawConnection::Connect(server_->port());
+  ASSERT_TRUE(connection.ok());
+  const std::string header = "X-Filler: " + std::string(2 << 20, 'x');
+  // The server may close before it has read all of it; that is fine.
+  connection->Send(Request("POST", "/webhooks", "{}", header + "\r\n"))
+      .IgnoreError();
+  absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->code, 431);
+}
+
+TEST_F(HttpServerTest, InvalidContentLengthIs400) {
+  absl::StatusOr<RawConnection> connection =
+      RawConnection::Connect(server_->port());
+  ASSERT_TRUE(connection.ok());
+  ASSERT_TRUE(connection
+                  ->Send("POST /webhooks HTTP/1.1\r\nHost: x\r\n"
+                         "Content-Length: abc\r\n\r\n{}")
+                  .ok());
+  absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->code, 400);
+  EXPECT_TRUE(connection->WaitForClose());
+}
+
+TEST_F(HttpServerTest, GarbageIs400AndTheServerGoesOn) {
+  absl::StatusOr<RawConnection> connection =
+      RawConnection::Connect(server_->port());
+  ASSERT_TRUE(connection.ok());
+  ASSERT_TRUE(connection->Send("NOT HTTP AT ALL\r\n\r\n").ok());
+  absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->code, 400);
+  EXPECT_EQ(Json(response->body)["error"]["code"].GetInt(), 400);
+  EXPECT_EQ(client_.Get(Url("/healthz"))->code, 200);
+}
+
+// Pistache answers "Connection: Close" when the request has no Connection
+// header; HTTP/1.1 means keep-alive then.
+TEST_F(HttpServerTest, KeepAliveHoldsWithoutAConnectionHeader) {
+  absl::StatusOr<RawConnection> connection =
+      RawConnection::Connect(server_->port());
+  ASSERT_TRUE(connection.ok());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(connection->Send(Request("POST", "/webhooks", "{}")).ok());
+    absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+    ASSERT_TRUE(response.ok()) << i << ": " << response.status();
+    EXPECT_EQ(response->code, 200);
+    EXPECT_EQ(response->headers["connection"], "Keep-Alive");
+  }
+  // And libcurl reuses its connection.
+  EXPECT_EQ(client_.PostJson(Url("/webhooks"), "{}")->new_connections, 1);
+  EXPECT_EQ(client_.PostJson(Url("/webhooks"), "{}")->new_connections, 0);
+  EXPECT_EQ(client_.Get(Url("/healthz"))->new_connections, 0);
+}
+
+TEST_F(HttpServerTest, ConnectionCloseIsHonoured) {
+  absl::StatusOr<RawConnection> connection =
+      RawConnection::Connect(server_->port());
+  ASSERT_TRUE(connection.ok());
+  ASSERT_TRUE(
+      connection->Send(Request("GET", "/healthz", "", "Connection: close\r\n"))
+          .ok());
+  absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+  ASSERT_TRUE(response.ok());
+  EXPECT_EQ(response->headers["connection"], "Close");
+  EXPECT_TRUE(connection->WaitForClose());
+}
+
+TEST_F(HttpServerTest, Http10ClosesUnlessAskedToKeepAlive) {
+  absl::StatusOr<RawConnection> closing =
+      RawConnection::Connect(server_->port());
+  ASSERT_TRUE(closing.ok());
+  ASSERT_TRUE(closing->Send("GET /healthz HTTP/1.0\r\n\r\n").ok());
+  EXPECT_EQ(closing->ReadResponse()->headers["connection"], "Close");
+  EXPECT_TRUE(closing->WaitForClose());
+
+  absl::StatusOr<RawConnection> kept = RawConnection::Connect(server_->port());
+  ASSERT_TRUE(kept.ok());
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(
+        kept->Send("GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .ok());
+    absl::StatusOr<HttpResponse> response = kept->ReadResponse();
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_EQ(response->headers["connection"], "Keep-Alive");
+  }
+}
+
+// Pistache never answers "Expect: 100-continue"; clients then wait (curl: a
+// second) before sending the body.
+TEST_F(HttpServerTest, AnswersExpect100Continue) {
+  absl::StatusOr<RawConnection> connection =
+      RawConnection::Connect(server_->port());
+  ASSERT_TRUE(connection.ok());
+  ASSERT_TRUE(connection
+                  ->Send("POST /webhooks HTTP/1.1\r\nHost: x\r\n"
+                         "Content-Type: application/json\r\n"
+                         "Expect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+                  .ok());
+  absl::StatusOr<HttpResponse> interim = connection->ReadResponse();
+  ASSERT_TRUE(interim.ok()) << interim.status();
+  EXPECT_EQ(interim->code, 100);
+  ASSERT_TRUE(connection->Send("{}").ok());
+  absl::StatusOr<HttpResponse> final_response = connection->ReadResponse();
+  ASSERT_TRUE(final_response.ok()) << final_response.status();
+  EXPECT_EQ(final_response->code, 200);
+  EXPECT_EQ(final_response->headers["connection"], "Keep-Alive");
+  // The connection goes on, and the next request may expect again.
+  ASSERT_TRUE(connection
+                  ->Send("POST /webhooks HTTP/1.1\r\nHost: x\r\n"
+                         "Expect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+                  .ok());
+  EXPECT_EQ(connection->ReadResponse()->code, 100);
+  ASSERT_TRUE(connection->Send("{}").ok());
+  EXPECT_EQ(connection->ReadResponse()->code, 200);
+}
+
+TEST_F(HttpServerTest, Expect100ContinueGetsTheFinalErrorAtOnce) {
+  absl::StatusOr<RawConnection> connection =
+      RawConnection::Connect(server_->port());
+  ASSERT_TRUE(connection.ok());
+  ASSERT_TRUE(connection
+                  ->Send("POST /webhooks HTTP/1.1\r\nHost: x\r\n"
+                         "Content-Type: text/csv\r\n"
+                         "Expect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+                  .ok());
+  absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->code, 415);
+  EXPECT_TRUE(connection->WaitForClose());
+  EXPECT_TRUE(backend_.bodies().empty());
+}
+
+TEST_F(HttpServerTest, CurlWithExpectDoesNotWait) {
+  // libcurl sends "Expect: 100-continue" and waits up to a second for the
+  // 100 before sending the body; with a 100 it sends at once.
+  absl::StatusOr<HttpResponse> response = client_.Request(
+      "POST", Url("/webhooks"), "{}",
+      {"Content-Type: application/json", "Expect: 100-continue"});
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->code, 200);
+}
+
+TEST_F(HttpServerTest, ReceiveTimeIsWhenTheRequestStarted) {
+  absl::StatusOr<RawConnection> connection =
+      RawConnection::Connect(server_->port());
+  ASSERT_TRUE(connection.ok());
+  const absl::Time before = absl::Now();
+  ASSERT_TRUE(connection
+                  ->Send("POST /webhooks HTTP/1.1\r\nHost: x\r\n"
+                         "Expect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+                  .ok());
+  // The 100 shows the server has read the headers; the body comes later,
+  // and the receive time is still the first byte's.
+  ASSERT_EQ(connection->ReadResponse()->code, 100);
+  const absl::Time body_sent = absl::Now();
+  ASSERT_TRUE(connection->Send("{}").ok());
+  ASSERT_EQ(connection->ReadResponse()->code, 200);
+  ASSERT_EQ(backend_.receive_times().size(), 1u);
+  EXPECT_GE(backend_.receive_times()[0], before);
+  EXPECT_LE(backend_.receive_times()[0], body_sent);
+}
+
+TEST_F(HttpServerTest, SecondServerOnTheSamePortFails) {
+  HttpServerOptions options;
+  options.address = "127.0.0.1";
+  options.port = server_->port();
+  TestBackend other;
+  auto second = HttpServer::Start(options, &other, nullptr);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(second.status().message(),
+              HasSubstr(absl::StrCat("127.0.0.1:", server_->port())));
+  EXPECT_THAT(second.status().message(), HasSubstr("in use"));
+  // The first one is unharmed.
+  EXPECT_EQ(client_.Get(Url("/healthz"))->code, 200);
+}
+
+TEST_F(HttpServerTest, DrainFinishesInFlightRequestsAndRefusesNewOnes) {
+  absl::StatusOr<RawConnection> in_flight =
+      RawConnection::Connect(server_->port());
+  ASSERT_TRUE(in_flight.ok());
+  absl::StatusOr<RawConnection> idle = RawConnection::Connect(server_->port());
+  ASSERT_TRUE(idle.ok());
+  // Served once, so that the server has accepted it before the drain.
+  ASSERT_TRUE(idle->Send(Request("GET", "/healthz", "")).ok());
+  ASSERT_EQ(idle->ReadResponse()->code, 200);
+  ASSERT_TRUE(in_flight->Send(Request("POST", "/webhooks", "block")).ok());
+  backend_.WaitUntilBlocked();
+  EXPECT_EQ(server_->in_flight(), 1);
+
+  server_->BeginDrain();
+  // New connections are refused; the open ones still get answers.
+  EXPECT_FALSE(CanConnect(server_->port()));
+  ASSERT_TRUE(idle->Send(Request("GET", "/readyz", "")).ok());
+  absl::StatusOr<HttpResponse> readiness = idle->ReadResponse();
+  ASSERT_TRUE(readiness.ok()) << readiness.status();
+  EXPECT_EQ(readiness->code, 503);
+  EXPECT_EQ(readiness->headers["connection"], "Close");
+  EXPECT_FALSE(server_->WaitForIdle(absl::Now()));
+
+  backend_.Release();
+  absl::StatusOr<HttpResponse> accepted = in_flight->ReadResponse();
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  EXPECT_EQ(accepted->code, 200);
+  EXPECT_EQ(accepted->headers["connection"], "Close");
+  EXPECT_TRUE(server_->WaitForIdle(absl::Now() + absl::Seconds(10)));
+  server_->Shutdown();
+}
+
+TEST_F(HttpServerTest, AClientGoneBeforeItsResponseDoesNotHoldTheDrain) {
+  absl::StatusOr<RawConnection> connection =
+      RawConnection::Connect(server_->port());
+  ASSERT_TRUE(connection.ok());
+  ASSERT_TRUE(connection->Send(Request("POST", "/webhooks", "block")).ok());
+  backend_.WaitUntilBlocked();
+  connection->Reset();
+  server_->BeginDrain();
+  backend_.Release();
+  EXPECT_TRUE(server_->WaitForIdle(absl::Now() + absl::Seconds(10)));
+}
+
+TEST_F(HttpServerTest, WebhooksDuringDrainAre503) {
+  absl::StatusOr<RawConnection> connection =
+      RawConnection::Connect(server_->port());
+  ASSERT_TRUE(connection.ok());
+  ASSERT_TRUE(connection->Send(Request("GET", "/healthz", "")).ok());
+  ASSERT_EQ(connection->ReadResponse()->code, 200);
+  server_->BeginDrain();
+  ASSERT_TRUE(connection->Send(Request("POST", "/webhooks", "{}")).ok());
+  absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->code, 503);
+  EXPECT_THAT(backend_.refusals(),
+              ::testing::ElementsAre(Refusal::kShuttingDown));
+  EXPECT_TRUE(backend_.bodies().empty());
+}
+
+TEST_F(HttpServerTest, ConcurrentClientsAreAllAnswered) {
+  constexpr int kClients = 8;
+  constexpr int kPerClient = 50;
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([this, &ok] {
+      HttpClient client;
+      for (int i = 0; i < kPerClient; ++i) {
+        auto response = client.PostJson(Url("/webhooks"), "{}");
+        if (response.ok() && response->code == 200) ++ok;
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(ok.load(), kClients * kPerClient);
+  EXPECT_EQ(backend_.bodies().size(),
+            static_cast<std::size_t>(kClients * kPerClient));
+}
+
+}  // namespace
+}  // namespace convocore::http
