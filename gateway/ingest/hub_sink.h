@@ -1,0 +1,30 @@
+// The EventSink of the binary: the event hub, which sequences, stores (with
+// group commit) and fans out.
+#ifndef GATEWAY_INGEST_HUB_SINK_H_
+#define GATEWAY_INGEST_HUB_SINK_H_
+
+#include <cstdint>
+#include <utility>
+
+#include "gateway/ingest/pipeline.h"
+#include "services/hub/event_hub.h"
+
+namespace convocore::ingest {
+
+class HubSink final : public EventSink {
+ public:
+  // `hub` must outlive the sink.
+  explicit HubSink(hub::EventHub* hub) : hub_(hub) {}
+
+  absl::StatusOr<std::uint64_t> Publish(
+      convocore::webhooks::v1::Event event) override {
+    return hub_->Publish(std::move(event));
+  }
+
+ private:
+  hub::EventHub* const hub_;
+};
+
+}  // namespace convocore::ingest
+
+#endif  // GATEWAY_INGEST_HUB_SINK_H_

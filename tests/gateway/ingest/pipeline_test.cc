@@ -1,0 +1,271 @@
+// The ingest pipeline over the real translator, de-duplicator and event hub
+// (in-memory store); a store that refuses to write stands in for a full disk.
+#include "gateway/ingest/pipeline.h"
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "gateway/ingest/hub_sink.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/hub/event_hub.h"
+#include "services/hub/in_memory_event_store.h"
+#include "tests/gateway/metrics/exposition_checker.h"
+
+namespace convocore::ingest {
+namespace {
+
+using ::convocore::metrics::testing::CheckExposition;
+using ::convocore::metrics::testing::SampleValue;
+using ::testing::HasSubstr;
+
+constexpr char kSecret[] = "your_workspace_secret";
+
+std::string ReadFile(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::vector<std::filesystem::path> SamplePaths() {
+  std::vector<std::filesystem::path> paths;
+  for (const auto& entry : std::filesystem::directory_iterator(
+           std::filesystem::path(GATEWAY_TESTDATA_DIR) / "samples")) {
+    if (entry.path().extension() == ".json") paths.push_back(entry.path());
+  }
+  std::sort(paths.begin(), paths.end());
+  return paths;
+}
+
+// The in-memory store, but Append() fails while `failing` is set.
+class FlakyStore final : public hub::EventStore {
+ public:
+  explicit FlakyStore(std::shared_ptr<std::atomic<bool>> failing)
+      : failing_(std::move(failing)) {}
+  absl::Status Append(absl::Span<const hub::StoredEvent> batch) override {
+    if (failing_->load()) return absl::UnavailableError("disk full");
+    return inner_.Append(batch);
+  }
+  absl::StatusOr<std::vector<hub::StoredEvent>> ReadAfter(
+      std::uint64_t after, std::size_t max) const override {
+    return inner_.ReadAfter(after, max);
+  }
+  absl::StatusOr<std::uint64_t> FirstSequenceAtOrAfter(
+      absl::Time time) const override {
+    return inner_.FirstSequenceAtOrAfter(time);
+  }
+  hub::StoreStats Stats() const override { return inner_.Stats(); }
+  absl::Status Health() const override {
+    return failing_->load() ? absl::UnavailableError("disk full")
+                            : absl::OkStatus();
+  }
+
+ private:
+  std::shared_ptr<std::atomic<bool>> failing_;
+  hub::InMemoryEventStore inner_{hub::RetentionOptions{}};
+};
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  PipelineTest() {
+    auto translator = gateway::Translator::Create({.secrets = {kSecret}});
+    EXPECT_TRUE(translator.ok()) << translator.status();
+    translator_ = std::move(*translator);
+    auto hub = hub::EventHub::Create(std::make_unique<FlakyStore>(failing_));
+    EXPECT_TRUE(hub.ok()) << hub.status();
+    hub_ = std::move(*hub);
+    sink_ = std::make_unique<HubSink>(hub_.get());
+    pipeline_ = std::make_unique<IngestPipeline>(
+        translator_.get(), &deduplicator_, sink_.get(), &metrics_,
+        [this] { return now_; });
+  }
+
+  absl::StatusOr<IngestResult> Ingest(const std::string& body) {
+    return pipeline_->Ingest(body, now_);
+  }
+
+  double Value(std::string_view name,
+               const std::map<std::string, std::string>& labels = {}) {
+    absl::StatusOr<std::vector<metrics::testing::ParsedSample>> samples =
+        CheckExposition(registry_.Render());
+    EXPECT_TRUE(samples.ok()) << samples.status();
+    if (!samples.ok()) return -1;
+    return SampleValue(*samples, name, labels);
+  }
+
+  absl::Time now_ = absl::FromUnixSeconds(1718035200);
+  std::shared_ptr<std::atomic<bool>> failing_ =
+      std::make_shared<std::atomic<bool>>(false);
+  metrics::Registry registry_;
+  IngestMetrics metrics_{registry_};
+  std::unique_ptr<gateway::Translator> translator_;
+  gateway::Deduplicator deduplicator_{gateway::DeduplicatorOptions{}};
+  std::unique_ptr<hub::EventHub> hub_;
+  std::unique_ptr<HubSink> sink_;
+  std::unique_ptr<IngestPipeline> pipeline_;
+};
+
+TEST_F(PipelineTest, EverySampleIsAcceptedInSequence) {
+  const std::vector<std::filesystem::path> paths = SamplePaths();
+  ASSERT_EQ(paths.size(), 15u);
+  std::uint64_t expected_sequence = 0;
+  for (const auto& path : paths) {
+    absl::StatusOr<IngestResult> result = Ingest(ReadFile(path));
+    ASSERT_TRUE(result.ok()) << path << ": " << result.status();
+    EXPECT_EQ(result->sequence, ++expected_sequence) << path;
+    EXPECT_FALSE(result->duplicate);
+    EXPECT_FALSE(result->id.empty());
+  }
+  absl::StatusOr<std::vector<metrics::testing::ParsedSample>> samples =
+      CheckExposition(registry_.Render());
+  ASSERT_TRUE(samples.ok()) << samples.status();
+  for (const auto& path : paths) {
+    EXPECT_EQ(
+        SampleValue(*samples, "gateway_webhooks_total",
+                    {{"type", path.stem().string()}, {"outcome", "accepted"}}),
+        1)
+        << path;
+  }
+  EXPECT_EQ(hub_->Stats().published_total, 15u);
+}
+
+TEST_F(PipelineTest, ADuplicateIsAcknowledgedWithTheFirstSequenceNotStored) {
+  const std::string body = ReadFile(SamplePaths()[0]);  // agent_created.json
+  absl::StatusOr<IngestResult> first = Ingest(body);
+  ASSERT_TRUE(first.ok()) << first.status();
+  absl::StatusOr<IngestResult> second = Ingest(body);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_TRUE(second->duplicate);
+  EXPECT_EQ(second->sequence, first->sequence);
+  EXPECT_EQ(second->id, first->id);
+  EXPECT_EQ(hub_->Stats().published_total, 1u);
+  EXPECT_EQ(Value("gateway_webhooks_total",
+                  {{"type", "agent_created"}, {"outcome", "duplicate"}}),
+            1);
+}
+
+TEST_F(PipelineTest, RejectionsKeepTheirCodesAndAreCounted) {
+  EXPECT_EQ(Ingest("{not json").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  std::string wrong_secret = ReadFile(SamplePaths()[0]);
+  wrong_secret.replace(wrong_secret.find(kSecret), strlen(kSecret), "nope");
+  absl::StatusOr<IngestResult> unauthenticated = Ingest(wrong_secret);
+  EXPECT_EQ(unauthenticated.status().code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(unauthenticated.status().message(),
+              ::testing::Not(HasSubstr(kSecret)));
+  EXPECT_EQ(Ingest(std::string(2 << 20, ' ')).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  pipeline_->RecordRejection(Rejection::kUnsupportedMediaType);
+  EXPECT_EQ(Value("gateway_webhooks_rejected_total", {{"reason", "invalid"}}),
+            1);
+  EXPECT_EQ(
+      Value("gateway_webhooks_rejected_total", {{"reason", "unauthenticated"}}),
+      1);
+  EXPECT_EQ(Value("gateway_webhooks_rejected_total", {{"reason", "too_large"}}),
+            1);
+  EXPECT_EQ(Value("gateway_webhooks_rejected_total",
+                  {{"reason", "unsupported_media_type"}}),
+            1);
+  EXPECT_EQ(hub_->Stats().published_total, 0u);
+}
+
+TEST_F(PipelineTest, CountsWhatTheContractDoesNotKnow) {
+  const std::string body = R"({"type":"brand_new","extra":1,"payload":{
+      "workspaceSecret":"your_workspace_secret","createdAt":1718035200000}})";
+  absl::StatusOr<IngestResult> result = Ingest(body);
+  ASSERT_TRUE(result.ok()) << result.status();
+  const std::string unknown_channel =
+      R"({"type":"message_received","payload":{"agentId":"a","convoId":"c",
+      "messageContent":"hi","channel":"carrier_pigeon","newKey":true,
+      "createdAt":1718035200000,"workspaceSecret":"your_workspace_secret"}})";
+  ASSERT_TRUE(Ingest(unknown_channel).ok());
+  EXPECT_EQ(Value("gateway_unknown_event_types_total", {{"type", "brand_new"}}),
+            1);
+  EXPECT_EQ(Value("gateway_webhooks_total",
+                  {{"type", "other"}, {"outcome", "accepted"}}),
+            1);
+  EXPECT_EQ(Value("gateway_unknown_fields_total", {{"field", "extra"}}), 1);
+  EXPECT_EQ(
+      Value("gateway_unknown_fields_total", {{"field", "payload.newKey"}}), 1);
+  EXPECT_EQ(Value("gateway_unknown_enum_values_total",
+                  {{"field", "payload.channel"}}),
+            1);
+}
+
+TEST_F(PipelineTest, UnknownFieldNamesAreBounded) {
+  for (int i = 0; i < 300; ++i) {
+    const std::string body = absl::StrCat(
+        R"({"type":"webhook_test","payload":{"message":"m","createdAt":1,)",
+        "\"field", i, "\":1,",
+        R"("workspaceSecret":"your_workspace_secret"}})");
+    ASSERT_TRUE(Ingest(body).ok());
+  }
+  const std::string text = registry_.Render();
+  std::size_t series = 0;
+  for (std::size_t at = text.find("gateway_unknown_fields_total{");
+       at != std::string::npos;
+       at = text.find("gateway_unknown_fields_total{", at + 1)) {
+    ++series;
+  }
+  EXPECT_EQ(series, 201u);  // 200 names and the overflow
+  EXPECT_EQ(Value("gateway_unknown_fields_total", {{"field", "_overflow"}}),
+            100);
+}
+
+TEST_F(PipelineTest, AStoreFailureIs503AndTheWebhookIsNewAgainLater) {
+  const std::string body = ReadFile(SamplePaths()[0]);
+  failing_->store(true);
+  absl::StatusOr<IngestResult> failed = Ingest(body);
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(Value("gateway_webhooks_total",
+                  {{"type", "agent_created"}, {"outcome", "failed"}}),
+            1);
+  failing_->store(false);
+  absl::StatusOr<IngestResult> retried = Ingest(body);
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_FALSE(retried->duplicate);
+}
+
+TEST_F(PipelineTest, ConcurrentIdenticalDeliveriesStoreOneEvent) {
+  const std::string body = ReadFile(SamplePaths()[1]);
+  constexpr int kThreads = 8;
+  std::vector<absl::StatusOr<IngestResult>> results(kThreads);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] { results[i] = Ingest(body); });
+  }
+  for (std::thread& thread : threads) thread.join();
+  int duplicates = 0;
+  for (const auto& result : results) {
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_EQ(result->sequence, 1u);
+    duplicates += result->duplicate;
+  }
+  EXPECT_EQ(duplicates, kThreads - 1);
+  EXPECT_EQ(hub_->Stats().published_total, 1u);
+}
+
+TEST_F(PipelineTest, LatencyIsFromReceiptToAcknowledgement) {
+  const absl::Time received = now_;
+  now_ += absl::Milliseconds(3);  // the clock the pipeline reads at the end
+  ASSERT_TRUE(pipeline_->Ingest(ReadFile(SamplePaths()[2]), received).ok());
+  ASSERT_TRUE(pipeline_->Ingest(ReadFile(SamplePaths()[2]), received).ok());
+  EXPECT_EQ(Value("gateway_ingest_latency_seconds_count"), 2);
+  EXPECT_DOUBLE_EQ(Value("gateway_ingest_latency_seconds_sum"), 0.006);
+  EXPECT_EQ(Value("gateway_ingest_latency_seconds_bucket", {{"le", "0.0025"}}),
+            0);
+  EXPECT_EQ(Value("gateway_ingest_latency_seconds_bucket", {{"le", "0.005"}}),
+            2);
+}
+
+}  // namespace
+}  // namespace convocore::ingest
