@@ -107,9 +107,7 @@ std::optional<std::size_t> EndLocked(State& s, absl::StatusCode code,
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu) {
   if (s.phase == State::Phase::kEnded) return std::nullopt;
   s.phase = State::Phase::kEnded;
-  s.end = absl::Status(
-      code, absl::StrCat(reason, "; the last sequence sent was ", s.last_taken,
-                         " (resume with after_sequence=", s.last_taken, ")"));
+  s.end = SubscriptionEndStatus(code, reason, s.last_taken);
   const std::size_t dropped = s.queue.size();
   std::deque<Delivery>().swap(s.queue);
   return dropped;
@@ -121,6 +119,14 @@ void Notify(State& s) ABSL_LOCKS_EXCLUDED(s.sink_mu, s.mu) {
 }
 
 }  // namespace
+
+absl::Status SubscriptionEndStatus(absl::StatusCode code,
+                                   absl::string_view reason,
+                                   std::uint64_t last_sent) {
+  return absl::Status(
+      code, absl::StrCat(reason, "; the last sequence sent was ", last_sent,
+                         " (resume with after_sequence=", last_sent, ")"));
+}
 
 Subscription::Subscription(EventHub* hub, std::shared_ptr<State> state,
                            std::uint64_t start_after)

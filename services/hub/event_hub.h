@@ -36,6 +36,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "convocore/webhooks/v1/events.pb.h"
 #include "services/hub/event_filter.h"
@@ -106,6 +107,12 @@ struct Delivery {
   // subscriber and the store.
   std::shared_ptr<const std::string> event_bytes;
 };
+
+// The status that ends a subscription: `reason`, then the last sequence sent
+// and how to resume after it. Every end of a stream uses this wording.
+absl::Status SubscriptionEndStatus(absl::StatusCode code,
+                                   absl::string_view reason,
+                                   std::uint64_t last_sent);
 
 // Implemented by the consumer of a subscription (the gRPC reactor).
 class SubscriptionSink {

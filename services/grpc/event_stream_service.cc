@@ -1,0 +1,275 @@
+#include "services/grpc/event_stream_service.h"
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "services/grpc/grpc_status.h"
+#include "services/hub/subscribe_request.h"
+
+namespace convocore::grpc_service {
+namespace {
+
+namespace v1 = convocore::webhooks::v1;
+
+// SubscribeResponse{event: <bytes>}: the field-1 tag and length, then the
+// event's own bytes, shared rather than copied. The header is small enough
+// for an inlined slice (no allocation).
+grpc::ByteBuffer EventResponse(const hub::Delivery& delivery) {
+  constexpr std::uint8_t kEventTag = (1 << 3) | 2;  // field 1, length-delimited
+  std::uint8_t header[1 + 10];
+  header[0] = kEventTag;
+  std::uint8_t* end =
+      google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(
+          static_cast<std::uint32_t>(delivery.event_bytes->size()), header + 1);
+  // The slice holds a reference to the shared bytes until gRPC is done with
+  // them, which may be after OnWriteDone.
+  auto* owner = new std::shared_ptr<const std::string>(delivery.event_bytes);
+  grpc::Slice slices[2] = {
+      grpc::Slice(header, end - header),
+      grpc::Slice(
+          const_cast<char*>((*owner)->data()), (*owner)->size(),
+          [](void* p) {
+            delete static_cast<std::shared_ptr<const std::string>*>(p);
+          },
+          owner)};
+  return grpc::ByteBuffer(slices, 2);
+}
+
+grpc::ByteBuffer HeartbeatResponse(std::uint64_t last_sequence) {
+  v1::SubscribeResponse response;
+  v1::Heartbeat* heartbeat = response.mutable_heartbeat();
+  const absl::Time now = absl::Now();
+  const std::int64_t seconds = absl::ToUnixSeconds(now);
+  heartbeat->mutable_time()->set_seconds(seconds);
+  heartbeat->mutable_time()->set_nanos(static_cast<std::int32_t>(
+      (now - absl::FromUnixSeconds(seconds)) / absl::Nanoseconds(1)));
+  heartbeat->set_last_sequence(last_sequence);
+  grpc::Slice slice(response.SerializeAsString());
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+absl::StatusOr<v1::SubscribeRequest> ParseRequest(
+    const grpc::ByteBuffer& buffer) {
+  grpc::Slice slice;
+  v1::SubscribeRequest request;
+  if (!buffer.DumpToSingleSlice(&slice).ok() ||
+      !request.ParseFromArray(slice.begin(), static_cast<int>(slice.size()))) {
+    return absl::InvalidArgumentError("the SubscribeRequest cannot be parsed");
+  }
+  return request;
+}
+
+}  // namespace
+
+// One Subscribe stream. Lives from the handler until OnDone.
+class EventStreamServiceImpl::SubscribeReactor final
+    : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
+      public hub::SubscriptionSink {
+ public:
+  SubscribeReactor(EventStreamServiceImpl* service,
+                   const grpc::ByteBuffer* request)
+      : service_(service) {
+    bool shutting_down = false;
+    service_->Register(this, &shutting_down);
+    absl::StatusOr<std::unique_ptr<hub::Subscription>> subscription =
+        shutting_down
+            ? absl::UnavailableError(
+                  "the event stream is shutting down; subscribe again later")
+            : Subscribe(*request);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!subscription.ok()) {
+      FinishLocked(ToGrpcStatus(subscription.status()));
+      return;
+    }
+    // Until now OnReady() ignored this reactor: the hub calls it before the
+    // first Next() only to report an end, which this Next() returns.
+    subscription_ = *std::move(subscription);
+    last_sent_ = subscription_->start_after();
+    StartSendInitialMetadata();
+    WriteNextLocked();
+  }
+
+  // hub::SubscriptionSink. Runs on a publisher's or the hub's thread.
+  void OnReady() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (subscription_ != nullptr) WriteNextLocked();
+  }
+
+  void Heartbeat(const grpc::ByteBuffer& heartbeat, int idle_ticks) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finish_called_ || write_in_flight_ || subscription_ == nullptr) return;
+    if (++idle_ticks_ < idle_ticks) return;
+    buffer_ = heartbeat;
+    StartWriteLocked(grpc::WriteOptions());
+  }
+
+  void Stop() {
+    std::lock_guard<std::mutex> lock(mu_);
+    FinishWhenIdleLocked(ToGrpcStatus(hub::SubscriptionEndStatus(
+        absl::StatusCode::kUnavailable, "the event stream is shutting down",
+        last_sent_)));
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    write_in_flight_ = false;
+    buffer_.Clear();
+    if (!ok) {
+      // The client went away (or the call was cancelled): nothing more can
+      // be sent, but the RPC must still be finished.
+      FinishLocked(
+          grpc::Status(grpc::StatusCode::CANCELLED, "the subscriber is gone"));
+      return;
+    }
+    if (pending_finish_) {
+      FinishLocked(*pending_finish_);
+      return;
+    }
+    WriteNextLocked();
+  }
+
+  void OnCancel() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      FinishWhenIdleLocked(
+          grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+    }
+    // Frees the queue and the filter at once, not at OnDone.
+    if (subscription_ != nullptr) subscription_->Cancel();
+  }
+
+  void OnDone() override {
+    // After Cancel() returns the hub makes no further OnReady() call, and
+    // after Unregister() the heartbeat tick no longer sees this reactor.
+    if (subscription_ != nullptr) subscription_->Cancel();
+    service_->Unregister(this);
+    delete this;
+  }
+
+ private:
+  absl::StatusOr<std::unique_ptr<hub::Subscription>> Subscribe(
+      const grpc::ByteBuffer& request) {
+    absl::StatusOr<v1::SubscribeRequest> parsed = ParseRequest(request);
+    if (!parsed.ok()) return parsed.status();
+    absl::StatusOr<hub::SubscribeOptions> options =
+        hub::SubscribeOptionsFromRequest(*parsed);
+    if (!options.ok()) return options.status();
+    return service_->hub_->Subscribe(*options, this);
+  }
+
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finish_called_ || write_in_flight_ || pending_finish_) return;
+    bool more = false;
+    absl::StatusOr<std::optional<hub::Delivery>> next =
+        subscription_->Next(&more);
+    if (!next.ok()) {
+      FinishLocked(ToGrpcStatus(next.status()));
+      return;
+    }
+    if (!next->has_value()) return;  // OnReady() follows the next event
+    last_sent_ = (*next)->sequence;
+    buffer_ = EventResponse(**next);
+    grpc::WriteOptions options;
+    // More is queued: let the transport coalesce this write with the next.
+    if (more) options.set_buffer_hint();
+    StartWriteLocked(options);
+  }
+
+  void StartWriteLocked(grpc::WriteOptions options)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    write_in_flight_ = true;
+    idle_ticks_ = 0;
+    StartWrite(&buffer_, options);
+  }
+
+  // Finish() must not race a write in flight: park the status until
+  // OnWriteDone.
+  void FinishWhenIdleLocked(grpc::Status status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finish_called_ || pending_finish_) return;
+    if (write_in_flight_) {
+      pending_finish_ = std::move(status);
+    } else {
+      FinishLocked(std::move(status));
+    }
+  }
+
+  void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finish_called_) return;
+    finish_called_ = true;
+    Finish(std::move(status));
+  }
+
+  EventStreamServiceImpl* const service_;
+  // Set once in the constructor; read without the lock only from
+  // reactions, which all come after it.
+  std::unique_ptr<hub::Subscription> subscription_ ABSL_GUARDED_BY(mu_);
+
+  std::mutex mu_;
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> pending_finish_ ABSL_GUARDED_BY(mu_);
+  int idle_ticks_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t last_sent_ ABSL_GUARDED_BY(mu_) = 0;
+  // The message being written.
+  grpc::ByteBuffer buffer_ ABSL_GUARDED_BY(mu_);
+};
+
+EventStreamServiceImpl::EventStreamServiceImpl(hub::EventHub* hub)
+    : hub_(hub) {}
+
+EventStreamServiceImpl::~EventStreamServiceImpl() {
+  StartShutdown();
+  WaitForReactors();
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* EventStreamServiceImpl::Subscribe(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
+  return new SubscribeReactor(this, request);
+}
+
+void EventStreamServiceImpl::Tick(int idle_ticks) {
+  const grpc::ByteBuffer heartbeat = HeartbeatResponse(hub_->last_sequence());
+  std::lock_guard<std::mutex> lock(mu_);
+  for (SubscribeReactor* reactor : reactors_) {
+    reactor->Heartbeat(heartbeat, idle_ticks);
+  }
+}
+
+void EventStreamServiceImpl::StartShutdown() {
+  std::lock_guard<std::mutex> lock(mu_);
+  shutting_down_ = true;
+  for (SubscribeReactor* reactor : reactors_) reactor->Stop();
+}
+
+void EventStreamServiceImpl::WaitForReactors() {
+  std::unique_lock<std::mutex> lock(mu_);
+  all_done_.wait(lock, [this] { return reactors_.empty(); });
+}
+
+std::size_t EventStreamServiceImpl::open_streams() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return reactors_.size();
+}
+
+void EventStreamServiceImpl::Register(SubscribeReactor* reactor,
+                                      bool* shutting_down) {
+  std::lock_guard<std::mutex> lock(mu_);
+  reactors_.insert(reactor);
+  *shutting_down = shutting_down_;
+}
+
+void EventStreamServiceImpl::Unregister(SubscribeReactor* reactor) {
+  std::lock_guard<std::mutex> lock(mu_);
+  reactors_.erase(reactor);
+  if (reactors_.empty()) all_done_.notify_all();
+}
+
+}  // namespace convocore::grpc_service

@@ -1,0 +1,89 @@
+// The gRPC server of the gateway: EventStreamService, the standard health
+// service (grpc.health.v1) and server reflection, with keepalive settings for
+// long idle streams, and the one timer thread that sends heartbeats and
+// refreshes health. What the binary starts and stops.
+#ifndef SERVICES_GRPC_GRPC_SERVER_H_
+#define SERVICES_GRPC_GRPC_SERVER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "services/grpc/event_stream_service.h"
+#include "services/hub/event_hub.h"
+
+namespace convocore::grpc_service {
+
+// The health service name of EventStreamService ("" is the server as a
+// whole; both get the same status).
+inline constexpr char kEventStreamServiceName[] =
+    "convocore.webhooks.v1.EventStreamService";
+
+struct GrpcServerOptions {
+  std::string address = "0.0.0.0";
+  int port = 0;  // 0: an ephemeral port, see GrpcServer::port()
+  // A stream that has sent nothing for this long gets a Heartbeat (within
+  // 1.5 times this).
+  absl::Duration heartbeat_interval = absl::Seconds(15);
+  // The server pings idle connections this often and drops a connection
+  // whose ping goes unanswered for keepalive_timeout.
+  absl::Duration keepalive_time = absl::Seconds(30);
+  absl::Duration keepalive_timeout = absl::Seconds(10);
+  // Clients may ping this often without the server calling it abuse.
+  absl::Duration min_client_ping_interval = absl::Seconds(10);
+};
+
+class GrpcServer {
+ public:
+  // Listens and serves. SERVING from the start while the hub is healthy.
+  // `hub` must outlive the server.
+  static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(
+      const GrpcServerOptions& options, hub::EventHub* hub);
+  // Shutdown(absl::Seconds(5)) unless already shut down.
+  ~GrpcServer();
+
+  // The port listened on (the ephemeral one when options.port was 0).
+  int port() const { return port_; }
+
+  // Readiness as the health service reports it, for "" and
+  // EventStreamService: SERVING when `serving` and the hub's store is
+  // healthy (re-checked every timer tick, at most a second apart).
+  void SetServing(bool serving);
+
+  // NOT_SERVING, then every open stream ends with UNAVAILABLE and a message
+  // naming where to resume; calls still running after `deadline` are
+  // cancelled. Returns once every stream's reactor is done. Idempotent.
+  void Shutdown(absl::Duration deadline);
+
+  std::size_t open_streams() const { return service_->open_streams(); }
+
+ private:
+  GrpcServer(hub::EventHub* hub, absl::Duration tick, int heartbeat_ticks);
+  void TimerLoop();
+  void RefreshHealth();
+
+  hub::EventHub* const hub_;
+  const absl::Duration tick_;
+  const int heartbeat_ticks_;
+  // Declared before server_, which refers to it, so that it goes after.
+  std::unique_ptr<EventStreamServiceImpl> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool serving_wanted_ ABSL_GUARDED_BY(mu_) = true;
+  std::thread timer_;
+};
+
+}  // namespace convocore::grpc_service
+
+#endif  // SERVICES_GRPC_GRPC_SERVER_H_
