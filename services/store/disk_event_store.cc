@@ -193,8 +193,8 @@ class SqliteEventStore final : public DiskEventStore {
     absl::StatusOr<OpenedWriter> opened = OpenWriter();
     if (opened.ok()) {
       absl::MutexLock writer_lock(&writer_mu_);
+      SetWriter(std::move(opened->writer));
       absl::MutexLock state_lock(&state_mu_);
-      writer_ = std::move(opened->writer);
       stats_ = opened->stats;
       health_ = absl::OkStatus();
     } else if (absl::IsUnavailable(opened.status())) {
@@ -384,6 +384,8 @@ class SqliteEventStore final : public DiskEventStore {
     sqlite::Statement read_after;
     sqlite::Statement read_ids_after;
     sqlite::Statement first_at_or_after;
+    // Opened as an immutable file, before the writer (see OpenReadOnly).
+    bool immutable = false;
   };
 
   absl::Status UnavailableBecause(const absl::Status& cause) const {
@@ -461,12 +463,42 @@ class SqliteEventStore final : public DiskEventStore {
     return SQLITE_OK;
   }
 
-  // The state of a log that cannot be opened for writing. Read-only with
-  // SQLite's locking when possible; otherwise, when no write-ahead log is
-  // left over (a clean shutdown), as an immutable file. A log that needs
-  // recovery but cannot be read this way is an error: its last sequence is
-  // unknown.
-  absl::StatusOr<StoreStats> LoadStatsReadOnly() {
+  // A read-only connection to the log: with SQLite's shared-memory locking
+  // when possible. Until the log was first opened for writing, a directory
+  // where that fails (read-only, so no -shm can be created) is read as an
+  // immutable file instead, provided no write-ahead log is left over (a
+  // clean shutdown); a log that needs recovery cannot be read without
+  // writing. Sets `*immutable` accordingly.
+  absl::StatusOr<sqlite::Connection> OpenReadOnly(bool* immutable) const {
+    *immutable = false;
+    absl::StatusOr<sqlite::Connection> db =
+        sqlite::Connection::Open(db_path_, SQLITE_OPEN_READONLY);
+    if (!db.ok()) return db.status();
+    sqlite3_busy_timeout(db->get(), kBusyTimeoutMs);
+    // Opening touches nothing; the first read maps the shared memory.
+    absl::Status readable = db->Exec("SELECT COUNT(*) FROM sqlite_master");
+    if (readable.ok() || writer_opened_.load()) {
+      if (!readable.ok()) return readable;
+      return db;
+    }
+    std::error_code error;
+    const std::string wal_path = db_path_ + "-wal";
+    if (std::filesystem::exists(wal_path, error) &&
+        std::filesystem::file_size(wal_path, error) > 0) {
+      return absl::UnavailableError(
+          absl::StrCat(wal_path, " needs recovery, which needs writing (",
+                       readable.message(), ")"));
+    }
+    db = sqlite::Connection::Open(FileUri(db_path_, "immutable=1"),
+                                  SQLITE_OPEN_READONLY);
+    if (!db.ok()) return db.status();
+    *immutable = true;
+    return db;
+  }
+
+  // The state of a log that cannot be opened for writing; empty when there
+  // is no log file at all.
+  absl::StatusOr<StoreStats> LoadStatsReadOnly() const {
     std::error_code error;
     if (!std::filesystem::exists(db_path_, error)) {
       if (error) {
@@ -475,30 +507,18 @@ class SqliteEventStore final : public DiskEventStore {
       }
       return StoreStats{};  // nothing was ever stored here
     }
-    absl::StatusOr<sqlite::Connection> db = sqlite::Connection::Open(
-        FileUri(db_path_, "mode=ro"), SQLITE_OPEN_READONLY);
-    if (db.ok()) {
-      absl::StatusOr<StoreStats> stats = LoadStats(*db);
-      if (stats.ok() || !absl::IsUnavailable(stats.status())) return stats;
-    }
-    const std::string wal_path = db_path_ + "-wal";
-    if (std::filesystem::exists(wal_path, error) &&
-        std::filesystem::file_size(wal_path, error) > 0) {
-      return absl::UnavailableError(absl::StrCat(
-          wal_path, " needs recovery, which needs a writable directory"));
-    }
-    db = sqlite::Connection::Open(FileUri(db_path_, "immutable=1"),
-                                  SQLITE_OPEN_READONLY);
+    bool immutable = false;
+    absl::StatusOr<sqlite::Connection> db = OpenReadOnly(&immutable);
     if (!db.ok()) return db.status();
     return LoadStats(*db);
   }
 
   absl::StatusOr<std::unique_ptr<Reader>> OpenReader() const {
-    absl::StatusOr<sqlite::Connection> db =
-        sqlite::Connection::Open(db_path_, SQLITE_OPEN_READONLY);
+    bool immutable = false;
+    absl::StatusOr<sqlite::Connection> db = OpenReadOnly(&immutable);
     if (!db.ok()) return db.status();
-    sqlite3_busy_timeout(db->get(), kBusyTimeoutMs);
     auto reader = std::make_unique<Reader>(std::move(*db));
+    reader->immutable = immutable;
     const std::pair<sqlite::Statement*, const char*> statements[] = {
         {&reader->read_after,
          "SELECT sequence, receive_time_ns, id, event FROM events "
@@ -515,6 +535,18 @@ class SqliteEventStore final : public DiskEventStore {
       *stmt = std::move(*prepared);
     }
     return reader;
+  }
+
+  // Installs the writer, and retires the immutable readers: from now on
+  // the log changes under them.
+  void SetWriter(std::unique_ptr<Writer> writer)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
+    writer_ = std::move(writer);
+    writer_opened_.store(true);
+    absl::MutexLock lock(&pool_mu_);
+    std::erase_if(idle_readers_, [](const std::unique_ptr<Reader>& reader) {
+      return reader->immutable;
+    });
   }
 
   // Runs `read` on a pooled reader connection. A connection whose read
@@ -540,7 +572,10 @@ class SqliteEventStore final : public DiskEventStore {
       reader = std::move(*opened);
     }
     const absl::Status status = read(*reader);
-    if (status.ok()) {
+    // An immutable reader in use while the writer opened finished its read
+    // before any checkpoint could change the database file under it (that
+    // takes a thousand pages of appends); it is not reused.
+    if (status.ok() && !(reader->immutable && writer_opened_.load())) {
       absl::MutexLock lock(&pool_mu_);
       if (idle_readers_.size() < kMaxIdleReaders) {
         idle_readers_.push_back(std::move(reader));
@@ -601,7 +636,7 @@ class SqliteEventStore final : public DiskEventStore {
     if (writer_ == nullptr) {
       absl::StatusOr<OpenedWriter> opened = OpenWriter();
       if (opened.ok()) {
-        writer_ = std::move(opened->writer);
+        SetWriter(std::move(opened->writer));
         absl::MutexLock state_lock(&state_mu_);
         // Nothing was appended meanwhile; the recovered log may know more.
         const std::uint64_t last = stats_.last_sequence;
@@ -733,6 +768,8 @@ class SqliteEventStore final : public DiskEventStore {
   mutable std::vector<std::unique_ptr<Reader>> idle_readers_
       ABSL_GUARDED_BY(pool_mu_);
 
+  // Set once the log was opened for writing; see OpenReadOnly().
+  std::atomic<bool> writer_opened_{false};
   // Pages in the write-ahead log after the last commit.
   std::atomic<int> wal_pages_{0};
 

@@ -659,6 +659,14 @@ TEST_F(DiskEventStoreTest, ReadOnlyDirectoryAtStartIsUnavailableThenRecovers) {
   EXPECT_EQ(store->Stats().last_sequence, 5u);
   EXPECT_EQ(store->Stats().retained_events, 5u);
   EXPECT_EQ(store->Append(Batch(6, 1)).code(), absl::StatusCode::kUnavailable);
+  // Reads still work: subscribers catch up, a restart restores its window.
+  EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAreArray(Range(1, 5)));
+  EXPECT_EQ(*store->FirstSequenceAtOrAfter(EventTime(3)), 3u);
+  std::size_t ids = 0;
+  EXPECT_TRUE(ForEachRecentId(*store, 100, absl::InfinitePast(),
+                              [&](const StoredEventId&) { ++ids; })
+                  .ok());
+  EXPECT_EQ(ids, 5u);
 
   ASSERT_EQ(mount.Remount(0), 0) << "cannot remount read-write";
   ASSERT_TRUE(Eventually([&] { return store->Health().ok(); }))
