@@ -19,5 +19,7 @@ echo "buf lint: clean"
 echo "== ctest"
 ctest --test-dir "$build_dir" --output-on-failure -j "$(nproc)" --timeout 300
 
+"$here/fuzz.sh"
+
 echo "== clients, examples and deploy"
 BUILD_DIR="$build_dir" "$here/test-clients.sh"

@@ -1,23 +1,42 @@
 #include "gateway/core/json_document.h"
 
+#include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "rapidjson/error/en.h"
-#include "rapidjson/memorystream.h"
 #include "rapidjson/reader.h"
 
 namespace convocore::gateway {
 namespace {
 
-constexpr unsigned kParseFlags = rapidjson::kParseIterativeFlag |
-                                 rapidjson::kParseValidateEncodingFlag |
-                                 rapidjson::kParseFullPrecisionFlag;
+// Numbers come as their text and are converted here: RapidJSON 1.1.0's own
+// full-precision strtod has undefined behaviour on some inputs ("0e-50").
+constexpr unsigned kParseFlags = rapidjson::kParseInsituFlag |
+                                 rapidjson::kParseIterativeFlag |
+                                 rapidjson::kParseNumbersAsStringsFlag;
+
+// Whether every byte is ASCII, a word at a time: most webhooks are, and
+// ASCII text needs no UTF-8 validation while it is parsed.
+bool IsAscii(absl::string_view text) {
+  std::uint64_t any = 0;
+  std::size_t i = 0;
+  for (; i + 8 <= text.size(); i += 8) {
+    std::uint64_t word;
+    std::memcpy(&word, text.data() + i, sizeof(word));
+    any |= word;
+  }
+  for (; i < text.size(); ++i) any |= static_cast<unsigned char>(text[i]);
+  return (any & 0x8080808080808080u) == 0;
+}
 
 // RapidJSON decodes an escaped lone low surrogate ("\udc00") into the bytes
 // ED B0 80, which is not UTF-8; protobuf would then refuse the event. In
@@ -36,8 +55,13 @@ bool HasEncodedSurrogate(const char* text, std::size_t length) {
 template <typename Document>
 class LimitingHandler {
  public:
-  LimitingHandler(Document& document, const JsonLimits& limits)
-      : document_(document), limits_(limits) {}
+  // `check_surrogates`: whether the text has a "\u" escape at all; without
+  // one, no string can hold an encoded surrogate.
+  LimitingHandler(Document& document, const JsonLimits& limits,
+                  bool check_surrogates)
+      : document_(document),
+        limits_(limits),
+        check_surrogates_(check_surrogates) {}
 
   // Why the handler stopped the parse; empty if it did not.
   const std::string& failure() const { return failure_; }
@@ -49,8 +73,25 @@ class LimitingHandler {
   bool Int64(int64_t i) { return CountValue() && document_.Int64(i); }
   bool Uint64(uint64_t u) { return CountValue() && document_.Uint64(u); }
   bool Double(double d) { return CountValue() && document_.Double(d); }
+  // `str` is a valid JSON number. Integers that fit 64 bits stay integers;
+  // everything else is the nearest double, as RapidJSON would keep it.
   bool RawNumber(const char* str, rapidjson::SizeType length, bool copy) {
-    return CountValue() && document_.RawNumber(str, length, copy);
+    if (!CountValue()) return false;
+    const absl::string_view text(str, length);
+    if (text.find_first_of(".eE") == absl::string_view::npos) {
+      if (text[0] == '-') {
+        std::int64_t i;
+        if (absl::SimpleAtoi(text, &i)) return document_.Int64(i);
+      } else {
+        std::uint64_t u;
+        if (absl::SimpleAtoi(text, &u)) return document_.Uint64(u);
+      }
+    }
+    double d;
+    if (!absl::SimpleAtod(text, &d) || !std::isfinite(d)) {
+      return Fail("a number beyond the range of a double");
+    }
+    return document_.Double(d);
   }
   bool String(const char* str, rapidjson::SizeType length, bool copy) {
     return CountValue() && CheckString(str, length) &&
@@ -96,7 +137,7 @@ class LimitingHandler {
       return Fail(absl::StrCat("a string or key longer than ",
                                limits_.max_string_bytes, " bytes"));
     }
-    if (HasEncodedSurrogate(str, length)) {
+    if (check_surrogates_ && HasEncodedSurrogate(str, length)) {
       return Fail("invalid UTF-8 (an unpaired surrogate escape)");
     }
     return true;
@@ -104,6 +145,7 @@ class LimitingHandler {
 
   Document& document_;
   const JsonLimits& limits_;
+  const bool check_surrogates_;
   int depth_ = 0;
   std::size_t keys_ = 0;
   std::size_t values_ = 0;
@@ -115,17 +157,28 @@ class LimitingHandler {
 JsonDocument::JsonDocument()
     : value_allocator_(value_arena_, sizeof(value_arena_)),
       stack_allocator_(stack_arena_, sizeof(stack_arena_)),
-      document_(&value_allocator_, 1024, &stack_allocator_) {}
+      document_(&value_allocator_, kStackArenaBytes / 2, &stack_allocator_) {}
 
 absl::Status JsonDocument::Parse(absl::string_view text,
                                  const JsonLimits& limits) {
-  rapidjson::MemoryStream stream(text.data(), text.size());
-  LimitingHandler<Document> handler(document_, limits);
+  // Parsed in situ: strings are unescaped in place in a copy of the text
+  // that lives in the DOM's arena, instead of being copied once more.
+  char* buffer = static_cast<char*>(value_allocator_.Malloc(text.size() + 1));
+  std::memcpy(buffer, text.data(), text.size());
+  buffer[text.size()] = '\0';
+  rapidjson::InsituStringStream stream(buffer);
+  LimitingHandler<Document> handler(document_, limits,
+                                    absl::StrContains(text, "\\u"));
   rapidjson::GenericReader<rapidjson::UTF8<>, rapidjson::UTF8<>, Allocator>
       reader(&stack_allocator_);
   rapidjson::ParseResult result;
+  const bool ascii = IsAscii(text);
   auto generate = [&](Document&) {
-    result = reader.Parse<kParseFlags>(stream, handler);
+    result =
+        ascii
+            ? reader.Parse<kParseFlags>(stream, handler)
+            : reader.Parse<kParseFlags | rapidjson::kParseValidateEncodingFlag>(
+                  stream, handler);
     return !result.IsError();
   };
   document_.Populate(generate);

@@ -2,11 +2,12 @@
 // hostile input (deep nesting, millions of keys, huge strings, invalid UTF-8)
 // is refused while it is read, before it costs memory or stack.
 //
-// The parse is iterative (RapidJSON's kParseIterativeFlag: no recursion, so
-// depth cannot exhaust the stack), validates UTF-8, parses numbers at full
-// precision, and counts depth, keys, values and string lengths as the
-// parser reports them, aborting at the first limit crossed. Trailing bytes
-// after the value (including a NUL) are an error.
+// The parse is in situ (into a copy of the text, in the DOM's arena) and
+// iterative (RapidJSON's kParseIterativeFlag: no recursion, so
+// depth cannot exhaust the stack), validates UTF-8 (skipped for all-ASCII
+// text), converts numbers exactly (absl::SimpleAtod), and counts depth, keys,
+// values and string lengths as the parser reports them, aborting at the first
+// limit crossed. Trailing bytes after the value (including a NUL) are an error.
 #ifndef GATEWAY_CORE_JSON_DOCUMENT_H_
 #define GATEWAY_CORE_JSON_DOCUMENT_H_
 
@@ -56,9 +57,10 @@ class JsonDocument {
   using Document =
       rapidjson::GenericDocument<rapidjson::UTF8<>, Allocator, Allocator>;
 
-  // Enough for the DOM of a typical webhook (a few hundred bytes of JSON).
+  // Enough for the text and DOM of a typical webhook (a few hundred bytes
+  // of JSON), and for the parser's stack of a ~10 KiB one.
   static constexpr std::size_t kValueArenaBytes = 8 << 10;
-  static constexpr std::size_t kStackArenaBytes = 2 << 10;
+  static constexpr std::size_t kStackArenaBytes = 8 << 10;
 
   alignas(std::max_align_t) char value_arena_[kValueArenaBytes];
   alignas(std::max_align_t) char stack_arena_[kStackArenaBytes];

@@ -154,7 +154,10 @@ bool Redact(rapidjson::Value& v, absl::string_view secret,
       redacted |= Redact(element, secret, skip, allocator);
     }
   } else if (v.IsObject()) {
-    for (auto& member : v.GetObject()) {
+    // By index: comparing RapidJSON's mutable member iterators is ambiguous
+    // in C++20.
+    for (rapidjson::SizeType i = 0; i < v.MemberCount(); ++i) {
+      auto& member = v.MemberBegin()[i];
       if (&member.value == skip) continue;
       redacted |= redact_string(member.name);
       redacted |= Redact(member.value, secret, skip, allocator);

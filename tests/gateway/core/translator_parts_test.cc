@@ -1,6 +1,7 @@
 // Tests of the pieces the translator is built from: the bounded JSON parse,
 // paths and quoting in messages, the content id, the secret check and the
 // schema read from the contract.
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,31 @@ TEST(JsonDocumentTest, SurrogatePairsDecodeAndLoneOnesFail) {
   EXPECT_FALSE(ParseWith(R"(["\udfff"])", {}).ok());
   EXPECT_FALSE(ParseWith(R"(["\ud800"])", {}).ok());
   EXPECT_FALSE(ParseWith("[\"\xED\xA0\x80\"]", {}).ok());  // raw surrogate
+}
+
+TEST(JsonDocumentTest, NumbersConvertExactly) {
+  JsonDocument document;
+  ASSERT_TRUE(document
+                  .Parse("[0, -0, 1718035200000, 18446744073709551615, "
+                         "18446744073709551616, -9223372036854775808, "
+                         "0.1, 2.2250738585072011e-308, 0e-50, 1e3]",
+                         {})
+                  .ok());
+  const rapidjson::Value& n = document.root();
+  EXPECT_TRUE(n[0].IsUint64() && n[0].GetUint64() == 0);
+  EXPECT_TRUE(n[1].IsInt64() && n[1].GetInt64() == 0);
+  EXPECT_EQ(n[2].GetUint64(), 1718035200000u);
+  EXPECT_EQ(n[3].GetUint64(), 18446744073709551615u);
+  EXPECT_TRUE(n[4].IsDouble());
+  EXPECT_EQ(n[4].GetDouble(), 18446744073709551616.0);
+  EXPECT_EQ(n[5].GetInt64(), INT64_MIN);
+  EXPECT_EQ(n[6].GetDouble(), 0.1);
+  EXPECT_EQ(n[7].GetDouble(), 2.2250738585072011e-308);
+  EXPECT_EQ(n[8].GetDouble(), 0.0);
+  EXPECT_TRUE(n[9].IsDouble());
+  EXPECT_EQ(n[9].GetDouble(), 1000.0);
+  EXPECT_FALSE(ParseWith("[1e400]", {}).ok());
+  EXPECT_FALSE(ParseWith("[-1e400]", {}).ok());
 }
 
 TEST(JsonDocumentTest, MessagesNameTheByteAndNeverQuoteTheInput) {
