@@ -68,8 +68,26 @@ absl::Status Missing(const JsonPath& path, absl::string_view what) {
   return Invalid(path, absl::StrCat("required ", what, " is missing"));
 }
 
-absl::Status Duplicate(const JsonPath& path) {
-  return Invalid(path, "the key appears more than once");
+// The one member `key` of `object`, at `path`, which must be a string (or an
+// object if `want_object`); failures have `code`.
+absl::StatusOr<const rapidjson::Value*> OneMember(
+    const rapidjson::Value& object, absl::string_view key, const JsonPath& path,
+    bool want_object,
+    absl::StatusCode code = absl::StatusCode::kInvalidArgument) {
+  const Member m = FindMember(object, key);
+  const absl::string_view noun = want_object ? "object" : "string";
+  std::string problem;
+  if (m.count == 0) {
+    problem = absl::StrCat("required ", noun, " is missing");
+  } else if (m.count > 1) {
+    problem = "the key appears more than once";
+  } else if (want_object ? !m.value->IsObject() : !m.value->IsString()) {
+    problem = absl::StrCat("expected ", want_object ? "an " : "a ", noun,
+                           ", got ", JsonTypeName(*m.value));
+  } else {
+    return m.value;
+  }
+  return absl::Status(code, absl::StrCat(path.ToString(), ": ", problem));
 }
 
 // A value for an error message. Strings are quoted only when short and free
@@ -336,51 +354,36 @@ absl::StatusOr<Translation> Translator::Translate(
 
   // What it takes to find the secret.
   const JsonPath payload_path(root_path, kPayloadKey);
-  const Member payload = FindMember(root, kPayloadKey);
-  if (payload.count > 1) return Duplicate(payload_path);
-  if (payload.count == 0) return Missing(payload_path, "object");
-  if (!payload.value->IsObject()) {
-    return WrongType(payload_path, "an object", *payload.value);
-  }
+  const absl::StatusOr<const rapidjson::Value*> payload =
+      OneMember(root, kPayloadKey, payload_path, /*want_object=*/true);
+  if (!payload.ok()) return payload.status();
 
   // The secret, before anything else of the payload is looked at.
   const JsonPath secret_path(payload_path, kSecretKey);
-  const Member secret = FindMember(*payload.value, kSecretKey);
-  if (secret.count == 0) {
-    return absl::UnauthenticatedError(
-        absl::StrCat(secret_path.ToString(), ": required string is missing"));
-  }
-  if (secret.count > 1) {
-    return absl::UnauthenticatedError(absl::StrCat(
-        secret_path.ToString(), ": the key appears more than once"));
-  }
-  if (!secret.value->IsString()) {
-    return absl::UnauthenticatedError(
-        absl::StrCat(secret_path.ToString(), ": expected a string, got ",
-                     JsonTypeName(*secret.value)));
-  }
-  if (!verifier_.Matches(StringOf(*secret.value))) {
+  const absl::StatusOr<const rapidjson::Value*> secret =
+      OneMember(**payload, kSecretKey, secret_path, /*want_object=*/false,
+                absl::StatusCode::kUnauthenticated);
+  if (!secret.ok()) return secret.status();
+  const absl::string_view secret_text = StringOf(**secret);
+  if (!verifier_.Matches(secret_text)) {
     return absl::UnauthenticatedError(absl::StrCat(
         secret_path.ToString(), ": does not match any configured secret"));
   }
-  const absl::string_view secret_text = StringOf(*secret.value);
   // Whatever the sender put elsewhere, nothing below may copy the secret.
-  const bool redacted = Redact(document.mutable_root(), secret_text,
-                               secret.value, document.allocator());
+  const bool redacted = Redact(document.mutable_root(), secret_text, *secret,
+                               document.allocator());
 
   const JsonPath type_path(root_path, kTypeKey);
-  const Member type = FindMember(root, kTypeKey);
-  if (type.count > 1) return Duplicate(type_path);
-  if (type.count == 0) return Missing(type_path, "string");
-  if (!type.value->IsString()) {
-    return WrongType(type_path, "a string", *type.value);
-  }
-  const absl::string_view type_text = StringOf(*type.value);
-  if (type_text.empty())
+  const absl::StatusOr<const rapidjson::Value*> type =
+      OneMember(root, kTypeKey, type_path, /*want_object=*/false);
+  if (!type.ok()) return type.status();
+  const absl::string_view type_text = StringOf(**type);
+  if (type_text.empty()) {
     return Invalid(type_path, "expected a non-empty string");
+  }
 
   absl::StatusOr<std::string> id =
-      ContentId(type_text, *payload.value, payload_path, kSecretKey);
+      ContentId(type_text, **payload, payload_path, kSecretKey);
   if (!id.ok()) return id.status();
 
   Translation out;
@@ -408,7 +411,7 @@ absl::StatusOr<Translation> Translator::Translate(
   if (const PayloadRules* rules = schema_.Find(type_text); rules != nullptr) {
     event.set_event_type(rules->event_type);
     PayloadFiller filler(*rules, secret_text, out);
-    if (absl::Status s = filler.Fill(*payload.value, payload_path); !s.ok()) {
+    if (absl::Status s = filler.Fill(**payload, payload_path); !s.ok()) {
       return s;
     }
     return out;
@@ -417,13 +420,13 @@ absl::StatusOr<Translation> Translator::Translate(
   // A type this contract does not know yet: kept whole, without the secret.
   event.set_event_type(v1::EVENT_TYPE_OTHER);
   out.observations.unknown_type = true;
-  if (absl::Status s = JsonObjectToStruct(*payload.value, payload_path,
+  if (absl::Status s = JsonObjectToStruct(**payload, payload_path,
                                           event.mutable_other(), kSecretKey);
       !s.ok()) {
     return s;
   }
   // Its createdAt, when it has a valid one, still dates the event.
-  if (const Member created = FindMember(*payload.value, kCreatedAtKey);
+  if (const Member created = FindMember(**payload, kCreatedAtKey);
       created.count == 1) {
     if (auto millis = ParseCreatedAt(*created.value, payload_path, secret_text);
         millis.ok()) {

@@ -52,8 +52,8 @@ struct TranslatorLimits {
 struct TranslatorOptions {
   // Every secret currently accepted; more than one during a rotation.
   // Must not be empty.
-  std::vector<std::string> secrets;
-  TranslatorLimits limits;
+  std::vector<std::string> secrets = {};
+  TranslatorLimits limits = {};
 };
 
 // What a translation saw that the contract does not know, for metrics. The

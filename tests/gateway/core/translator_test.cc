@@ -11,6 +11,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -109,22 +110,54 @@ std::string Webhook(absl::string_view type, absl::string_view fields,
       secret);
 }
 
-constexpr char kMessageFields[] =
-    R"("agentId":"agent_1","convoId":"convo_1","messageContent":"hi",)"
-    R"("channel":"whatsapp","createdAt":1718035200000)";
-constexpr char kMessageEvent[] = R"pb(
-  event_type: EVENT_TYPE_MESSAGE_RECEIVED
-  type: "message_received"
-  create_time { seconds: 1718035200 }
-  message_received {
-    agent_id: "agent_1"
-    convo_id: "convo_1"
-    message_content: "hi"
-    channel: CHANNEL_WHATSAPP
-    channel_raw: "whatsapp"
-    created_at: 1718035200000
-  }
-)pb";
+// A webhook_test event whose payload holds the textproto fields `payload`,
+// whose create_time holds `create_time`, followed by the top-level fields
+// `more`.
+std::string TestEvent(absl::string_view payload,
+                      absl::string_view create_time = "",
+                      absl::string_view more = "") {
+  return absl::Substitute(R"pb(
+                            event_type: EVENT_TYPE_WEBHOOK_TEST
+                            type: "webhook_test"
+                            create_time { $1 }
+                            webhook_test { $0 } $2
+                          )pb",
+                          payload, create_time, more);
+}
+
+// A message_received webhook on `channel` saying `content` (JSON string
+// text), with the JSON members `more` (each after a comma) added.
+std::string MessageWebhook(absl::string_view more = "",
+                           absl::string_view channel = "whatsapp",
+                           absl::string_view content = "hi") {
+  return Webhook(
+      "message_received",
+      absl::Substitute(
+          R"("agentId":"agent_1","convoId":"convo_1","messageContent":"$0",)"
+          R"("channel":"$1","createdAt":1718035200000$2)",
+          content, channel, more));
+}
+
+// Its event, with the textproto fields `more` added to the payload.
+std::string MessageEvent(absl::string_view more = "",
+                         absl::string_view channel_value = "CHANNEL_WHATSAPP",
+                         absl::string_view channel = "whatsapp",
+                         absl::string_view content = "hi") {
+  return absl::Substitute(R"pb(
+                            event_type: EVENT_TYPE_MESSAGE_RECEIVED
+                            type: "message_received"
+                            create_time { seconds: 1718035200 }
+                            message_received {
+                              agent_id: "agent_1"
+                              convo_id: "convo_1"
+                              message_content: "$3"
+                              channel: $1
+                              channel_raw: "$2"
+                              created_at: 1718035200000 $0
+                            }
+                          )pb",
+                          more, channel_value, channel, content);
+}
 
 // ---------------------------------------------------------------------------
 // Every sample of the spec, every field.
@@ -135,77 +168,55 @@ struct SampleCase {
 };
 
 // The agent, organisation and client samples differ only in type and
-// operation.
-std::string AgentEvent(absl::string_view type, absl::string_view op) {
+// operation: the event of `type` with operation `op` whose payload also holds
+// `fields`.
+std::string OperationEvent(absl::string_view type, absl::string_view op,
+                           absl::string_view fields) {
   return absl::Substitute(R"pb(
                             event_type: EVENT_TYPE_$1
                             type: "$0"
                             create_time { seconds: 1718035200 }
                             $0 {
-                              agent_id: "agent_123456"
-                              agent_name: "Customer Support Bot"
-                              agent_platform: AGENT_PLATFORM_VF
-                              agent_platform_raw: "vf"
-                              operation: OPERATION_$3
-                              operation_raw: "$2"
+                              $2 operation: OPERATION_$4
+                              operation_raw: "$3"
                               created_at: 1718035200000
                             }
                           )pb",
-                          type, absl::AsciiStrToUpper(type), op,
+                          type, absl::AsciiStrToUpper(type), fields, op,
                           absl::AsciiStrToUpper(op));
 }
 
-std::string OrganisationEvent(absl::string_view type, absl::string_view op) {
-  return absl::Substitute(R"pb(
-                            event_type: EVENT_TYPE_$1
-                            type: "$0"
-                            create_time { seconds: 1718035200 }
-                            $0 {
-                              organisation_id: "org_345678"
-                              organisation_name: "Acme Corporation"
-                              operation: OPERATION_$3
-                              operation_raw: "$2"
-                              created_at: 1718035200000
-                            }
-                          )pb",
-                          type, absl::AsciiStrToUpper(type), op,
-                          absl::AsciiStrToUpper(op));
-}
-
-std::string ClientEvent(absl::string_view type, absl::string_view op) {
-  return absl::Substitute(R"pb(
-                            event_type: EVENT_TYPE_$1
-                            type: "$0"
-                            create_time { seconds: 1718035200 }
-                            $0 {
-                              organisation_id: "org_345678"
-                              organisation_name: "Acme Corporation"
-                              client_id: "client_901234"
-                              client_name: "John Doe"
-                              client_email: "[email\302\240protected]"
-                              operation: OPERATION_$3
-                              operation_raw: "$2"
-                              created_at: 1718035200000
-                            }
-                          )pb",
-                          type, absl::AsciiStrToUpper(type), op,
-                          absl::AsciiStrToUpper(op));
-}
+constexpr char kAgentFields[] = R"pb(
+  agent_id: "agent_123456"
+  agent_name: "Customer Support Bot"
+  agent_platform: AGENT_PLATFORM_VF
+  agent_platform_raw: "vf"
+)pb";
+constexpr char kOrganisationFields[] = R"pb(
+  organisation_id: "org_345678"
+  organisation_name: "Acme Corporation"
+)pb";
+constexpr char kClientFields[] = R"pb(
+  organisation_id: "org_345678"
+  organisation_name: "Acme Corporation"
+  client_id: "client_901234"
+  client_name: "John Doe"
+  client_email: "[email\302\240protected]"
+)pb";
 
 std::vector<SampleCase> SampleCases() {
-  return {
-      {"agent_created.json", AgentEvent("agent_created", "created")},
-      {"agent_updated.json", AgentEvent("agent_updated", "updated")},
-      {"agent_deleted.json", AgentEvent("agent_deleted", "deleted")},
-      {"organisation_created.json",
-       OrganisationEvent("organisation_created", "created")},
-      {"organisation_updated.json",
-       OrganisationEvent("organisation_updated", "updated")},
-      {"organisation_deleted.json",
-       OrganisationEvent("organisation_deleted", "deleted")},
-      {"client_created.json", ClientEvent("client_created", "created")},
-      {"client_updated.json", ClientEvent("client_updated", "updated")},
-      {"client_deleted.json", ClientEvent("client_deleted", "deleted")},
+  std::vector<SampleCase> cases;
+  for (const auto& [noun, fields] :
+       {std::pair{"agent", kAgentFields},
+        std::pair{"organisation", kOrganisationFields},
+        std::pair{"client", kClientFields}}) {
+    for (const char* op : {"created", "updated", "deleted"}) {
+      const std::string type = absl::StrCat(noun, "_", op);
+      cases.push_back(
+          {absl::StrCat(type, ".json"), OperationEvent(type, op, fields)});
+    }
+  }
+  const std::vector<SampleCase> others = {
       {"message_received.json", R"pb(
          event_type: EVENT_TYPE_MESSAGE_RECEIVED
          type: "message_received"
@@ -311,16 +322,12 @@ std::vector<SampleCase> SampleCases() {
            created_at: 1718035200000
          }
        )pb"},
-      {"webhook_test.json", R"pb(
-         event_type: EVENT_TYPE_WEBHOOK_TEST
-         type: "webhook_test"
-         create_time { seconds: 1718035200 }
-         webhook_test {
-           message: "This is a test event"
-           created_at: 1718035200000
-         }
-       )pb"},
+      {"webhook_test.json", TestEvent(R"pb(message: "This is a test event"
+                                           created_at: 1718035200000)pb",
+                                      "seconds: 1718035200")},
   };
+  cases.insert(cases.end(), others.begin(), others.end());
+  return cases;
 }
 
 void PrintTo(const SampleCase& c, std::ostream* os) { *os << c.file; }
@@ -408,33 +415,15 @@ std::vector<VariantCase> VariantCases() {
          }
        )pb"},
       {"EmojiCjkAndEscapes",
-       Webhook(
-           "message_received",
-           R"("agentId":"agent_1","agentName":"サポート担当",)"
-           R"("convoId":"convo_1","channel":"whatsapp",)"
-           R"("messageContent":"注文について 🙏🏽 caf\u00e9 \ud83d\ude00",)"
-           R"("createdAt":1718035200000)"),
-       R"pb(
-         event_type: EVENT_TYPE_MESSAGE_RECEIVED
-         type: "message_received"
-         create_time { seconds: 1718035200 }
-         message_received {
-           agent_id: "agent_1"
-           agent_name: "サポート担当"
-           convo_id: "convo_1"
-           message_content: "注文について 🙏🏽 café 😀"
-           channel: CHANNEL_WHATSAPP
-           channel_raw: "whatsapp"
-           created_at: 1718035200000
-         }
-       )pb"},
-      {"OptionalFieldsAbsent", Webhook("message_received", kMessageFields),
-       kMessageEvent},
+       MessageWebhook(R"(,"agentName":"サポート担当")", "whatsapp",
+                      R"(注文について 🙏🏽 caf\u00e9 \ud83d\ude00)"),
+       MessageEvent(R"pb(agent_name: "サポート担当")pb", "CHANNEL_WHATSAPP",
+                    "whatsapp", "注文について 🙏🏽 café 😀")},
+      {"OptionalFieldsAbsent", MessageWebhook(), MessageEvent()},
       {"OptionalFieldsNull",
-       Webhook("message_received",
-               absl::StrCat(kMessageFields, R"(,"agentName":null,)",
-                            R"("messageType":null,"from":null)")),
-       kMessageEvent},
+       MessageWebhook(absl::StrCat(R"(,"agentName":null,)",
+                                   R"("messageType":null,"from":null)")),
+       MessageEvent()},
       {"OptionalEnumAbsentAndNull",
        Webhook("agent_deleted",
                R"("agentId":"a","agentPlatform":null,"operation":"deleted",)"
@@ -451,11 +440,11 @@ std::vector<VariantCase> VariantCases() {
          }
        )pb"},
       {"ExtraFieldsKept",
-       absl::StrCat(R"({"version":2,"type":"message_received","payload":{)",
-                    kMessageFields,
-                    R"(,"language":"en","meta":{"tags":["a",1,true,null]},)"
-                    R"("workspaceSecret":"your_workspace_secret"}})"),
-       absl::StrCat(kMessageEvent, R"pb(
+       absl::StrCat(R"({"version":2,)",
+                    MessageWebhook(
+                        R"(,"language":"en","meta":{"tags":["a",1,true,null]})")
+                        .substr(1)),
+       absl::StrCat(MessageEvent(), R"pb(
          envelope_extras {
            fields {
              key: "version"
@@ -545,23 +534,8 @@ std::vector<VariantCase> VariantCases() {
          }
        )pb"},
       {"UnknownChannelKeptVerbatim",
-       Webhook(
-           "message_received",
-           R"("agentId":"agent_1","convoId":"convo_1","messageContent":"hi",)"
-           R"("channel":"WhatsApp Business","createdAt":1718035200000)"),
-       R"pb(
-         event_type: EVENT_TYPE_MESSAGE_RECEIVED
-         type: "message_received"
-         create_time { seconds: 1718035200 }
-         message_received {
-           agent_id: "agent_1"
-           convo_id: "convo_1"
-           message_content: "hi"
-           channel: CHANNEL_OTHER
-           channel_raw: "WhatsApp Business"
-           created_at: 1718035200000
-         }
-       )pb",
+       MessageWebhook("", "WhatsApp Business"),
+       MessageEvent("", "CHANNEL_OTHER", "WhatsApp Business"),
        {},
        {"payload.channel"}},
       {"UnknownOperationAndPlatform",
@@ -625,55 +599,23 @@ std::vector<VariantCase> VariantCases() {
        true},
       {"CreatedAtAsStringOfDigits",
        Webhook("webhook_test", R"("message":"m","createdAt":"1718035200123")"),
-       R"pb(
-         event_type: EVENT_TYPE_WEBHOOK_TEST
-         type: "webhook_test"
-         create_time { seconds: 1718035200 nanos: 123000000 }
-         webhook_test { message: "m" created_at: 1718035200123 }
-       )pb"},
+       TestEvent(R"pb(message: "m" created_at: 1718035200123)pb",
+                 "seconds: 1718035200 nanos: 123000000")},
       {"CreatedAtZero",
        Webhook("webhook_test", R"("message":"m","createdAt":0)"),
-       R"pb(
-         event_type: EVENT_TYPE_WEBHOOK_TEST
-         type: "webhook_test"
-         create_time {}
-         webhook_test { message: "m" }
-       )pb"},
+       TestEvent(R"pb(message: "m")pb")},
       {"CreatedAtLatestTimestamp",
        Webhook("webhook_test", R"("message":"m","createdAt":253402300799999)"),
-       R"pb(
-         event_type: EVENT_TYPE_WEBHOOK_TEST
-         type: "webhook_test"
-         create_time { seconds: 253402300799 nanos: 999000000 }
-         webhook_test { message: "m" created_at: 253402300799999 }
-       )pb"},
-      {"LargeMessageContent",
-       Webhook(
-           "message_received",
-           absl::StrCat(R"("agentId":"agent_1","convoId":"convo_1",)",
-                        R"("channel":"whatsapp","createdAt":1718035200000,)",
-                        R"("messageContent":")", large, R"(")")),
-       absl::StrCat(R"pb(
-                      event_type: EVENT_TYPE_MESSAGE_RECEIVED
-                      type: "message_received"
-                      create_time { seconds: 1718035200 }
-                      message_received { agent_id: "agent_1" convo_id: "convo_1"
-                                         channel: CHANNEL_WHATSAPP
-                                         channel_raw: "whatsapp"
-                                         created_at: 1718035200000
-                                         message_content: ")pb",
-                    large, "\"}")},
+       TestEvent(R"pb(message: "m" created_at: 253402300799999)pb",
+                 "seconds: 253402300799 nanos: 999000000")},
+      {"LargeMessageContent", MessageWebhook("", "whatsapp", large),
+       MessageEvent("", "CHANNEL_WHATSAPP", "whatsapp", large)},
       {"MisplacedSecretIsDropped",
        absl::StrCat(
            R"({"workspaceSecret":"your_workspace_secret",)",
            R"("type":"webhook_test","payload":{"message":"m",)",
            R"("createdAt":0,"workspaceSecret":"your_workspace_secret"}})"),
-       R"pb(
-         event_type: EVENT_TYPE_WEBHOOK_TEST
-         type: "webhook_test"
-         create_time {}
-         webhook_test { message: "m" }
-       )pb",
+       TestEvent(R"pb(message: "m")pb"),
        {"workspaceSecret"},
        {},
        false,
@@ -684,47 +626,32 @@ std::vector<VariantCase> VariantCases() {
            Webhook("webhook_test", R"("message":"key=your_workspace_secret;",)"
                                    R"("createdAt":0)")
                .substr(1)),
-       R"pb(
-         event_type: EVENT_TYPE_WEBHOOK_TEST
-         type: "webhook_test"
-         create_time {}
-         webhook_test { message: "key=[redacted];" }
-         envelope_extras {
-           fields {
-             key: "note"
-             value {
-               struct_value {
-                 fields {
-                   key: "[redacted]"
-                   value { number_value: 1 }
-                 }
-               }
-             }
-           }
-         }
-       )pb",
+       TestEvent(R"pb(message: "key=[redacted];")pb", "",
+                 R"pb(envelope_extras {
+                        fields {
+                          key: "note"
+                          value {
+                            struct_value {
+                              fields {
+                                key: "[redacted]"
+                                value { number_value: 1 }
+                              }
+                            }
+                          }
+                        }
+                      })pb"),
        {"note"},
        {},
        false,
        true},
       {"RotatedSecretAccepted",
        Webhook("webhook_test", R"("message":"m","createdAt":0)", kNextSecret),
-       R"pb(
-         event_type: EVENT_TYPE_WEBHOOK_TEST
-         type: "webhook_test"
-         create_time {}
-         webhook_test { message: "m" }
-       )pb"},
+       TestEvent(R"pb(message: "m")pb")},
       {"KeyOrderAndWhitespaceFree",
        "\n\t{ \"payload\" : { \"workspaceSecret\" : \"your_workspace_secret\" ,"
        " \"createdAt\" : 0 , \"message\" : \"m\" } , \"type\" : "
        "\"webhook_test\" }\r\n",
-       R"pb(
-         event_type: EVENT_TYPE_WEBHOOK_TEST
-         type: "webhook_test"
-         create_time {}
-         webhook_test { message: "m" }
-       )pb"},
+       TestEvent(R"pb(message: "m")pb")},
   };
 }
 
@@ -774,7 +701,7 @@ std::vector<BadCase> BadCases() {
   const std::string many_keys = [] {
     std::string fields;
     for (int i = 0; i < 10'001; ++i)
-      absl::StrAppend(&fields, "\"k", i, "\":0,");
+      absl::StrAppend(&fields, ",\"k", i, "\":0");
     return fields;
   }();
   const std::string many_values = absl::StrCat(
@@ -789,9 +716,8 @@ std::vector<BadCase> BadCases() {
   return {
       // Size, syntax, encoding and limits.
       {"BodyTooLarge",
-       Webhook("message_received",
-               absl::StrCat(kMessageFields, R"(,"x":")",
-                            std::string(1 << 20, 'x'), "\"")),
+       MessageWebhook(
+           absl::StrCat(R"(,"x":")", std::string(1 << 20, 'x'), "\"")),
        StatusCode::kResourceExhausted, "body: "},
       {"EmptyBody", "", StatusCode::kInvalidArgument,
        "body: invalid JSON at byte 0"},
@@ -807,28 +733,20 @@ std::vector<BadCase> BadCases() {
                     "{}"),
        StatusCode::kInvalidArgument, "unexpected bytes after the value"},
       {"InvalidUtf8",
-       Webhook("message_received",
-               absl::StrCat(kMessageFields, ",\"agentName\":\"\xC3\x28\"")),
+       MessageWebhook(absl::StrCat(",\"agentName\":\"\xC3\x28\"")),
        StatusCode::kInvalidArgument, "body: invalid JSON"},
       {"LoneSurrogateEscape",
-       Webhook("message_received",
-               absl::StrCat(kMessageFields, R"(,"agentName":"\udc00")")),
+       MessageWebhook(absl::StrCat(R"(,"agentName":"\udc00")")),
        StatusCode::kInvalidArgument, "unpaired surrogate"},
-      {"NestedTooDeep",
-       Webhook("message_received",
-               absl::StrCat(kMessageFields, ",\"x\":", Nested(31))),
+      {"NestedTooDeep", MessageWebhook(absl::StrCat(",\"x\":", Nested(31))),
        StatusCode::kInvalidArgument, "body: nested deeper than 32 levels"},
-      {"TooManyKeys",
-       Webhook("message_received", absl::StrCat(many_keys, kMessageFields)),
-       StatusCode::kInvalidArgument, "body: more than 10000 object keys"},
-      {"TooManyValues",
-       Webhook("message_received",
-               absl::StrCat(kMessageFields, ",", many_values)),
+      {"TooManyKeys", MessageWebhook(many_keys), StatusCode::kInvalidArgument,
+       "body: more than 10000 object keys"},
+      {"TooManyValues", MessageWebhook(absl::StrCat(",", many_values)),
        StatusCode::kInvalidArgument, "body: more than 100000 values"},
       {"StringTooLong",
-       Webhook("message_received",
-               absl::StrCat(kMessageFields, R"(,"x":")",
-                            std::string((256 << 10) + 1, 'x'), "\"")),
+       MessageWebhook(
+           absl::StrCat(R"(,"x":")", std::string((256 << 10) + 1, 'x'), "\"")),
        StatusCode::kInvalidArgument,
        "body: a string or key longer than 262144 bytes"},
       // The envelope.
@@ -897,8 +815,7 @@ std::vector<BadCase> BadCases() {
        StatusCode::kInvalidArgument,
        "payload.agentId: expected a string, got number"},
       {"OptionalStringWrongType",
-       Webhook("message_received",
-               absl::StrCat(kMessageFields, R"(,"agentName":["Bot"])")),
+       MessageWebhook(absl::StrCat(R"(,"agentName":["Bot"])")),
        StatusCode::kInvalidArgument,
        "payload.agentName: expected a string or null, got array"},
       {"EnumMissing",
