@@ -31,7 +31,7 @@ python3 -m pip --python "$tmp/venv/bin/python" install -q --disable-pip-version-
   --root-user-action=ignore --no-build-isolation --no-deps "$tmp/python-client"
 # From $tmp, so that nothing but the installed package provides `convocore`.
 cd "$tmp"
-GATEWAY_BIN="$build_dir/gateway/webhook-gateway" \
+WEBHOOK_GATEWAY_BIN="$build_dir/gateway/webhook-gateway" \
   SUBSCRIBE_GO_BIN="$tmp/subscribe-go" \
   GRPCURL_BIN="$root/.tools/bin/grpcurl" \
   PYTHONDONTWRITEBYTECODE=1 \

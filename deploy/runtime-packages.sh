@@ -5,17 +5,27 @@
 #   deploy/runtime-packages.sh build/gateway/webhook-gateway
 set -euo pipefail
 binary="$1"
-# ldd prints "name => /path (addr)" for each library it resolved.
-libs="$(ldd "$binary" | awk '$2 == "=>" && $3 ~ /^\// {print $3}')"
-if ldd "$binary" | grep -q "not found"; then
-  echo "runtime-packages: $binary links a library that is not installed" >&2
+deps="$(ldd "$binary")"
+if grep -q "not found" <<<"$deps"; then
+  echo "runtime-packages: $binary links a library that is not installed:" >&2
+  grep "not found" <<<"$deps" >&2
   exit 1
 fi
-for lib in $libs; do
-  # Debian 12 has merged /usr: dpkg may know the library under either path.
-  owner="$(dpkg-query -S "$lib" 2>/dev/null || dpkg-query -S "$(readlink -f "$lib")" 2>/dev/null)" || {
+# ldd prints "name => /path (addr)" for each library it resolved. Debian 12
+# has merged /usr, so dpkg may know a library under its other path: ask for
+# both names at once (one dpkg-query is much faster than one per library).
+mapfile -t libs < <(awk '$2 == "=>" && $3 ~ /^\// {print $3}' <<<"$deps")
+names() { echo "$1" "$(readlink -f "$1")" "${1/#\/usr\/lib\//\/lib\/}"; }
+mapfile -t queries < <(for lib in "${libs[@]}"; do names "$lib" | tr ' ' '\n'; done)
+owners="$(dpkg-query -S "${queries[@]}" 2>/dev/null || true)"
+for lib in "${libs[@]}"; do
+  # Lines are "package[:arch]: /path/to/file".
+  pkg="$(awk -v paths="$(names "$lib")" '
+    BEGIN { n = split(paths, p, " "); for (i = 1; i <= n; i++) want[p[i]] = 1 }
+    $NF in want { sub(/:.*/, "", $1); print $1; exit }' <<<"$owners")"
+  if [ -z "$pkg" ]; then
     echo "runtime-packages: no Debian package owns $lib" >&2
     exit 1
-  }
-  echo "${owner%%:*}"
+  fi
+  echo "$pkg"
 done | sort -u

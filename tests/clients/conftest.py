@@ -2,7 +2,7 @@
 gateway binary and its flags, and child processes (the gateway, the examples,
 grpcurl) that are killed at teardown whatever happens.
 
-buildscripts/test-clients.sh sets GATEWAY_BIN (the built webhook-gateway),
+buildscripts/test-clients.sh sets WEBHOOK_GATEWAY_BIN (the built webhook-gateway),
 SUBSCRIBE_GO_BIN (the built Go example) and GRPCURL_BIN.
 """
 
@@ -56,11 +56,11 @@ def _gateway_target_defined() -> bool:
 
 @pytest.fixture(scope="session")
 def gateway_bin() -> Path:
-    path = Path(os.environ.get("GATEWAY_BIN", ROOT / "build" / "gateway" / "webhook-gateway"))
+    path = Path(os.environ.get("WEBHOOK_GATEWAY_BIN", ROOT / "build" / "gateway" / "webhook-gateway"))
     if not path.exists():
         if not _gateway_target_defined():
             pytest.skip("the source tree defines no webhook-gateway binary yet")
-        pytest.fail(f"{path} is missing: build it with buildscripts/build.sh (or set GATEWAY_BIN)")
+        pytest.fail(f"{path} is missing: build it with buildscripts/build.sh (or set WEBHOOK_GATEWAY_BIN)")
     return path
 
 

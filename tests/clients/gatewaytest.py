@@ -123,7 +123,8 @@ class Process:
 
 
 def gateway_env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVOCORE_")}
+    """This process's environment without any gateway setting, plus extra."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONVOCORE_", "GATEWAY_"))}
     env.update(extra)
     return env
 

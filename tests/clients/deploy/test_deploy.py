@@ -1,8 +1,8 @@
 """Checks deploy/: the Kubernetes manifests are well-formed, and what they and
-the Dockerfile name (flags, ports, probe paths, environment variables, data
-directory, shutdown timeout) is what the real binary uses. The binary's side
-is read from its --helpfull and by running it with the sidecar's
-configuration, never restated here.
+the Dockerfile name (flags, their environment variables, ports, probe paths,
+the data directory, the shutdown timeout) is what the real binary uses. The
+binary's side is read from its --helpfull and by running it with the
+sidecar's configuration, never restated here.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import yaml
 from gatewaytest import ROOT, free_port, gateway_env, http_get, wait_for
 
 DEPLOY = ROOT / "deploy"
-GATEWAY_SOURCES = [p for p in (ROOT / "gateway").rglob("*") if p.suffix in (".cc", ".h")]
 
 
 def manifests() -> list[dict]:
@@ -36,10 +35,25 @@ def pod_spec() -> dict:
     return deployment["spec"]["template"]["spec"]
 
 
-def sidecar() -> dict:
+def containers() -> list[dict]:
     spec = pod_spec()
-    [c] = [c for c in spec.get("initContainers", []) + spec["containers"] if "webhook-gateway" in c["image"]]
+    return spec.get("initContainers", []) + spec["containers"]
+
+
+def sidecar() -> dict:
+    [c] = [c for c in containers() if "webhook-gateway" in c["image"]]
     return c
+
+
+def secret_value(ref: dict) -> str:
+    [secret] = [s for s in of_kind("Secret") if s["metadata"]["name"] == ref["name"]]
+    return secret["stringData"][ref["key"]]
+
+
+def env_values(env: list[dict]) -> dict[str, str]:
+    return {
+        e["name"]: secret_value(e["valueFrom"]["secretKeyRef"]) if "valueFrom" in e else e["value"] for e in env
+    }
 
 
 def flag_args(args: list[str]) -> dict[str, str]:
@@ -52,13 +66,40 @@ def flag_args(args: list[str]) -> dict[str, str]:
     return out
 
 
-def unquote(default: str) -> str:
-    return default[1:-1] if default.startswith('"') else default
+class Config:
+    """What a container or image sets, resolved the way the binary does:
+    flags over their environment variables over the defaults."""
+
+    def __init__(self, flags, help_text: str, env: dict[str, str], args: list[str]):
+        self.flags = flags
+        # The prefix, from the binary's own example ("GATEWAY_HTTP_PORT=8080").
+        self.prefix = re.search(r"\b(\w+_)HTTP_PORT=", help_text).group(1)
+        self.env, self.args = env, flag_args(args)
+
+    def flag_of(self, variable: str) -> str | None:
+        if variable.startswith(self.prefix):
+            return variable[len(self.prefix) :].lower()
+        return None
+
+    def __getitem__(self, name: str) -> str:
+        assert name in self.flags, f"the binary has no --{name}"
+        if name in self.args:
+            return self.args[name]
+        if self.prefix + name.upper() in self.env:
+            return self.env[self.prefix + name.upper()]
+        default = self.flags[name].default
+        return default[1:-1] if default.startswith('"') else default
 
 
-def effective(flags, given: dict[str, str], name: str) -> str:
-    assert name in flags, f"the binary has no --{name}"
-    return given.get(name, unquote(flags[name].default))
+def sidecar_config(flags, help_text) -> Config:
+    c = sidecar()
+    return Config(flags, help_text, env_values(c.get("env", [])), c.get("args", []))
+
+
+@pytest.fixture(scope="module")
+def help_text(gateway_bin) -> str:
+    out = subprocess.run([str(gateway_bin), "--helpfull"], capture_output=True, text=True, timeout=30)
+    return out.stdout + out.stderr
 
 
 def seconds(duration: str) -> float:
@@ -76,67 +117,78 @@ def test_manifests_are_well_formed():
     assert {d["kind"] for d in docs} >= {"Deployment", "Secret", "Service", "PersistentVolumeClaim"}
     for d in docs:
         assert d.get("apiVersion") and d.get("metadata", {}).get("name"), d
+    [deployment] = of_kind("Deployment")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    [service] = of_kind("Service")
+    assert service["spec"]["selector"].items() <= labels.items()
 
 
-def test_sidecar_flags_ports_and_probes_are_the_binarys(gateway_flags):
-    c = sidecar()
-    given = flag_args(c.get("args", []))
-    for name in given:
+def test_sidecar_names_only_the_binarys_flags_and_variables(gateway_flags, help_text):
+    config = sidecar_config(gateway_flags, help_text)
+    for name in config.args:
         assert name in gateway_flags, f"deployment.yaml passes --{name}, which the binary does not have"
+    for variable in config.env:
+        flag = config.flag_of(variable)
+        if flag is None:
+            assert variable in help_text, f"the binary's help never mentions {variable}"
+        else:
+            assert flag in gateway_flags, f"{variable} names no flag of the binary"
+    assert "CONVOCORE_WORKSPACE_SECRET" in config.env
+
+
+def test_sidecar_ports_and_probes_are_the_binarys(gateway_flags, help_text):
+    c, config = sidecar(), sidecar_config(gateway_flags, help_text)
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports["http"] == int(effective(gateway_flags, given, "http_port"))
-    assert ports["grpc"] == int(effective(gateway_flags, given, "grpc_port"))
+    assert ports["http"] == int(config["http_port"])
     probes = {k: c[k]["httpGet"] for k in ("livenessProbe", "readinessProbe", "startupProbe")}
     assert probes["livenessProbe"]["path"] == "/healthz"
     assert probes["readinessProbe"]["path"] == "/readyz"
     for probe in probes.values():
         assert probe["port"] in ports, f"probe on unknown port {probe['port']}"
+        assert probe["path"] in help_text, f"the binary's help never mentions {probe['path']}"
     [service] = of_kind("Service")
     for p in service["spec"]["ports"]:
         assert p["targetPort"] in ports
+    # The application reaches the stream over localhost, where it listens.
+    assert config["grpc_address"] in ("127.0.0.1", "0.0.0.0", "::", "localhost")
+    targets = [v for c in pod_spec()["containers"] for v in env_values(c.get("env", [])).values() if "localhost:" in v]
+    assert targets and all(t.endswith(":" + config["grpc_port"]) for t in targets)
 
 
-def test_sidecar_secret_env_and_data_volume(gateway_flags):
-    c, spec = sidecar(), pod_spec()
-    sources = "".join(p.read_text(errors="replace") for p in GATEWAY_SOURCES)
-    [secret] = of_kind("Secret")
-    for env in c["env"]:
-        read = env["name"] in sources
-        assert read, f"the gateway's sources never read {env['name']}"
-        ref = env.get("valueFrom", {}).get("secretKeyRef")
-        if ref:
-            assert ref["name"] == secret["metadata"]["name"]
-            assert ref["key"] in secret.get("stringData", {}) | secret.get("data", {})
-    data_dir = effective(gateway_flags, flag_args(c["args"]), "data_dir")
-    [mount] = [m for m in c["volumeMounts"] if m["mountPath"] == data_dir]
-    [volume] = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+def test_sidecar_data_dir_is_the_persistent_volume(gateway_flags, help_text):
+    c, config = sidecar(), sidecar_config(gateway_flags, help_text)
+    assert config["store"] == "disk"
+    [mount] = [m for m in c["volumeMounts"] if m["mountPath"] == config["data_dir"]]
+    [volume] = [v for v in pod_spec()["volumes"] if v["name"] == mount["name"]]
     [pvc] = of_kind("PersistentVolumeClaim")
     assert volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
 
 
-def test_grace_period_exceeds_the_gateways_shutdown_timeout(gateway_flags):
-    c = sidecar()
-    [name] = [n for n in gateway_flags if "shutdown" in n and ("timeout" in n or "deadline" in n)]
-    shutdown = seconds(effective(gateway_flags, flag_args(c["args"]), name))
+def test_grace_period_exceeds_the_gateways_shutdown(gateway_flags, help_text):
+    c, config = sidecar(), sidecar_config(gateway_flags, help_text)
     pre_stop = float(c["lifecycle"]["preStop"]["exec"]["command"][-1])
-    assert pod_spec()["terminationGracePeriodSeconds"] > shutdown + pre_stop
+    assert pod_spec()["terminationGracePeriodSeconds"] > seconds(config["shutdown_timeout"]) + pre_stop
 
 
-def test_sidecar_configuration_starts_the_binary_and_serves_the_probes(gateway_bin, processes, tmp_path):
-    """Runs the binary with the container's args and env (ports and data
-    directory moved to free ones) and probes it as the kubelet would."""
-    c = sidecar()
-    given = flag_args(c["args"])
+def test_sidecar_configuration_starts_the_binary_and_serves_the_probes(
+    gateway_bin, gateway_flags, help_text, processes, tmp_path
+):
+    """Runs the binary with the container's env and args, the ports and the
+    data directory moved to free ones, and probes it as the kubelet would."""
+    c, config = sidecar(), sidecar_config(gateway_flags, help_text)
     http_port = free_port()
-    given.update(http_port=str(http_port), grpc_port=str(free_port()), data_dir=str(tmp_path / "data"))
-    [secret] = of_kind("Secret")
-    env = gateway_env()
-    for e in c["env"]:
-        ref = e.get("valueFrom", {}).get("secretKeyRef")
-        env[e["name"]] = secret["stringData"][ref["key"]] if ref else e["value"]
-    gateway = processes("sidecar", [str(gateway_bin)] + [f"--{k}={v}" for k, v in given.items()], env)
+    env = gateway_env(**config.env)
+    env.update(
+        {
+            config.prefix + "HTTP_PORT": str(http_port),
+            config.prefix + "GRPC_PORT": str(free_port()),
+            config.prefix + "DATA_DIR": str(tmp_path / "data"),
+        }
+    )
+    gateway = processes("sidecar", [str(gateway_bin), *c.get("args", [])], env)
 
-    def probed(path):
+    def serves(path):
         def ok():
             if not gateway.alive():
                 pytest.fail(f"the sidecar configuration did not start:\n{gateway.log()}")
@@ -149,7 +201,8 @@ def test_sidecar_configuration_starts_the_binary_and_serves_the_probes(gateway_b
 
     for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
         path = c[kind]["httpGet"]["path"]
-        wait_for(probed(path), 60, f"{path} to answer 200")
+        wait_for(serves(path), 60, f"{path} to answer 200")
+    assert "names no flag" not in gateway.log(), gateway.log()
     assert gateway.stop() == 0, gateway.log()
 
 
@@ -172,16 +225,12 @@ def instr(stage, name) -> list[str]:
     return [rest for i, rest in stage if i == name]
 
 
-def exec_form(rest: str) -> list[str]:
-    return yaml.safe_load(rest)  # A JSON array is YAML.
-
-
-def test_dockerfile_builds_with_the_ci_scripts_and_runs_as_configured(gateway_flags):
+def test_dockerfile_builds_with_the_ci_scripts_and_runs_as_configured(gateway_flags, help_text):
     build, runtime = dockerfile_stages()
     assert instr(build, "FROM")[0].startswith("debian:12") and instr(runtime, "FROM")[0] == "debian:12"
     run = " ".join(instr(build, "RUN"))
-    assert "buildscripts/install-deps.sh" in run and "buildscripts/build.sh" in run
-    # The same build as CI: no extra CMake arguments given to build.sh.
+    # The same build as CI's: the scripts, with no extra CMake arguments.
+    assert "buildscripts/install-deps.sh" in run
     assert re.search(r"buildscripts/build\.sh\s*(&&|$)", run)
 
     [user] = instr(runtime, "USER")
@@ -190,16 +239,18 @@ def test_dockerfile_builds_with_the_ci_scripts_and_runs_as_configured(gateway_fl
     assert str(pod_spec()["securityContext"]["runAsUser"]) == uid
 
     [entrypoint] = instr(runtime, "ENTRYPOINT")
-    assert any(exec_form(entrypoint)[0] == shlex.split(c)[-1] for c in instr(runtime, "COPY"))
-    [cmd] = instr(runtime, "CMD")
-    given = flag_args(exec_form(cmd))
-    for name in given:
-        assert name in gateway_flags, f"the Dockerfile passes --{name}, which the binary does not have"
+    binary = yaml.safe_load(entrypoint)[0]  # A JSON array is YAML.
+    assert any(shlex.split(c)[-1] == binary for c in instr(runtime, "COPY"))
+    env = dict(kv.split("=", 1) for e in instr(runtime, "ENV") for kv in shlex.split(e))
+    cmd = [yaml.safe_load(c) for c in instr(runtime, "CMD")]
+    config = Config(gateway_flags, help_text, env, cmd[0] if cmd else [])
+    for variable in env:
+        assert config.flag_of(variable) in gateway_flags, f"{variable} names no flag of the binary"
     [volume] = instr(runtime, "VOLUME")
-    assert volume == effective(gateway_flags, given, "data_dir")
-    assert volume == next(m["mountPath"] for m in sidecar()["volumeMounts"] if m["name"] == "data")
+    assert config["store"] == "disk" and volume == config["data_dir"]
+    assert volume == sidecar_config(gateway_flags, help_text)["data_dir"]
     exposed = {int(p) for p in " ".join(instr(runtime, "EXPOSE")).split()}
-    assert exposed == {int(effective(gateway_flags, given, f)) for f in ("http_port", "grpc_port")}
+    assert exposed == {int(config["http_port"]), int(config["grpc_port"])}
 
 
 def test_runtime_packages_cover_the_binarys_libraries(gateway_bin):
@@ -215,5 +266,5 @@ def test_runtime_packages_cover_the_binarys_libraries(gateway_bin):
 
 
 def test_dockerignore_keeps_build_outputs_out_of_the_context():
-    ignored = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
-    assert {"build", "build-*", ".tools", ".git"} <= set(ignored)
+    ignored = set((DEPLOY / "Dockerfile.dockerignore").read_text().split())
+    assert {"build", "build-*", ".tools", ".git"} <= ignored

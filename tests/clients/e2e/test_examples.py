@@ -143,7 +143,6 @@ def test_grpcurl_lists_the_service_by_reflection_and_subscribes(start_gateway, p
     services = grpcurl(target, "list").split()
     assert SERVICE in services and "grpc.health.v1.Health" in services
     assert "rpc Subscribe ( .convocore.webhooks.v1.SubscribeRequest ) returns ( stream .convocore.webhooks.v1.SubscribeResponse );" in grpcurl(target, "describe", SERVICE)
-    assert '"status": "SERVING"' in grpcurl(target, "grpc.health.v1.Health/Check")
 
     webhook_test = next(b for t, b in samples() if t == "webhook_test")
     [(sequence, _)] = post_all(gateway, [("webhook_test", webhook_test)])
