@@ -105,6 +105,18 @@ absl::Status InTransaction(sqlite::Connection& db, Body body) {
   return status;
 }
 
+// Prepares each statement of `statements` (where to keep it, its SQL).
+absl::Status PrepareAll(
+    sqlite::Connection& db,
+    absl::Span<const std::pair<sqlite::Statement*, const char*>> statements) {
+  for (const auto& [stmt, sql] : statements) {
+    absl::StatusOr<sqlite::Statement> prepared = db.Prepare(sql);
+    if (!prepared.ok()) return prepared.status();
+    *stmt = std::move(*prepared);
+  }
+  return absl::OkStatus();
+}
+
 // Reads a `meta` value; `fallback` when the row is missing.
 absl::StatusOr<std::int64_t> ReadMeta(sqlite::Connection& db,
                                       absl::string_view key,
@@ -285,24 +297,17 @@ class SqliteEventStore final : public DiskEventStore {
   absl::StatusOr<std::vector<StoredEvent>> ReadAfter(
       std::uint64_t after_sequence, std::size_t max_events) const override {
     std::vector<StoredEvent> events;
-    const absl::Status status = WithReader([&](Reader& reader) {
-      events.clear();
-      sqlite::Statement& stmt = reader.read_after;
-      const absl::Cleanup reset = [&stmt] { stmt.Reset(); };
-      stmt.BindInt64(1, ToSqlInt(after_sequence));
-      stmt.BindInt64(2, ToSqlInt(max_events));
-      for (;;) {
-        absl::StatusOr<bool> row = stmt.Step();
-        if (!row.ok()) return row.status();
-        if (!*row) return absl::OkStatus();
-        StoredEvent& event = events.emplace_back();
-        event.sequence = stmt.ColumnInt64(0);
-        event.receive_time = absl::FromUnixNanos(stmt.ColumnInt64(1));
-        event.id = std::string(stmt.ColumnBytes(2));
-        event.event_bytes =
-            std::make_shared<const std::string>(stmt.ColumnBytes(3));
-      }
-    });
+    const absl::Status status = ReadRange(
+        &Reader::read_after, after_sequence, max_events,
+        [&](const sqlite::Statement& row) {
+          events.push_back(StoredEvent{
+              .sequence = RowSequence(row),
+              .receive_time = RowReceiveTime(row),
+              .id = std::string(row.ColumnBytes(2)),
+              .event_bytes =
+                  std::make_shared<const std::string>(row.ColumnBytes(3)),
+          });
+        });
     if (!status.ok()) return status;
     return events;
   }
@@ -310,23 +315,15 @@ class SqliteEventStore final : public DiskEventStore {
   absl::StatusOr<std::vector<StoredEventId>> ReadIdsAfter(
       std::uint64_t after_sequence, std::size_t max_events) const override {
     std::vector<StoredEventId> ids;
-    const absl::Status status = WithReader([&](Reader& reader) {
-      ids.clear();
-      sqlite::Statement& stmt = reader.read_ids_after;
-      const absl::Cleanup reset = [&stmt] { stmt.Reset(); };
-      stmt.BindInt64(1, ToSqlInt(after_sequence));
-      stmt.BindInt64(2, ToSqlInt(max_events));
-      for (;;) {
-        absl::StatusOr<bool> row = stmt.Step();
-        if (!row.ok()) return row.status();
-        if (!*row) return absl::OkStatus();
-        ids.push_back(StoredEventId{
-            .sequence = static_cast<std::uint64_t>(stmt.ColumnInt64(0)),
-            .receive_time = absl::FromUnixNanos(stmt.ColumnInt64(1)),
-            .id = std::string(stmt.ColumnBytes(2)),
-        });
-      }
-    });
+    const absl::Status status =
+        ReadRange(&Reader::read_ids_after, after_sequence, max_events,
+                  [&](const sqlite::Statement& row) {
+                    ids.push_back(StoredEventId{
+                        .sequence = RowSequence(row),
+                        .receive_time = RowReceiveTime(row),
+                        .id = std::string(row.ColumnBytes(2)),
+                    });
+                  });
     if (!status.ok()) return status;
     return ids;
   }
@@ -448,10 +445,9 @@ class SqliteEventStore final : public DiskEventStore {
          "WHERE key = 'trimmed_events_total'"},
         {&writer->first_sequence, "SELECT MIN(sequence) FROM events"},
     };
-    for (const auto& [stmt, sql] : statements) {
-      absl::StatusOr<sqlite::Statement> prepared = writer->db.Prepare(sql);
-      if (!prepared.ok()) return prepared.status();
-      *stmt = std::move(*prepared);
+    if (absl::Status prepared = PrepareAll(writer->db, statements);
+        !prepared.ok()) {
+      return prepared;
     }
     // Replaces SQLite's checkpoint-inside-commit with our background one.
     sqlite3_wal_hook(writer->db.get(), &SqliteEventStore::OnWalCommit, this);
@@ -529,10 +525,9 @@ class SqliteEventStore final : public DiskEventStore {
         {&reader->first_at_or_after,
          "SELECT MIN(sequence) FROM events WHERE receive_time_ns >= ?1"},
     };
-    for (const auto& [stmt, sql] : statements) {
-      absl::StatusOr<sqlite::Statement> prepared = reader->db.Prepare(sql);
-      if (!prepared.ok()) return prepared.status();
-      *stmt = std::move(*prepared);
+    if (absl::Status prepared = PrepareAll(reader->db, statements);
+        !prepared.ok()) {
+      return prepared;
     }
     return reader;
   }
@@ -547,6 +542,33 @@ class SqliteEventStore final : public DiskEventStore {
     std::erase_if(idle_readers_, [](const std::unique_ptr<Reader>& reader) {
       return reader->immutable;
     });
+  }
+
+  // Runs `select` (a statement of the form "... WHERE sequence > ?1 ORDER BY
+  // sequence LIMIT ?2" whose first columns are sequence and receive_time_ns)
+  // and hands each row to `on_row`.
+  template <typename OnRow>
+  absl::Status ReadRange(sqlite::Statement Reader::*select,
+                         std::uint64_t after_sequence, std::size_t max_events,
+                         OnRow on_row) const {
+    return WithReader([&](Reader& reader) {
+      sqlite::Statement& stmt = reader.*select;
+      const absl::Cleanup reset = [&stmt] { stmt.Reset(); };
+      stmt.BindInt64(1, ToSqlInt(after_sequence));
+      stmt.BindInt64(2, ToSqlInt(max_events));
+      for (;;) {
+        absl::StatusOr<bool> row = stmt.Step();
+        if (!row.ok()) return row.status();
+        if (!*row) return absl::OkStatus();
+        on_row(stmt);
+      }
+    });
+  }
+  static std::uint64_t RowSequence(const sqlite::Statement& row) {
+    return static_cast<std::uint64_t>(row.ColumnInt64(0));
+  }
+  static absl::Time RowReceiveTime(const sqlite::Statement& row) {
+    return absl::FromUnixNanos(row.ColumnInt64(1));
   }
 
   // Runs `read` on a pooled reader connection. A connection whose read

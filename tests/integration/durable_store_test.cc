@@ -7,7 +7,6 @@
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,12 +31,15 @@
 #include "absl/time/time.h"
 #include "convocore/webhooks/v1/event_stream_service.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "tests/services/store/fault_injection.h"
 
 extern char** environ;
 
 namespace {
 
 namespace v1 = convocore::webhooks::v1;
+using ::convocore::store::testing::FillFileSystem;
+using ::convocore::store::testing::ScopedMount;
 
 constexpr char kSecret[] = "your_workspace_secret";
 
@@ -433,46 +435,6 @@ TEST_F(DurableStoreTest,
 
 // --- Faults. These need root (CAP_SYS_ADMIN) for mounts and skip without.
 
-class ScopedMount {
- public:
-  ~ScopedMount() {
-    if (!target_.empty()) umount2(target_.c_str(), MNT_DETACH);
-  }
-  int MountTmpfs(const std::filesystem::path& target, const char* options) {
-    if (mount("tmpfs", target.c_str(), "tmpfs", 0, options) != 0) return errno;
-    target_ = target;
-    return 0;
-  }
-  int BindReadOnly(const std::filesystem::path& target) {
-    if (mount(target.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) != 0) {
-      return errno;
-    }
-    target_ = target;
-    return Remount(MS_RDONLY);
-  }
-  int Remount(unsigned long flags) {
-    return mount(nullptr, target_.c_str(), nullptr,
-                 MS_REMOUNT | MS_BIND | flags, nullptr) == 0
-               ? 0
-               : errno;
-  }
-
- private:
-  std::filesystem::path target_;
-};
-
-void Fill(const std::filesystem::path& path) {
-  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  ASSERT_GE(fd, 0) << std::strerror(errno);
-  const std::string chunk(64 << 10, 'f');
-  while (write(fd, chunk.data(), chunk.size()) ==
-         static_cast<ssize_t>(chunk.size())) {
-  }
-  while (write(fd, "f", 1) == 1) {
-  }
-  close(fd);
-}
-
 TEST_F(DurableStoreTest, FullDiskAnswers503ThenRecovers) {
   std::filesystem::create_directories(data_dir_);
   ScopedMount mount;
@@ -493,7 +455,7 @@ TEST_F(DurableStoreTest, FullDiskAnswers503ThenRecovers) {
     acks.push_back(*ParseAck(response.body));
   }
 
-  Fill(data_dir_ / "filler");
+  ASSERT_TRUE(FillFileSystem(data_dir_ / "filler"));
   // The log may have a few pages left; it runs out within a few webhooks.
   HttpClient::Response response;
   for (int n = 0; n < 2000; ++n) {
@@ -551,7 +513,7 @@ TEST_F(DurableStoreTest, ReadOnlyDataDirAnswers503ThenRecovers) {
   response = client.Post(port, "/webhooks", Webhook("while-read-only"));
   EXPECT_EQ(response.code, 503) << response.body;
 
-  ASSERT_EQ(mount.Remount(0), 0);
+  ASSERT_EQ(mount.RemountBind(0), 0);
   ASSERT_TRUE(Eventually([&] {
     return client.Get(port, "/readyz").code == 200;
   })) << gateway->log();

@@ -1,11 +1,8 @@
 #include "services/store/disk_event_store.h"
 
 #include <fcntl.h>
-#include <linux/fs.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/ioctl.h>
-#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,6 +28,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/services/store/fault_injection.h"
 #include "tests/services/store/test_events.h"
 
 extern char** environ;
@@ -42,7 +40,10 @@ using ::convocore::hub::StoredEvent;
 using ::convocore::store::testing::EventBytes;
 using ::convocore::store::testing::EventId;
 using ::convocore::store::testing::EventTime;
+using ::convocore::store::testing::FillFileSystem;
 using ::convocore::store::testing::MakeEvent;
+using ::convocore::store::testing::ScopedMount;
+using ::convocore::store::testing::SetImmutable;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 
@@ -560,51 +561,6 @@ INSTANTIATE_TEST_SUITE_P(Durability, CrashRecoveryTest,
 
 // --- Faults: full disk and unwritable directories, then recovery.
 
-// Mounts that the test undoes whatever happens. Needs root (CAP_SYS_ADMIN).
-class ScopedMount {
- public:
-  ~ScopedMount() {
-    if (!target_.empty()) umount2(target_.c_str(), MNT_DETACH);
-  }
-  // errno on failure.
-  int MountTmpfs(const std::filesystem::path& target, const char* options) {
-    if (mount("tmpfs", target.c_str(), "tmpfs", 0, options) != 0) return errno;
-    target_ = target;
-    return 0;
-  }
-  int BindReadOnly(const std::filesystem::path& target) {
-    if (mount(target.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) != 0) {
-      return errno;
-    }
-    target_ = target;
-    return Remount(MS_RDONLY);
-  }
-  int Remount(unsigned long flags) {
-    return mount(nullptr, target_.c_str(), nullptr,
-                 MS_REMOUNT | MS_BIND | flags, nullptr) == 0
-               ? 0
-               : errno;
-  }
-
- private:
-  std::filesystem::path target_;
-};
-
-// Fills the file system of `path` by writing `path` until ENOSPC.
-void Fill(const std::filesystem::path& path) {
-  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  ASSERT_GE(fd, 0) << std::strerror(errno);
-  const std::string chunk(64 << 10, 'f');
-  for (;;) {
-    const ssize_t n = write(fd, chunk.data(), chunk.size());
-    if (n < static_cast<ssize_t>(chunk.size())) break;
-  }
-  // Whatever partial pages remain, a small write now fails too.
-  while (write(fd, "f", 1) == 1) {
-  }
-  close(fd);
-}
-
 TEST_F(DiskEventStoreTest, FullDiskIsUnavailableThenRecovers) {
   std::filesystem::create_directories(dir_);
   ScopedMount mount;
@@ -618,7 +574,7 @@ TEST_F(DiskEventStoreTest, FullDiskIsUnavailableThenRecovers) {
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->Append(Batch(1, 4)).ok());
 
-  Fill(filler);
+  ASSERT_TRUE(FillFileSystem(filler));
   std::uint64_t next = 5;
   absl::Status status;
   // The log may still have a few pages of room; it fills within a few
@@ -668,29 +624,12 @@ TEST_F(DiskEventStoreTest, ReadOnlyDirectoryAtStartIsUnavailableThenRecovers) {
                   .ok());
   EXPECT_EQ(ids, 5u);
 
-  ASSERT_EQ(mount.Remount(0), 0) << "cannot remount read-write";
+  ASSERT_EQ(mount.RemountBind(0), 0) << "cannot remount read-write";
   ASSERT_TRUE(Eventually([&] { return store->Health().ok(); }))
       << store->Health();
   ASSERT_TRUE(store->Append(Batch(6, 1)).ok());
   EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAreArray(Range(1, 6)));
   store.reset();  // before the unmount
-}
-
-// Sets or clears the immutable attribute (chattr +i) of `path`; errno on
-// failure.
-int SetImmutable(const std::filesystem::path& path, bool immutable) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  int flags = 0;
-  int error = 0;
-  if (ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0) {
-    error = errno;
-  } else {
-    flags = immutable ? (flags | FS_IMMUTABLE_FL) : (flags & ~FS_IMMUTABLE_FL);
-    if (ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0) error = errno;
-  }
-  close(fd);
-  return error;
 }
 
 TEST_F(DiskEventStoreTest, UnwritableLogAtRuntimeIsUnavailableThenRecovers) {
