@@ -1,0 +1,431 @@
+#include "gateway/app/gateway.h"
+
+#include <grpc/support/log.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "gateway/app/store_factory.h"
+#include "gateway/core/deduplicator.h"
+#include "gateway/core/translator.h"
+#include "gateway/http/server.h"
+#include "gateway/ingest/hub_sink.h"
+#include "gateway/ingest/pipeline.h"
+#include "gateway/log/logger.h"
+#include "gateway/metrics/registry.h"
+#include "services/grpc/grpc_server.h"
+#include "services/hub/event_hub.h"
+
+namespace convocore::app {
+namespace {
+
+std::string_view View(absl::string_view s) { return {s.data(), s.size()}; }
+
+// What the HTTP server serves: the ingest pipeline once everything is up,
+// 503 before and after.
+class Backend final : public http::HttpBackend {
+ public:
+  Backend(metrics::Registry* registry, ingest::IngestMetrics* metrics)
+      : registry_(registry), metrics_(metrics) {}
+
+  // Everything is wired: webhooks go to `pipeline`, readiness follows
+  // `hub`'s store.
+  void SetReady(ingest::IngestPipeline* pipeline, hub::EventHub* hub) {
+    hub_.store(hub);
+    pipeline_.store(pipeline);
+  }
+  void SetStopping() { stopping_.store(true); }
+  bool ready() const {
+    return pipeline_.load() != nullptr && !stopping_.load() &&
+           hub_.load()->Health().ok();
+  }
+
+  absl::StatusOr<http::WebhookAck> HandleWebhook(
+      std::string_view body, absl::Time receive_time) override {
+    ingest::IngestPipeline* pipeline = pipeline_.load();
+    if (pipeline == nullptr) {
+      metrics_->Reject(ingest::Rejection::kNotReady);
+      return absl::UnavailableError("the gateway is starting");
+    }
+    absl::StatusOr<ingest::IngestResult> result =
+        pipeline->Ingest(body, receive_time);
+    if (!result.ok()) return result.status();
+    return http::WebhookAck{.sequence = result->sequence,
+                            .id = std::move(result->id),
+                            .duplicate = result->duplicate};
+  }
+
+  void OnWebhookRefused(http::Refusal refusal) override {
+    switch (refusal) {
+      case http::Refusal::kUnsupportedMediaType:
+        metrics_->Reject(ingest::Rejection::kUnsupportedMediaType);
+        return;
+      case http::Refusal::kTooLarge:
+        metrics_->Reject(ingest::Rejection::kTooLarge);
+        return;
+      case http::Refusal::kShuttingDown:
+        metrics_->Reject(ingest::Rejection::kShuttingDown);
+        return;
+    }
+  }
+
+  absl::Status Readiness() const override {
+    if (stopping_.load()) {
+      return absl::UnavailableError("the gateway is shutting down");
+    }
+    hub::EventHub* hub = hub_.load();
+    if (pipeline_.load() == nullptr || hub == nullptr) {
+      return absl::UnavailableError("the gateway is starting");
+    }
+    absl::Status health = hub->Health();
+    if (!health.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("the event store cannot persist: ", health.message()));
+    }
+    return absl::OkStatus();
+  }
+
+  std::string RenderMetrics() const override { return registry_->Render(); }
+
+ private:
+  metrics::Registry* const registry_;
+  ingest::IngestMetrics* const metrics_;
+  std::atomic<ingest::IngestPipeline*> pipeline_{nullptr};
+  std::atomic<hub::EventHub*> hub_{nullptr};
+  std::atomic<bool> stopping_{false};
+};
+
+// Subscription and retention figures, read from the hub at scrape time.
+void RegisterHubMetrics(metrics::Registry& registry, hub::EventHub* hub) {
+  struct Entry {
+    const char* name;
+    const char* help;
+    bool counter;
+    std::uint64_t hub::HubStats::*field;
+  };
+  static constexpr Entry kEntries[] = {
+      {"gateway_subscribers", "Subscription streams open now.", false,
+       &hub::HubStats::subscribers_open},
+      {"gateway_subscribers_catching_up",
+       "Subscriptions still reading retained events before going live.", false,
+       &hub::HubStats::subscribers_catching_up},
+      {"gateway_subscribers_cut_off_total",
+       "Subscriptions ended with RESOURCE_EXHAUSTED for falling behind.", true,
+       &hub::HubStats::subscribers_cut_off_total},
+      {"gateway_events_dropped_total",
+       "Queued events discarded when a subscriber was cut off or the hub "
+       "shut down (the subscriber gets them again by resuming).",
+       true, &hub::HubStats::events_dropped_total},
+      {"gateway_last_sequence", "Newest acknowledged sequence.", false,
+       &hub::HubStats::last_sequence},
+      {"gateway_first_retained_sequence",
+       "Oldest sequence still retained for replay (0: none).", false,
+       &hub::HubStats::first_sequence},
+      {"gateway_retained_events", "Events retained for replay.", false,
+       &hub::HubStats::retained_events},
+      {"gateway_retained_bytes", "Bytes of the events retained for replay.",
+       false, &hub::HubStats::retained_bytes},
+      {"gateway_events_trimmed_total",
+       "Events removed by retention (count, bytes or age).", true,
+       &hub::HubStats::trimmed_total},
+      {"gateway_events_published_total",
+       "Events stored and fanned out since start.", true,
+       &hub::HubStats::published_total},
+      {"gateway_publish_failures_total",
+       "Events the store refused, or refused during shutdown, since start.",
+       true, &hub::HubStats::publish_failures_total},
+      {"gateway_commit_batches_total",
+       "Group commits (one store append, one fsync on disk) since start.", true,
+       &hub::HubStats::commit_batches_total},
+  };
+  for (const Entry& entry : kEntries) {
+    auto read = [hub, field = entry.field] {
+      return static_cast<double>(hub->Stats().*field);
+    };
+    if (entry.counter) {
+      registry.AddCallbackCounter(entry.name, entry.help, read);
+    } else {
+      registry.AddCallbackGauge(entry.name, entry.help, read);
+    }
+  }
+}
+
+// Fails if another socket listens on address:port. gRPC binds with
+// SO_REUSEPORT, so a second gateway on the same gRPC port would start and
+// share the port with the first instead of failing; a bind without
+// SO_REUSEPORT is refused while any other socket holds the port.
+absl::Status CheckPortFree(const std::string& address, std::uint16_t port) {
+  if (port == 0) return absl::OkStatus();
+  const std::string where = absl::StrCat(address, ":", port);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(port);
+  if (const int rc =
+          getaddrinfo(address.c_str(), service.c_str(), &hints, &found);
+      rc != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot listen for gRPC on ", where, ": ", gai_strerror(rc)));
+  }
+  absl::Status status;
+  const int fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  if (fd < 0 ||
+      ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      ::bind(fd, found->ai_addr, found->ai_addrlen) != 0) {
+    status = absl::UnavailableError(absl::StrCat(
+        "cannot listen for gRPC on ", where, ": ", std::strerror(errno)));
+  }
+  if (fd >= 0) ::close(fd);
+  freeaddrinfo(found);
+  return status;
+}
+
+// gRPC's own log lines go through our logger (plain or JSON), at debug
+// level: what matters reaches us as statuses, which we report ourselves.
+void GrpcLog(gpr_log_func_args* args) {
+  if (!log::Enabled(log::Level::kDebug)) return;
+  log::Debug("grpc", {{"message", args->message},
+                      {"severity", gpr_log_severity_string(args->severity)},
+                      {"file", args->file},
+                      {"line", args->line}});
+}
+
+std::string_view SignalName(int signal) {
+  switch (signal) {
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGINT:
+      return "SIGINT";
+    default:
+      return "signal";
+  }
+}
+
+}  // namespace
+
+struct Gateway::Parts {
+  GatewayOptions options;
+  // Destroyed in reverse order: the servers first, the registry last.
+  metrics::Registry registry;
+  std::unique_ptr<ingest::IngestMetrics> ingest_metrics;
+  std::unique_ptr<gateway::Translator> translator;
+  std::unique_ptr<gateway::Deduplicator> deduplicator;
+  std::unique_ptr<hub::EventHub> hub;
+  std::unique_ptr<ingest::HubSink> sink;
+  std::unique_ptr<ingest::IngestPipeline> pipeline;
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<grpc_service::GrpcServer> grpc;
+  std::unique_ptr<http::HttpServer> http;
+
+  absl::Mutex mu;
+  bool shut_down ABSL_GUARDED_BY(mu) = false;
+  absl::Status shutdown_status ABSL_GUARDED_BY(mu);
+};
+
+Gateway::Gateway(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
+
+Gateway::~Gateway() {
+  if (parts_ == nullptr) return;
+  const absl::Status status = Shutdown(parts_->options.shutdown_timeout);
+  if (!status.ok()) {
+    // Threads may still be blocked in the parts; leave them to the process's
+    // exit rather than wait in their destructors.
+    parts_.release();
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
+    const GatewayOptions& options) {
+  gpr_set_log_function(&GrpcLog);
+  auto parts = std::make_unique<Parts>();
+  parts->options = options;
+  Parts& p = *parts;
+  p.ingest_metrics = std::make_unique<ingest::IngestMetrics>(p.registry);
+  p.backend = std::make_unique<Backend>(&p.registry, p.ingest_metrics.get());
+  Backend* backend = p.backend.get();
+  p.registry.AddCallbackGauge(
+      "gateway_ready",
+      "1 while ready to accept and persist webhooks (as /readyz), else 0.",
+      [backend] { return backend->ready() ? 1.0 : 0.0; });
+
+  absl::StatusOr<std::unique_ptr<http::HttpServer>> http =
+      http::HttpServer::Start({.address = options.http_address,
+                               .port = options.http_port,
+                               .threads = options.http_threads,
+                               .max_body_bytes = options.max_body_bytes,
+                               .request_timeout = options.http_request_timeout,
+                               .idle_timeout = options.http_idle_timeout},
+                              p.backend.get(), &p.registry);
+  if (!http.ok()) {
+    return absl::Status(
+        http.status().code(),
+        absl::StrCat(http.status().message(),
+                     " (is another instance running? choose a port with "
+                     "--http_port or GATEWAY_HTTP_PORT)"));
+  }
+  p.http = std::move(*http);
+
+  gateway::TranslatorOptions translator_options;
+  translator_options.secrets = options.secrets;
+  translator_options.limits.max_body_bytes = options.max_body_bytes;
+  absl::StatusOr<std::unique_ptr<gateway::Translator>> translator =
+      gateway::Translator::Create(std::move(translator_options));
+  if (!translator.ok()) {
+    return absl::Status(
+        translator.status().code(),
+        absl::StrCat("the workspace secrets or limits are unusable: ",
+                     translator.status().message()));
+  }
+  p.translator = std::move(*translator);
+  p.deduplicator = std::make_unique<gateway::Deduplicator>(
+      gateway::DeduplicatorOptions{.max_entries = options.dedup_window_events,
+                                   .max_age = options.dedup_window_age});
+  p.registry.AddCallbackGauge("gateway_dedup_window_ids",
+                              "Webhook ids remembered for de-duplication.",
+                              [dedup = p.deduplicator.get()] {
+                                return static_cast<double>(dedup->size());
+                              });
+
+  absl::StatusOr<std::unique_ptr<hub::EventStore>> store =
+      OpenEventStore(options, p.deduplicator.get(), absl::Now());
+  if (!store.ok()) return store.status();
+  absl::StatusOr<std::unique_ptr<hub::EventHub>> hub = hub::EventHub::Create(
+      std::move(*store), hub::HubOptions{.subscriber_queue_limit =
+                                             options.subscriber_queue_limit});
+  if (!hub.ok()) {
+    return absl::Status(
+        hub.status().code(),
+        absl::StrCat("cannot start the event hub: ", hub.status().message()));
+  }
+  p.hub = std::move(*hub);
+  RegisterHubMetrics(p.registry, p.hub.get());
+  p.sink = std::make_unique<ingest::HubSink>(p.hub.get());
+  p.pipeline = std::make_unique<ingest::IngestPipeline>(
+      p.translator.get(), p.deduplicator.get(), p.sink.get(),
+      p.ingest_metrics.get());
+
+  const absl::Status grpc_port_free =
+      CheckPortFree(options.grpc_address, options.grpc_port);
+  absl::StatusOr<std::unique_ptr<grpc_service::GrpcServer>> grpc =
+      grpc_port_free.ok()
+          ? grpc_service::GrpcServer::Start(
+                {.address = options.grpc_address,
+                 .port = options.grpc_port,
+                 .heartbeat_interval = options.heartbeat_interval,
+                 .keepalive_time = options.grpc_keepalive_time},
+                p.hub.get())
+          : absl::StatusOr<std::unique_ptr<grpc_service::GrpcServer>>(
+                grpc_port_free);
+  if (!grpc.ok()) {
+    return absl::Status(
+        grpc.status().code(),
+        absl::StrCat(grpc.status().message(),
+                     " (is another instance running? choose a port with "
+                     "--grpc_port or GATEWAY_GRPC_PORT)"));
+  }
+  p.grpc = std::move(*grpc);
+
+  p.backend->SetReady(p.pipeline.get(), p.hub.get());
+  log::Info("gateway ready",
+            {{"http_port", p.http->port()},
+             {"grpc_port", p.grpc->port()},
+             {"http_threads", options.http_threads},
+             {"store", options.store == StoreKind::kDisk ? "disk" : "memory"},
+             {"last_sequence", p.hub->last_sequence()},
+             {"secrets", options.secrets.size()}});
+  return std::unique_ptr<Gateway>(new Gateway(std::move(parts)));
+}
+
+std::uint16_t Gateway::http_port() const { return parts_->http->port(); }
+
+std::uint16_t Gateway::grpc_port() const {
+  return static_cast<std::uint16_t>(parts_->grpc->port());
+}
+
+absl::Status Gateway::Shutdown(absl::Duration timeout) {
+  Parts& p = *parts_;
+  absl::MutexLock lock(&p.mu);
+  if (p.shut_down) return p.shutdown_status;
+  p.shut_down = true;
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = start + timeout;
+  log::Info("shutting down", {{"timeout", timeout},
+                              {"requests_in_flight", p.http->in_flight()},
+                              {"streams_open", p.grpc->open_streams()}});
+  p.backend->SetStopping();
+  p.grpc->SetServing(false);
+  p.http->BeginDrain();
+  if (!p.http->WaitForIdle(deadline)) {
+    p.shutdown_status = absl::DeadlineExceededError(absl::StrCat(
+        p.http->in_flight(), " HTTP requests still in flight after ",
+        absl::FormatDuration(timeout)));
+    return p.shutdown_status;
+  }
+  p.http->Shutdown();
+  // No webhook can be accepted any more: end the streams (each with
+  // UNAVAILABLE and where to resume), then the hub and its store.
+  p.grpc->Shutdown(std::max(deadline - absl::Now(), absl::ZeroDuration()));
+  const hub::HubStats stats = p.hub->Stats();
+  p.hub->Shutdown();
+  log::Info("stopped", {{"took", absl::Now() - start},
+                        {"last_sequence", stats.last_sequence},
+                        {"published", stats.published_total}});
+  p.shutdown_status = absl::OkStatus();
+  return p.shutdown_status;
+}
+
+int RunGateway(const GatewayOptions& options) {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  // Every thread started from here on inherits the mask; only sigwait()
+  // below receives these signals.
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  absl::StatusOr<std::unique_ptr<Gateway>> gateway = Gateway::Start(options);
+  if (!gateway.ok()) {
+    log::Error(View(gateway.status().message()));
+    return 1;
+  }
+  int received = 0;
+  while (sigwait(&signals, &received) != 0) {
+  }
+  log::Info("signal received",
+            {{"signal", SignalName(received)},
+             {"shutdown_timeout", options.shutdown_timeout}});
+  // A second signal, or a shutdown that overruns its deadline by a second,
+  // ends the process at once.
+  std::thread([signals, limit = options.shutdown_timeout + absl::Seconds(1)] {
+    const timespec wait = absl::ToTimespec(limit);
+    const int again = sigtimedwait(&signals, nullptr, &wait);
+    log::Error(again > 0 ? "second signal: exiting now"
+                         : "shutdown overran its deadline: exiting now");
+    std::_Exit(1);
+  }).detach();
+  const absl::Status status = (*gateway)->Shutdown(options.shutdown_timeout);
+  if (!status.ok()) {
+    log::Error("shutdown incomplete", {{"status", status}});
+    std::_Exit(1);
+  }
+  gateway->reset();
+  return 0;
+}
+
+}  // namespace convocore::app

@@ -1,0 +1,212 @@
+// webhook-gateway: receives Convocore webhooks over HTTP and streams them as
+// typed events over gRPC. Flags, each also settable through its environment
+// variable GATEWAY_<FLAG NAME IN UPPER CASE> (the command line wins); the
+// workspace secrets come from CONVOCORE_WORKSPACE_SECRET or
+// --workspace_secret_file, never from a flag's value.
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "gateway/app/env_flags.h"
+#include "gateway/app/gateway.h"
+#include "gateway/app/options.h"
+#include "gateway/log/logger.h"
+
+extern char** environ;
+
+namespace {
+const convocore::app::FlagValues kDefaults;
+}  // namespace
+
+ABSL_FLAG(std::string, http_address, kDefaults.http_address,
+          "Address the HTTP server binds (webhooks, /healthz, /readyz, "
+          "/metrics).");
+ABSL_FLAG(int, http_port, kDefaults.http_port,
+          "HTTP port; 0 picks a free one (logged).");
+ABSL_FLAG(int, http_threads, kDefaults.http_threads,
+          "HTTP threads; each holds a webhook until it is stored, so this "
+          "bounds the webhooks in progress.");
+ABSL_FLAG(int64_t, max_body_bytes, kDefaults.max_body_bytes,
+          "Largest webhook body accepted; larger ones get 413.");
+ABSL_FLAG(absl::Duration, http_request_timeout, kDefaults.http_request_timeout,
+          "A request whose headers or body take longer gets 408.");
+ABSL_FLAG(absl::Duration, http_idle_timeout, kDefaults.http_idle_timeout,
+          "An idle keep-alive connection is closed after this long.");
+ABSL_FLAG(std::string, grpc_address, kDefaults.grpc_address,
+          "Address the gRPC server binds (EventStreamService, health, "
+          "reflection).");
+ABSL_FLAG(int, grpc_port, kDefaults.grpc_port,
+          "gRPC port; 0 picks a free one (logged).");
+ABSL_FLAG(absl::Duration, heartbeat_interval, kDefaults.heartbeat_interval,
+          "An idle subscription stream gets a Heartbeat this often.");
+ABSL_FLAG(absl::Duration, grpc_keepalive_time, kDefaults.grpc_keepalive_time,
+          "The gRPC server pings idle connections this often.");
+ABSL_FLAG(std::string, store, kDefaults.store,
+          "Where accepted events are kept: disk (durable log in --data_dir) "
+          "or memory (lost on restart).");
+ABSL_FLAG(std::string, data_dir, kDefaults.data_dir,
+          "Directory of the durable event log (--store=disk).");
+ABSL_FLAG(std::string, durability, kDefaults.durability,
+          "When a 200 is sent with --store=disk: fsync (written and "
+          "fsynced, the default) or os_cache (written, not fsynced: survives "
+          "a process crash, not a power loss).");
+ABSL_FLAG(int64_t, retention_events, kDefaults.retention_events,
+          "Events retained for replay (0: no count bound).");
+ABSL_FLAG(int64_t, retention_bytes, kDefaults.retention_bytes,
+          "Bytes of events retained for replay (0: no byte bound).");
+ABSL_FLAG(absl::Duration, retention_age, kDefaults.retention_age,
+          "Age beyond which events are trimmed (0: no age bound).");
+ABSL_FLAG(int64_t, subscriber_queue_limit, kDefaults.subscriber_queue_limit,
+          "Events a subscriber may fall behind before its stream ends with "
+          "RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int64_t, dedup_window_events, kDefaults.dedup_window_events,
+          "Webhook ids remembered for de-duplication.");
+ABSL_FLAG(absl::Duration, dedup_window_age, kDefaults.dedup_window_age,
+          "How long a webhook id is remembered for de-duplication.");
+ABSL_FLAG(std::string, log_level, kDefaults.log_level,
+          "debug, info, warning or error.");
+ABSL_FLAG(std::string, log_format, kDefaults.log_format,
+          "plain (one line of text per event) or json (one JSON object per "
+          "line).");
+ABSL_FLAG(absl::Duration, shutdown_timeout, kDefaults.shutdown_timeout,
+          "On SIGTERM or SIGINT, the time allowed for requests in flight to "
+          "finish and streams to end.");
+ABSL_FLAG(std::string, workspace_secret_file, "",
+          "File holding the workspace secret(s), one per line or "
+          "comma-separated; instead of the CONVOCORE_WORKSPACE_SECRET "
+          "environment variable.");
+
+namespace {
+
+// Every flag, for its environment variable.
+constexpr std::string_view kFlagNames[] = {
+    "http_address",
+    "http_port",
+    "http_threads",
+    "max_body_bytes",
+    "http_request_timeout",
+    "http_idle_timeout",
+    "grpc_address",
+    "grpc_port",
+    "heartbeat_interval",
+    "grpc_keepalive_time",
+    "store",
+    "data_dir",
+    "durability",
+    "retention_events",
+    "retention_bytes",
+    "retention_age",
+    "subscriber_queue_limit",
+    "dedup_window_events",
+    "dedup_window_age",
+    "log_level",
+    "log_format",
+    "shutdown_timeout",
+    "workspace_secret_file",
+};
+
+convocore::app::FlagValues ReadFlags() {
+  convocore::app::FlagValues v;
+  v.http_address = absl::GetFlag(FLAGS_http_address);
+  v.http_port = absl::GetFlag(FLAGS_http_port);
+  v.http_threads = absl::GetFlag(FLAGS_http_threads);
+  v.max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes);
+  v.http_request_timeout = absl::GetFlag(FLAGS_http_request_timeout);
+  v.http_idle_timeout = absl::GetFlag(FLAGS_http_idle_timeout);
+  v.grpc_address = absl::GetFlag(FLAGS_grpc_address);
+  v.grpc_port = absl::GetFlag(FLAGS_grpc_port);
+  v.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  v.grpc_keepalive_time = absl::GetFlag(FLAGS_grpc_keepalive_time);
+  v.store = absl::GetFlag(FLAGS_store);
+  v.data_dir = absl::GetFlag(FLAGS_data_dir);
+  v.durability = absl::GetFlag(FLAGS_durability);
+  v.retention_events = absl::GetFlag(FLAGS_retention_events);
+  v.retention_bytes = absl::GetFlag(FLAGS_retention_bytes);
+  v.retention_age = absl::GetFlag(FLAGS_retention_age);
+  v.subscriber_queue_limit = absl::GetFlag(FLAGS_subscriber_queue_limit);
+  v.dedup_window_events = absl::GetFlag(FLAGS_dedup_window_events);
+  v.dedup_window_age = absl::GetFlag(FLAGS_dedup_window_age);
+  v.log_level = absl::GetFlag(FLAGS_log_level);
+  v.log_format = absl::GetFlag(FLAGS_log_format);
+  v.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
+  v.workspace_secret_file = absl::GetFlag(FLAGS_workspace_secret_file);
+  return v;
+}
+
+std::vector<std::string> Environment() {
+  std::vector<std::string> entries;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    entries.emplace_back(*entry);
+  }
+  return entries;
+}
+
+// One line on stderr, before the logger is configured.
+int Fail(std::string_view message, int code) {
+  std::fprintf(stderr, "webhook-gateway: %.*s\n",
+               static_cast<int>(message.size()), message.data());
+  return code;
+}
+
+int Main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Receives Convocore webhooks on POST /webhooks and streams them as "
+      "typed events over gRPC (EventStreamService.Subscribe).\n"
+      "Every flag --name can also be set with the environment variable "
+      "GATEWAY_NAME (e.g. GATEWAY_HTTP_PORT=8080); the command line wins.\n"
+      "The workspace secret comes from CONVOCORE_WORKSPACE_SECRET "
+      "(comma-separated for rotation) or --workspace_secret_file.\n"
+      "Usage: webhook-gateway [--flag=value ...]");
+  const absl::Status from_environment = convocore::app::ApplyEnvironmentToFlags(
+      kFlagNames, &convocore::app::GetEnvironmentVariable);
+  if (!from_environment.ok()) {
+    return Fail(std::string_view(from_environment.message().data(),
+                                 from_environment.message().size()),
+                2);
+  }
+  // An unparsable flag value makes this print one line and exit(1).
+  const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() > 1) {
+    return Fail(absl::StrCat("unexpected argument \"", positional[1],
+                             "\"; flags are --name=value"),
+                2);
+  }
+  const std::optional<std::string> secret_env =
+      convocore::app::GetEnvironmentVariable(
+          convocore::app::kSecretEnvironmentVariable);
+  absl::StatusOr<convocore::app::GatewayOptions> options =
+      convocore::app::BuildOptions(ReadFlags(), secret_env);
+  if (!options.ok()) {
+    return Fail(std::string_view(options.status().message().data(),
+                                 options.status().message().size()),
+                2);
+  }
+  convocore::log::Configure(options->log_level, options->log_format);
+  for (const std::string& name :
+       convocore::app::UnknownGatewayVariables(kFlagNames, Environment())) {
+    convocore::log::Warning("environment variable names no flag; ignored",
+                            {{"variable", name}});
+  }
+  return convocore::app::RunGateway(*options);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Libraries below us (Pistache, gRPC) may throw; a startup error must
+  // still be one line, never an abort trace.
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& error) {
+    return Fail(error.what(), 1);
+  } catch (...) {
+    return Fail("unexpected error", 1);
+  }
+}

@@ -1,0 +1,226 @@
+#include "gateway/app/options.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+
+namespace convocore::app {
+namespace {
+
+absl::string_view Absl(std::string_view s) { return {s.data(), s.size()}; }
+
+absl::Status Invalid(std::string_view flag, absl::string_view problem) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("--", Absl(flag), ": ", problem));
+}
+
+absl::StatusOr<std::uint16_t> Port(std::string_view flag, int value) {
+  if (value < 0 || value > 65535) {
+    return Invalid(
+        flag,
+        absl::StrCat("port ", value, " is not in 0..65535 (0: any free port)"));
+  }
+  return static_cast<std::uint16_t>(value);
+}
+
+absl::Status Positive(std::string_view flag, std::int64_t value) {
+  if (value > 0) return absl::OkStatus();
+  return Invalid(flag, absl::StrCat("must be positive, got ", value));
+}
+
+absl::Status NotNegative(std::string_view flag, std::int64_t value) {
+  if (value >= 0) return absl::OkStatus();
+  return Invalid(flag, absl::StrCat("must not be negative, got ", value));
+}
+
+absl::Status PositiveDuration(std::string_view flag, absl::Duration value) {
+  if (value > absl::ZeroDuration() && value != absl::InfiniteDuration()) {
+    return absl::OkStatus();
+  }
+  return Invalid(flag, absl::StrCat("must be a positive duration, got ",
+                                    absl::FormatDuration(value)));
+}
+
+absl::StatusOr<std::vector<std::string>> LoadSecrets(
+    const FlagValues& flags, std::optional<std::string_view> secret_env) {
+  const std::string how =
+      absl::StrCat("set ", kSecretEnvironmentVariable,
+                   " (several comma-separated while rotating) or "
+                   "--workspace_secret_file (GATEWAY_WORKSPACE_SECRET_FILE) to "
+                   "a file holding it");
+  if (secret_env.has_value() && !flags.workspace_secret_file.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("both ", kSecretEnvironmentVariable,
+                     " and --workspace_secret_file are set; set only one"));
+  }
+  std::vector<std::string> secrets;
+  if (secret_env.has_value()) {
+    secrets = SplitSecrets(*secret_env);
+    if (secrets.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          kSecretEnvironmentVariable, " is set but holds no secret; ", how));
+    }
+    return secrets;
+  }
+  if (!flags.workspace_secret_file.empty()) {
+    std::ifstream in(flags.workspace_secret_file, std::ios::binary);
+    if (!in) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot read --workspace_secret_file ", flags.workspace_secret_file,
+          ": ", std::strerror(errno)));
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    if (in.bad()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot read --workspace_secret_file ", flags.workspace_secret_file));
+    }
+    secrets = SplitSecrets(text.str());
+    if (secrets.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("--workspace_secret_file ", flags.workspace_secret_file,
+                       " holds no secret; ", how));
+    }
+    return secrets;
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("no workspace secret is configured: ", how,
+                   ". It is the secret the sender puts in every webhook; "
+                   "it is never read from a plain flag"));
+}
+
+}  // namespace
+
+absl::StatusOr<StoreKind> ParseStoreKind(std::string_view text) {
+  const std::string lower = absl::AsciiStrToLower(Absl(text));
+  if (lower == "memory") return StoreKind::kMemory;
+  if (lower == "disk") return StoreKind::kDisk;
+  return Invalid("store", absl::StrCat("unknown store \"", Absl(text),
+                                       "\" (memory or disk)"));
+}
+
+std::vector<std::string> SplitSecrets(std::string_view text) {
+  std::vector<std::string> secrets;
+  for (absl::string_view part :
+       absl::StrSplit(Absl(text), absl::ByAnyChar(",\n"))) {
+    part = absl::StripAsciiWhitespace(part);
+    if (!part.empty()) secrets.emplace_back(part);
+  }
+  return secrets;
+}
+
+absl::StatusOr<GatewayOptions> BuildOptions(
+    const FlagValues& flags, std::optional<std::string_view> secret_env) {
+  GatewayOptions options;
+
+  if (flags.http_address.empty()) return Invalid("http_address", "is empty");
+  options.http_address = flags.http_address;
+  absl::StatusOr<std::uint16_t> http_port = Port("http_port", flags.http_port);
+  if (!http_port.ok()) return http_port.status();
+  options.http_port = *http_port;
+  if (flags.http_threads < 1 || flags.http_threads > 1024) {
+    return Invalid("http_threads", absl::StrCat("must be in 1..1024, got ",
+                                                flags.http_threads));
+  }
+  options.http_threads = flags.http_threads;
+  if (absl::Status s = Positive("max_body_bytes", flags.max_body_bytes);
+      !s.ok()) {
+    return s;
+  }
+  if (flags.max_body_bytes > (std::int64_t{1} << 30)) {
+    return Invalid("max_body_bytes", "must be at most 1 GiB");
+  }
+  options.max_body_bytes = static_cast<std::size_t>(flags.max_body_bytes);
+  for (const auto& [name, value] :
+       {std::pair{"http_request_timeout", flags.http_request_timeout},
+        std::pair{"http_idle_timeout", flags.http_idle_timeout},
+        std::pair{"heartbeat_interval", flags.heartbeat_interval},
+        std::pair{"grpc_keepalive_time", flags.grpc_keepalive_time},
+        std::pair{"dedup_window_age", flags.dedup_window_age},
+        std::pair{"shutdown_timeout", flags.shutdown_timeout}}) {
+    if (absl::Status s = PositiveDuration(name, value); !s.ok()) return s;
+  }
+  options.http_request_timeout = flags.http_request_timeout;
+  options.http_idle_timeout = flags.http_idle_timeout;
+
+  if (flags.grpc_address.empty()) return Invalid("grpc_address", "is empty");
+  options.grpc_address = flags.grpc_address;
+  absl::StatusOr<std::uint16_t> grpc_port = Port("grpc_port", flags.grpc_port);
+  if (!grpc_port.ok()) return grpc_port.status();
+  options.grpc_port = *grpc_port;
+  if (options.grpc_port != 0 && options.grpc_port == options.http_port) {
+    return Invalid("grpc_port", absl::StrCat("is the same as --http_port (",
+                                             options.grpc_port, ")"));
+  }
+  options.heartbeat_interval = flags.heartbeat_interval;
+  options.grpc_keepalive_time = flags.grpc_keepalive_time;
+
+  absl::StatusOr<StoreKind> store = ParseStoreKind(flags.store);
+  if (!store.ok()) return store.status();
+  options.store = *store;
+  if (options.store == StoreKind::kDisk && flags.data_dir.empty()) {
+    return Invalid("data_dir", "is empty (needed by --store=disk)");
+  }
+  options.data_dir = flags.data_dir;
+  std::string durability_error;
+  if (!store::AbslParseFlag(Absl(flags.durability), &options.durability,
+                            &durability_error)) {
+    return Invalid("durability", durability_error);
+  }
+  if (absl::Status s = NotNegative("retention_events", flags.retention_events);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = NotNegative("retention_bytes", flags.retention_bytes);
+      !s.ok()) {
+    return s;
+  }
+  if (flags.retention_age < absl::ZeroDuration()) {
+    return Invalid("retention_age", "must not be negative (0: no age bound)");
+  }
+  options.retention.max_events =
+      static_cast<std::size_t>(flags.retention_events);
+  options.retention.max_bytes = static_cast<std::size_t>(flags.retention_bytes);
+  options.retention.max_age = flags.retention_age == absl::InfiniteDuration()
+                                  ? absl::ZeroDuration()
+                                  : flags.retention_age;
+
+  if (absl::Status s =
+          Positive("subscriber_queue_limit", flags.subscriber_queue_limit);
+      !s.ok()) {
+    return s;
+  }
+  options.subscriber_queue_limit =
+      static_cast<std::size_t>(flags.subscriber_queue_limit);
+  if (absl::Status s =
+          Positive("dedup_window_events", flags.dedup_window_events);
+      !s.ok()) {
+    return s;
+  }
+  options.dedup_window_events =
+      static_cast<std::size_t>(flags.dedup_window_events);
+  options.dedup_window_age = flags.dedup_window_age;
+
+  absl::StatusOr<log::Level> level = log::ParseLevel(flags.log_level);
+  if (!level.ok()) return Invalid("log_level", level.status().message());
+  options.log_level = *level;
+  absl::StatusOr<log::Format> format = log::ParseFormat(flags.log_format);
+  if (!format.ok()) return Invalid("log_format", format.status().message());
+  options.log_format = *format;
+  options.shutdown_timeout = flags.shutdown_timeout;
+
+  absl::StatusOr<std::vector<std::string>> secrets =
+      LoadSecrets(flags, secret_env);
+  if (!secrets.ok()) return secrets.status();
+  options.secrets = std::move(*secrets);
+  return options;
+}
+
+}  // namespace convocore::app

@@ -1,0 +1,112 @@
+// The gateway's configuration: the values of its flags, checked and turned
+// into one immutable GatewayOptions, and the workspace secrets, which never
+// come from a flag (a flag shows in `ps`): from CONVOCORE_WORKSPACE_SECRET
+// (comma-separated, for rotation) or from the file --workspace_secret_file
+// names. main() copies the flags into FlagValues; everything here is
+// testable without flags.
+#ifndef GATEWAY_APP_OPTIONS_H_
+#define GATEWAY_APP_OPTIONS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "gateway/log/logger.h"
+#include "services/hub/event_store.h"
+#include "services/store/disk_event_store.h"
+
+namespace convocore::app {
+
+inline constexpr char kSecretEnvironmentVariable[] =
+    "CONVOCORE_WORKSPACE_SECRET";
+
+// Where accepted events are kept: "memory" (a window lost on restart) or
+// "disk" (the durable log in --data_dir).
+enum class StoreKind { kMemory, kDisk };
+absl::StatusOr<StoreKind> ParseStoreKind(std::string_view text);
+
+// The flags' values as parsed, before they are checked.
+struct FlagValues {
+  std::string http_address = "0.0.0.0";
+  int http_port = 8080;
+  int http_threads = 4;
+  std::int64_t max_body_bytes = 1 << 20;
+  absl::Duration http_request_timeout = absl::Seconds(30);
+  absl::Duration http_idle_timeout = absl::Seconds(120);
+
+  std::string grpc_address = "0.0.0.0";
+  int grpc_port = 50051;
+  absl::Duration heartbeat_interval = absl::Seconds(15);
+  absl::Duration grpc_keepalive_time = absl::Seconds(30);
+
+  std::string store = "disk";
+  std::string data_dir = "./data";
+  std::string durability = "fsync";
+  std::int64_t retention_events = 100'000;
+  std::int64_t retention_bytes = 64 << 20;
+  absl::Duration retention_age = absl::ZeroDuration();
+
+  std::int64_t subscriber_queue_limit = 4096;
+  std::int64_t dedup_window_events = 100'000;
+  absl::Duration dedup_window_age = absl::Hours(1);
+
+  std::string log_level = "info";
+  std::string log_format = "plain";
+  absl::Duration shutdown_timeout = absl::Seconds(10);
+
+  std::string workspace_secret_file;
+};
+
+struct GatewayOptions {
+  // HTTP (webhooks in, health, metrics).
+  std::string http_address;
+  std::uint16_t http_port = 0;
+  int http_threads = 0;
+  std::size_t max_body_bytes = 0;
+  absl::Duration http_request_timeout;
+  absl::Duration http_idle_timeout;
+
+  // gRPC (EventStreamService).
+  std::string grpc_address;
+  std::uint16_t grpc_port = 0;
+  absl::Duration heartbeat_interval;
+  absl::Duration grpc_keepalive_time;
+
+  // Storage and retention.
+  StoreKind store = StoreKind::kDisk;
+  std::string data_dir;
+  store::Durability durability = store::Durability::kFsync;
+  hub::RetentionOptions retention;
+
+  std::size_t subscriber_queue_limit = 0;
+  std::size_t dedup_window_events = 0;
+  absl::Duration dedup_window_age;
+
+  log::Level log_level = log::Level::kInfo;
+  log::Format log_format = log::Format::kPlain;
+  absl::Duration shutdown_timeout;
+
+  // Never logged.
+  std::vector<std::string> secrets;
+};
+
+// Checks every value and loads the secrets: `secret_env` is the value of
+// CONVOCORE_WORKSPACE_SECRET (nullopt when unset). kInvalidArgument with a
+// message naming the flag for a bad value; kFailedPrecondition when no
+// secret is configured or the secret file cannot be read. No message ever
+// contains a secret.
+absl::StatusOr<GatewayOptions> BuildOptions(
+    const FlagValues& flags, std::optional<std::string_view> secret_env);
+
+// The secrets of a comma- or newline-separated list, each trimmed of
+// whitespace, empty ones skipped.
+std::vector<std::string> SplitSecrets(std::string_view text);
+
+}  // namespace convocore::app
+
+#endif  // GATEWAY_APP_OPTIONS_H_

@@ -1,0 +1,56 @@
+#include "gateway/app/store_factory.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "gateway/log/logger.h"
+#include "services/hub/in_memory_event_store.h"
+#include "services/store/disk_event_store.h"
+
+namespace convocore::app {
+
+absl::StatusOr<std::unique_ptr<hub::EventStore>> OpenEventStore(
+    const GatewayOptions& options, gateway::Deduplicator* deduplicator,
+    absl::Time now) {
+  switch (options.store) {
+    case StoreKind::kMemory:
+      // Nothing survives a restart, so there is nothing to restore.
+      return std::make_unique<hub::InMemoryEventStore>(options.retention);
+    case StoreKind::kDisk: {
+      absl::StatusOr<std::unique_ptr<store::DiskEventStore>> disk =
+          store::DiskEventStore::Open({.data_dir = options.data_dir,
+                                       .retention = options.retention,
+                                       .durability = options.durability});
+      if (!disk.ok()) {
+        return absl::Status(
+            disk.status().code(),
+            absl::StrCat("cannot open the event log in --data_dir ",
+                         options.data_dir, ": ", disk.status().message()));
+      }
+      std::size_t restored = 0;
+      absl::Status walked = store::ForEachRecentId(
+          **disk, options.dedup_window_events, now - options.dedup_window_age,
+          [&](const store::StoredEventId& record) {
+            deduplicator->Restore(record.id, record.sequence,
+                                  record.receive_time);
+            ++restored;
+          });
+      if (!walked.ok()) {
+        return absl::Status(
+            walked.code(),
+            absl::StrCat("cannot read the de-duplication window from ",
+                         options.data_dir, ": ", walked.message()));
+      }
+      log::Info("event log opened",
+                {{"data_dir", options.data_dir},
+                 {"durability",
+                  std::string(store::DurabilityName(options.durability))},
+                 {"last_sequence", (*disk)->Stats().last_sequence},
+                 {"dedup_ids_restored", restored}});
+      return std::unique_ptr<hub::EventStore>(std::move(*disk));
+    }
+  }
+  return absl::InvalidArgumentError("unknown store");
+}
+
+}  // namespace convocore::app

@@ -1,0 +1,171 @@
+#include "gateway/app/options.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace convocore::app {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kSecret[] = "s3cr3t-value";
+
+// A file removed when the test ends.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& contents) {
+    char path[] = "/tmp/secret.XXXXXX";
+    const int fd = mkstemp(path);
+    path_ = path;
+    ::close(fd);
+    std::ofstream(path_) << contents;
+  }
+  ~TempFile() { std::remove(path_.c_str()); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(BuildOptionsTest, DefaultsWithASecretAreValid) {
+  absl::StatusOr<GatewayOptions> options = BuildOptions({}, kSecret);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->http_port, 8080);
+  EXPECT_EQ(options->grpc_port, 50051);
+  EXPECT_EQ(options->store, StoreKind::kDisk);
+  EXPECT_EQ(options->data_dir, "./data");
+  EXPECT_EQ(options->durability, store::Durability::kFsync);
+  EXPECT_EQ(options->max_body_bytes, 1u << 20);
+  EXPECT_EQ(options->shutdown_timeout, absl::Seconds(10));
+  EXPECT_EQ(options->log_level, log::Level::kInfo);
+  EXPECT_THAT(options->secrets, ElementsAre(kSecret));
+}
+
+TEST(BuildOptionsTest, NoSecretRefusesWithHowToSetOne) {
+  absl::StatusOr<GatewayOptions> options = BuildOptions({}, std::nullopt);
+  ASSERT_FALSE(options.ok());
+  EXPECT_EQ(options.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(options.status().message(),
+              HasSubstr("CONVOCORE_WORKSPACE_SECRET"));
+  EXPECT_THAT(options.status().message(), HasSubstr("--workspace_secret_file"));
+}
+
+TEST(BuildOptionsTest, SecretsForRotationAreCommaSeparated) {
+  absl::StatusOr<GatewayOptions> options =
+      BuildOptions({}, " old-secret , new-secret ,");
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_THAT(options->secrets, ElementsAre("old-secret", "new-secret"));
+  EXPECT_FALSE(BuildOptions({}, " , ").ok());
+  EXPECT_FALSE(BuildOptions({}, "").ok());
+}
+
+TEST(BuildOptionsTest, SecretsFromAFile) {
+  TempFile file("first\nsecond, third\n\n");
+  FlagValues flags;
+  flags.workspace_secret_file = file.path();
+  absl::StatusOr<GatewayOptions> options = BuildOptions(flags, std::nullopt);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_THAT(options->secrets, ElementsAre("first", "second", "third"));
+}
+
+TEST(BuildOptionsTest, UnreadableOrEmptySecretFileIsAnError) {
+  FlagValues flags;
+  flags.workspace_secret_file = "/nonexistent/secret";
+  absl::StatusOr<GatewayOptions> missing = BuildOptions(flags, std::nullopt);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(missing.status().message(), HasSubstr("/nonexistent/secret"));
+  EXPECT_THAT(missing.status().message(), HasSubstr("No such file"));
+  TempFile empty("\n \n");
+  flags.workspace_secret_file = empty.path();
+  EXPECT_THAT(BuildOptions(flags, std::nullopt).status().message(),
+              HasSubstr("holds no secret"));
+}
+
+TEST(BuildOptionsTest, BothSecretSourcesAreAmbiguous) {
+  TempFile file(kSecret);
+  FlagValues flags;
+  flags.workspace_secret_file = file.path();
+  absl::StatusOr<GatewayOptions> options = BuildOptions(flags, "other");
+  ASSERT_FALSE(options.ok());
+  EXPECT_THAT(options.status().message(), HasSubstr("set only one"));
+}
+
+TEST(BuildOptionsTest, ErrorsNameTheFlagAndNeverTheSecret) {
+  struct Case {
+    std::string flag;
+    void (*set)(FlagValues&);
+  };
+  const Case cases[] = {
+      {"--http_port", [](FlagValues& f) { f.http_port = 70000; }},
+      {"--grpc_port", [](FlagValues& f) { f.grpc_port = -1; }},
+      {"--grpc_port", [](FlagValues& f) { f.grpc_port = f.http_port; }},
+      {"--http_threads", [](FlagValues& f) { f.http_threads = 0; }},
+      {"--max_body_bytes", [](FlagValues& f) { f.max_body_bytes = 0; }},
+      {"--max_body_bytes",
+       [](FlagValues& f) { f.max_body_bytes = std::int64_t{2} << 30; }},
+      {"--store", [](FlagValues& f) { f.store = "cloud"; }},
+      {"--durability", [](FlagValues& f) { f.durability = "maybe"; }},
+      {"--data_dir", [](FlagValues& f) { f.data_dir = ""; }},
+      {"--retention_events", [](FlagValues& f) { f.retention_events = -1; }},
+      {"--retention_age",
+       [](FlagValues& f) { f.retention_age = absl::Seconds(-1); }},
+      {"--subscriber_queue_limit",
+       [](FlagValues& f) { f.subscriber_queue_limit = 0; }},
+      {"--dedup_window_events",
+       [](FlagValues& f) { f.dedup_window_events = 0; }},
+      {"--dedup_window_age",
+       [](FlagValues& f) { f.dedup_window_age = absl::ZeroDuration(); }},
+      {"--heartbeat_interval",
+       [](FlagValues& f) { f.heartbeat_interval = absl::ZeroDuration(); }},
+      {"--shutdown_timeout",
+       [](FlagValues& f) { f.shutdown_timeout = absl::InfiniteDuration(); }},
+      {"--log_level", [](FlagValues& f) { f.log_level = "loud"; }},
+      {"--log_format", [](FlagValues& f) { f.log_format = "xml"; }},
+      {"--http_address", [](FlagValues& f) { f.http_address = ""; }},
+  };
+  for (const Case& c : cases) {
+    FlagValues flags;
+    c.set(flags);
+    absl::StatusOr<GatewayOptions> options = BuildOptions(flags, kSecret);
+    ASSERT_FALSE(options.ok()) << c.flag;
+    EXPECT_EQ(options.status().code(), absl::StatusCode::kInvalidArgument)
+        << c.flag;
+    EXPECT_THAT(options.status().message(), HasSubstr(c.flag));
+    EXPECT_THAT(options.status().message(), Not(HasSubstr(kSecret)));
+  }
+}
+
+TEST(BuildOptionsTest, MemoryStoreNeedsNoDataDir) {
+  FlagValues flags;
+  flags.store = "memory";
+  flags.data_dir = "";
+  absl::StatusOr<GatewayOptions> options = BuildOptions(flags, kSecret);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->store, StoreKind::kMemory);
+}
+
+TEST(BuildOptionsTest, RetentionAndPortZero) {
+  FlagValues flags;
+  flags.http_port = 0;
+  flags.grpc_port = 0;
+  flags.retention_events = 0;
+  flags.retention_bytes = 1024;
+  flags.retention_age = absl::Hours(24);
+  absl::StatusOr<GatewayOptions> options = BuildOptions(flags, kSecret);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->http_port, 0);
+  EXPECT_EQ(options->retention.max_events, 0u);
+  EXPECT_EQ(options->retention.max_bytes, 1024u);
+  EXPECT_EQ(options->retention.max_age, absl::Hours(24));
+}
+
+}  // namespace
+}  // namespace convocore::app
