@@ -14,6 +14,7 @@ apt_packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libpistache-dev rapidjson-dev libxxhash-dev
+  libssl-dev         # gateway/core: SHA-256 digests of the workspace secrets
   libgtest-dev libgmock-dev libbenchmark-dev libcurl4-openssl-dev
   clang libclang-rt-14-dev
   curl procps
