@@ -20,6 +20,7 @@ apt_packages=(
   curl procps
   wrk nginx-light   # bench/run.sh: load generator and the HTTP baseline
   libsqlite3-dev     # services/store: the durable event log (SQLite, WAL mode)
+  python3-venv       # the metrics tests' venv (prometheus_client), below
 )
 # The machine may carry its own Node.js (whose npm conflicts with Debian's);
 # only bring Debian's when there is none.
@@ -35,6 +36,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
   sudo_if_needed apt-get update -q
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The metrics tests check /metrics with prometheus_client's own parser
+# (tests/gateway/metrics/check_exposition.py), from PyPI into a venv of
+# Debian's python3 at buildscripts/.venv (ignored by git): it works whatever
+# python3 is first on PATH and leaves the system's alone (PEP 668).
+prometheus_pin="prometheus-client==0.21.1"
+venv="$here/.venv"
+if ! "$venv/bin/python3" -c "import importlib.metadata as m, sys
+sys.exit(m.version('prometheus-client') != '${prometheus_pin#*==}')" 2>/dev/null; then
+  echo "install-deps: installing $prometheus_pin into buildscripts/.venv"
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/python3" -m pip install -q --disable-pip-version-check "$prometheus_pin"
 fi
 
 # buf, pinned by buildscripts/package-lock.json.
