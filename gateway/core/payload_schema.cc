@@ -214,6 +214,10 @@ absl::StatusOr<PayloadSchema> PayloadSchema::Build() {
     }
     auto rules = schema.RulesFor(field->message_type());
     if (!rules.ok()) return rules.status();
+    if (rules->size() > 64) {  // the translator tracks them in a 64-bit mask
+      return absl::InternalError(
+          absl::StrCat(field->name(), ": more than 64 payload fields"));
+    }
     schema.by_type_.emplace(
         field->name(),
         PayloadRules{static_cast<v1::EventType>(type_value->number()), field,

@@ -90,12 +90,12 @@ absl::StatusOr<const rapidjson::Value*> OneMember(
   return absl::Status(code, absl::StrCat(path.ToString(), ": ", problem));
 }
 
-// A value for an error message. Strings are quoted only when short and free
-// of the verified `secret`, so that no message can carry it into a log.
-std::string Describe(const rapidjson::Value& v, absl::string_view secret) {
+// A value for an error message; long strings are not quoted. (The secret
+// was redacted from the body before any message can quote it.)
+std::string Describe(const rapidjson::Value& v) {
   if (v.IsString()) {
     const absl::string_view s = StringOf(v);
-    if (s.size() > 32 || absl::StrContains(s, secret)) {
+    if (s.size() > 32) {
       return absl::StrCat("a string of ", s.size(), " bytes");
     }
     return absl::StrCat("string ", QuoteForMessage(s));
@@ -109,8 +109,7 @@ std::string Describe(const rapidjson::Value& v, absl::string_view secret) {
 // createdAt: a JSON integer or a string of decimal digits, in milliseconds
 // since the Unix epoch, within the range of google.protobuf.Timestamp.
 absl::StatusOr<std::int64_t> ParseCreatedAt(const rapidjson::Value& v,
-                                            const JsonPath& path,
-                                            absl::string_view secret) {
+                                            const JsonPath& path) {
   std::uint64_t millis = 0;
   bool parsed = false;
   if (v.IsUint64()) {
@@ -125,7 +124,7 @@ absl::StatusOr<std::int64_t> ParseCreatedAt(const rapidjson::Value& v,
   if (!parsed || millis > static_cast<std::uint64_t>(kMaxCreatedAtMillis)) {
     return Invalid(
         path, absl::StrCat("expected an integer of milliseconds from 0 to ",
-                           kMaxCreatedAtMillis, ", got ", Describe(v, secret)));
+                           kMaxCreatedAtMillis, ", got ", Describe(v)));
   }
   return static_cast<std::int64_t>(millis);
 }
@@ -214,9 +213,8 @@ std::string Expected(FieldKind kind) {
 // Fills the typed payload message from one JSON object of a known type.
 class PayloadFiller {
  public:
-  PayloadFiller(const PayloadRules& rules, absl::string_view secret,
-                Translation& out)
-      : rules_(rules), secret_(secret), out_(out) {}
+  PayloadFiller(const PayloadRules& rules, Translation& out)
+      : rules_(rules), out_(out) {}
 
   absl::Status Fill(const rapidjson::Value& payload, const JsonPath& path) {
     v1::Event& event = out_.event;
@@ -271,7 +269,7 @@ class PayloadFiller {
         SetEnum(rule, StringOf(v));
         return absl::OkStatus();
       case FieldKind::kCreatedAt: {
-        absl::StatusOr<std::int64_t> millis = ParseCreatedAt(v, path, secret_);
+        absl::StatusOr<std::int64_t> millis = ParseCreatedAt(v, path);
         if (!millis.ok()) return millis.status();
         reflection_->SetInt64(message_, rule.field, *millis);
         SetMillis(*millis, out_.event.mutable_create_time());
@@ -302,7 +300,6 @@ class PayloadFiller {
   }
 
   const PayloadRules& rules_;
-  const absl::string_view secret_;
   Translation& out_;
   Message* message_ = nullptr;
   const Reflection* reflection_ = nullptr;
@@ -410,7 +407,7 @@ absl::StatusOr<Translation> Translator::Translate(
 
   if (const PayloadRules* rules = schema_.Find(type_text); rules != nullptr) {
     event.set_event_type(rules->event_type);
-    PayloadFiller filler(*rules, secret_text, out);
+    PayloadFiller filler(*rules, out);
     if (absl::Status s = filler.Fill(**payload, payload_path); !s.ok()) {
       return s;
     }
@@ -428,7 +425,8 @@ absl::StatusOr<Translation> Translator::Translate(
   // Its createdAt, when it has a valid one, still dates the event.
   if (const Member created = FindMember(**payload, kCreatedAtKey);
       created.count == 1) {
-    if (auto millis = ParseCreatedAt(*created.value, payload_path, secret_text);
+    if (auto millis = ParseCreatedAt(*created.value,
+                                     JsonPath(payload_path, kCreatedAtKey));
         millis.ok()) {
       SetMillis(*millis, event.mutable_create_time());
     }
