@@ -15,6 +15,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "gateway/app/store_factory.h"
@@ -195,6 +196,16 @@ absl::Status CheckPortFree(const std::string& address, std::uint16_t port) {
   return status;
 }
 
+// `status` of a server that could not listen, with what to do about it.
+absl::Status WithPortHint(const absl::Status& status, std::string_view flag) {
+  const absl::string_view name(flag.data(), flag.size());
+  return absl::Status(
+      status.code(),
+      absl::StrCat(status.message(),
+                   " (is another instance running? choose a port with --", name,
+                   " or GATEWAY_", absl::AsciiStrToUpper(name), ")"));
+}
+
 // gRPC's own log lines go through our logger (plain or JSON), at debug
 // level: what matters reaches us as statuses, which we report ourselves.
 void GrpcLog(gpr_log_func_args* args) {
@@ -271,13 +282,7 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
                                .request_timeout = options.http_request_timeout,
                                .idle_timeout = options.http_idle_timeout},
                               p.backend.get(), &p.registry);
-  if (!http.ok()) {
-    return absl::Status(
-        http.status().code(),
-        absl::StrCat(http.status().message(),
-                     " (is another instance running? choose a port with "
-                     "--http_port or GATEWAY_HTTP_PORT)"));
-  }
+  if (!http.ok()) return WithPortHint(http.status(), "http_port");
   p.http = std::move(*http);
 
   gateway::TranslatorOptions translator_options;
@@ -331,13 +336,7 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
                 p.hub.get())
           : absl::StatusOr<std::unique_ptr<grpc_service::GrpcServer>>(
                 grpc_port_free);
-  if (!grpc.ok()) {
-    return absl::Status(
-        grpc.status().code(),
-        absl::StrCat(grpc.status().message(),
-                     " (is another instance running? choose a port with "
-                     "--grpc_port or GATEWAY_GRPC_PORT)"));
-  }
+  if (!grpc.ok()) return WithPortHint(grpc.status(), "grpc_port");
   p.grpc = std::move(*grpc);
 
   p.backend->SetReady(p.pipeline.get(), p.hub.get());

@@ -174,13 +174,10 @@ absl::StatusOr<GatewayOptions> BuildOptions(
                             &durability_error)) {
     return Invalid("durability", durability_error);
   }
-  if (absl::Status s = NotNegative("retention_events", flags.retention_events);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = NotNegative("retention_bytes", flags.retention_bytes);
-      !s.ok()) {
-    return s;
+  for (const auto& [name, value] :
+       {std::pair{"retention_events", flags.retention_events},
+        std::pair{"retention_bytes", flags.retention_bytes}}) {
+    if (absl::Status s = NotNegative(name, value); !s.ok()) return s;
   }
   if (flags.retention_age < absl::ZeroDuration()) {
     return Invalid("retention_age", "must not be negative (0: no age bound)");
@@ -192,18 +189,13 @@ absl::StatusOr<GatewayOptions> BuildOptions(
                                   ? absl::ZeroDuration()
                                   : flags.retention_age;
 
-  if (absl::Status s =
-          Positive("subscriber_queue_limit", flags.subscriber_queue_limit);
-      !s.ok()) {
-    return s;
+  for (const auto& [name, value] :
+       {std::pair{"subscriber_queue_limit", flags.subscriber_queue_limit},
+        std::pair{"dedup_window_events", flags.dedup_window_events}}) {
+    if (absl::Status s = Positive(name, value); !s.ok()) return s;
   }
   options.subscriber_queue_limit =
       static_cast<std::size_t>(flags.subscriber_queue_limit);
-  if (absl::Status s =
-          Positive("dedup_window_events", flags.dedup_window_events);
-      !s.ok()) {
-    return s;
-  }
   options.dedup_window_events =
       static_cast<std::size_t>(flags.dedup_window_events);
   options.dedup_window_age = flags.dedup_window_age;

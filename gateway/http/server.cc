@@ -199,6 +199,10 @@ class Handler final : public P::Http::Handler {
   // A webhook refused on its headers alone, if it is.
   std::optional<Reply> RefuseOnHeaders(const P::Http::Request& request,
                                        const RouteMatch& match);
+  // Answers 413 to the request being parsed, counting a refused webhook,
+  // and closes the connection (the rest of the body may be on its way).
+  void RefuseTooLarge(const std::shared_ptr<P::Tcp::Peer>& peer,
+                      P::Http::RequestParser& parser, Connection& connection);
   // Writes `reply`, readies the connection for its next request, and closes
   // it once written when `close`.
   void Finish(const std::shared_ptr<P::Tcp::Peer>& peer,
@@ -216,11 +220,6 @@ void Handler::onInput(const char* buffer, size_t length,
   if (connection->request_start == absl::InfinitePast()) {
     connection->request_start = absl::Now();
   }
-  const auto route_of = [&parser] {
-    return MatchRoute(P::Http::methodString(parser->request.method()),
-                      parser->request.resource())
-        .route;
-  };
   if (!parser->feed(buffer, length)) {
     // The request exceeds max_header_bytes + max_body_bytes.
     if (parser->step()->id() != BodyStep::Id) {
@@ -232,12 +231,7 @@ void Handler::onInput(const char* buffer, size_t length,
              /*close=*/true);
       return;
     }
-    const Route route = route_of();
-    if (route == Route::kWebhooks) {
-      state_->backend->OnWebhookRefused(Refusal::kTooLarge);
-    }
-    Finish(peer, *parser, *connection, route,
-           TooLargeReply(state_->options.max_body_bytes), /*close=*/true);
+    RefuseTooLarge(peer, *parser, *connection);
     return;
   }
   P::Http::Private::State parsed;
@@ -255,12 +249,7 @@ void Handler::onInput(const char* buffer, size_t length,
     auto declared = DeclaredLength(parser->request);
     if (declared && declared->ok() &&
         **declared > state_->options.max_body_bytes) {
-      const Route route = route_of();
-      if (route == Route::kWebhooks) {
-        state_->backend->OnWebhookRefused(Refusal::kTooLarge);
-      }
-      Finish(peer, *parser, *connection, route,
-             TooLargeReply(state_->options.max_body_bytes), /*close=*/true);
+      RefuseTooLarge(peer, *parser, *connection);
       return;
     }
     Finish(
@@ -297,13 +286,8 @@ void Handler::OnHeaders(const std::shared_ptr<P::Tcp::Peer>& peer,
   auto declared = DeclaredLength(request);
   if (declared && declared->ok() &&
       **declared > state_->options.max_body_bytes) {
-    if (match.route == Route::kWebhooks) {
-      state_->backend->OnWebhookRefused(Refusal::kTooLarge);
-    }
-    // Answered before the body is received; the connection closes, as the
-    // body may still be on its way.
-    Finish(peer, parser, connection, match.route,
-           TooLargeReply(state_->options.max_body_bytes), /*close=*/true);
+    // Answered before the body is received.
+    RefuseTooLarge(peer, parser, connection);
     return;
   }
   std::optional<std::string> expect = RawHeader(request, "Expect");
@@ -396,6 +380,19 @@ Reply Handler::Webhook(const P::Http::Request& request,
       state_->backend->HandleWebhook(request.body(), receive_time);
   if (!ack.ok()) return StatusReply(ack.status());
   return AcceptedReply(ack->sequence, ack->id, ack->duplicate);
+}
+
+void Handler::RefuseTooLarge(const std::shared_ptr<P::Tcp::Peer>& peer,
+                             P::Http::RequestParser& parser,
+                             Connection& connection) {
+  const Route route = MatchRoute(P::Http::methodString(parser.request.method()),
+                                 parser.request.resource())
+                          .route;
+  if (route == Route::kWebhooks) {
+    state_->backend->OnWebhookRefused(Refusal::kTooLarge);
+  }
+  Finish(peer, parser, connection, route,
+         TooLargeReply(state_->options.max_body_bytes), /*close=*/true);
 }
 
 void Handler::Finish(const std::shared_ptr<P::Tcp::Peer>& peer,

@@ -99,14 +99,20 @@ bool IsValidLabelName(std::string_view name) {
   return true;
 }
 
-std::string EscapeHelp(std::string_view help) {
+namespace {
+
+// Backslash and line feed escaped, and the double quote when `quote`: the
+// exposition escapes HELP text without the quote, label values with it.
+std::string Escape(std::string_view text, bool quote) {
   std::string out;
-  out.reserve(help.size());
-  for (char c : help) {
+  out.reserve(text.size());
+  for (char c : text) {
     if (c == '\\') {
       out += "\\\\";
     } else if (c == '\n') {
       out += "\\n";
+    } else if (c == '"' && quote) {
+      out += "\\\"";
     } else {
       out += c;
     }
@@ -114,21 +120,12 @@ std::string EscapeHelp(std::string_view help) {
   return out;
 }
 
+}  // namespace
+
+std::string EscapeHelp(std::string_view help) { return Escape(help, false); }
+
 std::string EscapeLabelValue(std::string_view value) {
-  std::string out;
-  out.reserve(value.size());
-  for (char c : value) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '"') {
-      out += "\\\"";
-    } else {
-      out += c;
-    }
-  }
-  return out;
+  return Escape(value, true);
 }
 
 std::string FormatValue(double value) {
