@@ -376,9 +376,11 @@ absl::Status Gateway::Shutdown(absl::Duration timeout) {
     return p.shutdown_status;
   }
   p.http->Shutdown();
+  log::Debug("http stopped", {{"after", absl::Now() - start}});
   // No webhook can be accepted any more: end the streams (each with
   // UNAVAILABLE and where to resume), then the hub and its store.
   p.grpc->Shutdown(std::max(deadline - absl::Now(), absl::ZeroDuration()));
+  log::Debug("grpc stopped", {{"after", absl::Now() - start}});
   const hub::HubStats stats = p.hub->Stats();
   p.hub->Shutdown();
   log::Info("stopped", {{"took", absl::Now() - start},
