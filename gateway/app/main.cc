@@ -12,6 +12,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gateway/app/env_flags.h"
@@ -164,6 +166,14 @@ int Main(int argc, char** argv) {
       "The workspace secret comes from CONVOCORE_WORKSPACE_SECRET "
       "(comma-separated for rotation) or --workspace_secret_file.\n"
       "Usage: webhook-gateway [--flag=value ...]");
+  // --help lists the flags of this file (Abseil's default looks for a file
+  // named after the program).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "gateway/app/main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   const absl::Status from_environment = convocore::app::ApplyEnvironmentToFlags(
       kFlagNames, &convocore::app::GetEnvironmentVariable);
   if (!from_environment.ok()) {
