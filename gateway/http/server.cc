@@ -218,7 +218,14 @@ void Handler::onInput(const char* buffer, size_t length,
   if (connection->closing) return;
   std::shared_ptr<P::Http::RequestParser> parser = getParser(peer);
   if (connection->request_start == absl::InfinitePast()) {
+    // The first byte of a request. Pistache times a request from its
+    // parser's last reset and by the peer's idle flag: restart the clock
+    // (the parser holds nothing between requests) and mark the peer busy,
+    // so that --http_request_timeout runs from now, not from the end of the
+    // previous request, and the idle timeout no longer applies.
     connection->request_start = absl::Now();
+    parser->reset();
+    peer->setIdle(false);
   }
   if (!parser->feed(buffer, length)) {
     // The request exceeds max_header_bytes + max_body_bytes.

@@ -449,6 +449,47 @@ TEST_F(HttpServerTest, ReceiveTimeIsWhenTheRequestStarted) {
   EXPECT_LE(backend_.receive_times()[0], body_sent);
 }
 
+TEST_F(HttpServerTest, AnIdleConnectionIsClosedAfterTheIdleTimeout) {
+  HttpServerOptions options;
+  options.idle_timeout = absl::Milliseconds(200);
+  StartServer(options);
+  absl::StatusOr<RawConnection> connection =
+      RawConnection::Connect(server_->port());
+  ASSERT_TRUE(connection.ok());
+  ASSERT_TRUE(connection->Send(Request("GET", "/healthz", "")).ok());
+  ASSERT_EQ(connection->ReadResponse()->code, 200);
+  EXPECT_TRUE(connection->WaitForClose());
+}
+
+TEST_F(HttpServerTest, ASlowRequestGets408) {
+  HttpServerOptions options;
+  options.request_timeout = absl::Milliseconds(200);
+  StartServer(options);
+  absl::StatusOr<RawConnection> connection =
+      RawConnection::Connect(server_->port());
+  ASSERT_TRUE(connection.ok());
+  ASSERT_TRUE(connection->Send("POST /webhooks HTTP/1.1\r\nHost: x\r\n").ok());
+  absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->code, 408);
+  EXPECT_TRUE(connection->WaitForClose());
+}
+
+TEST_F(HttpServerTest, ASlowSecondRequestOnAKeptConnectionGets408) {
+  HttpServerOptions options;
+  options.request_timeout = absl::Milliseconds(200);
+  StartServer(options);
+  absl::StatusOr<RawConnection> connection =
+      RawConnection::Connect(server_->port());
+  ASSERT_TRUE(connection.ok());
+  ASSERT_TRUE(connection->Send(Request("GET", "/healthz", "")).ok());
+  ASSERT_EQ(connection->ReadResponse()->code, 200);
+  ASSERT_TRUE(connection->Send("POST /webhooks HTTP/1.1\r\nHost: x\r\n").ok());
+  absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->code, 408);
+}
+
 TEST_F(HttpServerTest, SecondServerOnTheSamePortFails) {
   HttpServerOptions options;
   options.address = "127.0.0.1";
