@@ -408,7 +408,7 @@ TEST_F(GatewayIntegrationTest, StartupErrorsAreOneLineAndNonZero) {
   }
 }
 
-TEST_F(GatewayIntegrationTest, ReadinessIs503WhileDraining) {
+TEST_F(GatewayIntegrationTest, SigtermClosesTheListenerAndExitsZero) {
   StartGateway({"--shutdown_timeout=5s"});
   HttpClient client;
   EXPECT_EQ(client.Get(Url("/readyz"))->code, 200);
