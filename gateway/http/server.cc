@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -190,6 +191,8 @@ class Handler final : public P::Http::Handler {
   // Pistache's public parser API.
   void onInput(const char* buffer, size_t length,
                const std::shared_ptr<P::Tcp::Peer>& peer) override;
+  void HandleInput(const char* buffer, size_t length,
+                   const std::shared_ptr<P::Tcp::Peer>& peer);
 
   void OnHeaders(const std::shared_ptr<P::Tcp::Peer>& peer,
                  P::Http::RequestParser& parser, Connection& connection);
@@ -214,6 +217,18 @@ class Handler final : public P::Http::Handler {
 
 void Handler::onInput(const char* buffer, size_t length,
                       const std::shared_ptr<P::Tcp::Peer>& peer) {
+  // Pistache does not catch what its handler throws; one bad connection
+  // must not take a server thread with it.
+  try {
+    HandleInput(buffer, length, peer);
+  } catch (const std::exception& error) {
+    log::Error("HTTP connection failed; closing it", {{"error", error.what()}});
+    ::shutdown(peer->fd(), SHUT_RDWR);
+  }
+}
+
+void Handler::HandleInput(const char* buffer, size_t length,
+                          const std::shared_ptr<P::Tcp::Peer>& peer) {
   std::shared_ptr<Connection> connection = ConnectionOf(peer);
   if (connection->closing) return;
   std::shared_ptr<P::Http::RequestParser> parser = getParser(peer);
@@ -276,12 +291,12 @@ void Handler::onInput(const char* buffer, size_t length,
   Route route = Route::kNotFound;
   bool close = ClientWantsClose(parser->request);
   state_->RequestStarted();
+  // Finish() counts the request again until its response is written.
+  absl::Cleanup done = [this] { state_->RequestDone(); };
   Reply reply = Dispatch(parser->request, receive_time, &route, &close);
   // A drain may have begun while the backend worked.
   if (state_->draining.load()) close = true;
-  // Finish() counts the request done once its response is written.
   Finish(peer, *parser, *connection, route, reply, close);
-  state_->RequestDone();
 }
 
 void Handler::OnHeaders(const std::shared_ptr<P::Tcp::Peer>& peer,
