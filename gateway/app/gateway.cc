@@ -413,9 +413,16 @@ int RunGateway(const GatewayOptions& options) {
              {"shutdown_timeout", options.shutdown_timeout}});
   // A second signal, or a shutdown that overruns its deadline by a second,
   // ends the process at once.
-  std::thread([signals, limit = options.shutdown_timeout + absl::Seconds(1)] {
-    const timespec wait = absl::ToTimespec(limit);
-    const int again = sigtimedwait(&signals, nullptr, &wait);
+  std::thread([signals, deadline = absl::Now() + options.shutdown_timeout +
+                                   absl::Seconds(1)] {
+    int again = -1;
+    do {
+      // Interrupted waits (EINTR: a debugger, a sanitizer stopping the
+      // world at exit) wait again for what is left.
+      const timespec left = absl::ToTimespec(
+          std::max(deadline - absl::Now(), absl::ZeroDuration()));
+      again = sigtimedwait(&signals, nullptr, &left);
+    } while (again < 0 && errno == EINTR);
     log::Error(again > 0 ? "second signal: exiting now"
                          : "shutdown overran its deadline: exiting now");
     std::_Exit(1);
