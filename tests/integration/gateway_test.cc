@@ -248,8 +248,7 @@ TEST_F(GatewayIntegrationTest, BadInputsGetTheirStatusAndServingGoesOn) {
   absl::StatusOr<RawConnection> raw =
       RawConnection::Connect(gateway_->http_port());
   ASSERT_TRUE(raw.ok());
-  ASSERT_TRUE(raw->Send("\x16\x03\x01 not http\r\n\r\n").ok());
-  EXPECT_EQ(raw->ReadResponse()->code, 400);
+  EXPECT_EQ(raw->Exchange("\x16\x03\x01 not http\r\n\r\n")->code, 400);
   // And a good webhook still goes through.
   EXPECT_EQ(PostSample(client, "webhook_test.json")->code, 200);
   EXPECT_EQ(gateway_->WaitForExit(absl::ZeroDuration()), std::nullopt);
@@ -275,14 +274,14 @@ TEST_F(GatewayIntegrationTest, CurlDoesNotWaitOnExpect100Continue) {
       RawConnection::Connect(gateway_->http_port());
   ASSERT_TRUE(raw.ok());
   const std::string body = ReadSample("bug_reported.json");
-  ASSERT_TRUE(raw->Send(absl::StrCat("POST /webhooks HTTP/1.1\r\nHost: x\r\n"
-                                     "Content-Type: application/json\r\n"
-                                     "Expect: 100-continue\r\nContent-Length: ",
-                                     body.size(), "\r\n\r\n"))
-                  .ok());
-  EXPECT_EQ(raw->ReadResponse()->code, 100);
-  ASSERT_TRUE(raw->Send(body).ok());
-  EXPECT_EQ(raw->ReadResponse()->code, 200);
+  EXPECT_EQ(
+      raw->Exchange(absl::StrCat("POST /webhooks HTTP/1.1\r\nHost: x\r\n"
+                                 "Content-Type: application/json\r\n"
+                                 "Expect: 100-continue\r\nContent-Length: ",
+                                 body.size(), "\r\n\r\n"))
+          ->code,
+      100);
+  EXPECT_EQ(raw->Exchange(body)->code, 200);
 }
 
 TEST_F(GatewayIntegrationTest, MetricsParseAndCountWhatWasSent) {
@@ -416,8 +415,8 @@ TEST_F(GatewayIntegrationTest, SigtermClosesTheListenerAndExitsZero) {
   absl::StatusOr<RawConnection> raw =
       RawConnection::Connect(gateway_->http_port());
   ASSERT_TRUE(raw.ok());
-  ASSERT_TRUE(raw->Send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").ok());
-  ASSERT_EQ(raw->ReadResponse()->code, 200);
+  ASSERT_EQ(raw->Exchange("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")->code,
+            200);
   gateway_->Signal(SIGTERM);
   EXPECT_EQ(gateway_->WaitForExit(), 0) << gateway_->log();
   EXPECT_FALSE(CanConnect(gateway_->http_port()));

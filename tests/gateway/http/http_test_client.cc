@@ -150,6 +150,12 @@ absl::Status RawConnection::Send(std::string_view bytes) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<HttpResponse> RawConnection::Exchange(std::string_view bytes,
+                                                     absl::Time deadline) {
+  Send(bytes).IgnoreError();
+  return ReadResponse(deadline);
+}
+
 bool RawConnection::WaitReadable(absl::Time deadline) {
   for (;;) {
     const absl::Duration left = deadline - absl::Now();

@@ -58,6 +58,11 @@ class RawConnection {
   ~RawConnection();
 
   absl::Status Send(std::string_view bytes);
+  // Send() then ReadResponse(). A failed send (the server may close before
+  // it has read everything) still reads what the server answered.
+  absl::StatusOr<HttpResponse> Exchange(
+      std::string_view bytes,
+      absl::Time deadline = absl::Now() + absl::Seconds(10));
   // Reads one response: status line, headers and a Content-Length body (a
   // 1xx response has no body). Fails at `deadline` or if the peer closes
   // first.

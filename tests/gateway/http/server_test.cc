@@ -102,6 +102,10 @@ class HttpServerTest : public ::testing::Test {
     server_.reset();
   }
 
+  absl::StatusOr<RawConnection> Connect() const {
+    return RawConnection::Connect(server_->port());
+  }
+
   void StartServer(HttpServerOptions options) {
     server_.reset();
     registry_ = std::make_unique<metrics::Registry>();
@@ -256,66 +260,54 @@ TEST_F(HttpServerTest, BodiesUpToTheLimitPassAndLargerOnesAre413) {
 }
 
 TEST_F(HttpServerTest, TooLargeIsAnsweredBeforeTheBodyIsSent) {
-  absl::StatusOr<RawConnection> connection =
-      RawConnection::Connect(server_->port());
+  absl::StatusOr<RawConnection> connection = Connect();
   ASSERT_TRUE(connection.ok());
   // Headers only; the 100 MiB body never comes.
-  ASSERT_TRUE(connection
-                  ->Send("POST /webhooks HTTP/1.1\r\nHost: x\r\n"
-                         "Content-Length: 104857600\r\n\r\n")
-                  .ok());
-  absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+  absl::StatusOr<HttpResponse> response = connection->Exchange(
+      "POST /webhooks HTTP/1.1\r\nHost: x\r\n"
+      "Content-Length: 104857600\r\n\r\n");
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->code, 413);
   EXPECT_TRUE(connection->WaitForClose());
 }
 
 TEST_F(HttpServerTest, AbsurdContentLengthIs413) {
-  absl::StatusOr<RawConnection> connection =
-      RawConnection::Connect(server_->port());
+  absl::StatusOr<RawConnection> connection = Connect();
   ASSERT_TRUE(connection.ok());
-  ASSERT_TRUE(connection
-                  ->Send("POST /webhooks HTTP/1.1\r\nHost: x\r\n"
-                         "Content-Length: 18446744073709551615\r\n\r\n")
-                  .ok());
-  absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+  absl::StatusOr<HttpResponse> response = connection->Exchange(
+      "POST /webhooks HTTP/1.1\r\nHost: x\r\n"
+      "Content-Length: 18446744073709551615\r\n\r\n");
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->code, 413);
 }
 
 TEST_F(HttpServerTest, HugeHeadersAre431) {
-  absl::StatusOr<RawConnection> connection =
-      RawConnection::Connect(server_->port());
+  absl::StatusOr<RawConnection> connection = Connect();
   ASSERT_TRUE(connection.ok());
   const std::string header = "X-Filler: " + std::string(2 << 20, 'x');
   // The server may close before it has read all of it; that is fine.
-  connection->Send(Request("POST", "/webhooks", "{}", header + "\r\n"))
-      .IgnoreError();
-  absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+  absl::StatusOr<HttpResponse> response =
+      connection->Exchange(Request("POST", "/webhooks", "{}", header + "\r\n"));
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->code, 431);
 }
 
 TEST_F(HttpServerTest, InvalidContentLengthIs400) {
-  absl::StatusOr<RawConnection> connection =
-      RawConnection::Connect(server_->port());
+  absl::StatusOr<RawConnection> connection = Connect();
   ASSERT_TRUE(connection.ok());
-  ASSERT_TRUE(connection
-                  ->Send("POST /webhooks HTTP/1.1\r\nHost: x\r\n"
-                         "Content-Length: abc\r\n\r\n{}")
-                  .ok());
-  absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+  absl::StatusOr<HttpResponse> response = connection->Exchange(
+      "POST /webhooks HTTP/1.1\r\nHost: x\r\n"
+      "Content-Length: abc\r\n\r\n{}");
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->code, 400);
   EXPECT_TRUE(connection->WaitForClose());
 }
 
 TEST_F(HttpServerTest, GarbageIs400AndTheServerGoesOn) {
-  absl::StatusOr<RawConnection> connection =
-      RawConnection::Connect(server_->port());
+  absl::StatusOr<RawConnection> connection = Connect();
   ASSERT_TRUE(connection.ok());
-  ASSERT_TRUE(connection->Send("NOT HTTP AT ALL\r\n\r\n").ok());
-  absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+  absl::StatusOr<HttpResponse> response =
+      connection->Exchange("NOT HTTP AT ALL\r\n\r\n");
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->code, 400);
   EXPECT_EQ(Json(response->body)["error"]["code"].GetInt(), 400);
@@ -325,12 +317,11 @@ TEST_F(HttpServerTest, GarbageIs400AndTheServerGoesOn) {
 // Pistache answers "Connection: Close" when the request has no Connection
 // header; HTTP/1.1 means keep-alive then.
 TEST_F(HttpServerTest, KeepAliveHoldsWithoutAConnectionHeader) {
-  absl::StatusOr<RawConnection> connection =
-      RawConnection::Connect(server_->port());
+  absl::StatusOr<RawConnection> connection = Connect();
   ASSERT_TRUE(connection.ok());
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(connection->Send(Request("POST", "/webhooks", "{}")).ok());
-    absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+    absl::StatusOr<HttpResponse> response =
+        connection->Exchange(Request("POST", "/webhooks", "{}"));
     ASSERT_TRUE(response.ok()) << i << ": " << response.status();
     EXPECT_EQ(response->code, 200);
     EXPECT_EQ(response->headers["connection"], "Keep-Alive");
@@ -342,8 +333,7 @@ TEST_F(HttpServerTest, KeepAliveHoldsWithoutAConnectionHeader) {
 }
 
 TEST_F(HttpServerTest, ConnectionCloseIsHonoured) {
-  absl::StatusOr<RawConnection> connection =
-      RawConnection::Connect(server_->port());
+  absl::StatusOr<RawConnection> connection = Connect();
   ASSERT_TRUE(connection.ok());
   ASSERT_TRUE(
       connection->Send(Request("GET", "/healthz", "", "Connection: close\r\n"))
@@ -355,14 +345,14 @@ TEST_F(HttpServerTest, ConnectionCloseIsHonoured) {
 }
 
 TEST_F(HttpServerTest, Http10ClosesUnlessAskedToKeepAlive) {
-  absl::StatusOr<RawConnection> closing =
-      RawConnection::Connect(server_->port());
+  absl::StatusOr<RawConnection> closing = Connect();
   ASSERT_TRUE(closing.ok());
-  ASSERT_TRUE(closing->Send("GET /healthz HTTP/1.0\r\n\r\n").ok());
-  EXPECT_EQ(closing->ReadResponse()->headers["connection"], "Close");
+  EXPECT_EQ(
+      closing->Exchange("GET /healthz HTTP/1.0\r\n\r\n")->headers["connection"],
+      "Close");
   EXPECT_TRUE(closing->WaitForClose());
 
-  absl::StatusOr<RawConnection> kept = RawConnection::Connect(server_->port());
+  absl::StatusOr<RawConnection> kept = Connect();
   ASSERT_TRUE(kept.ok());
   for (int i = 0; i < 2; ++i) {
     ASSERT_TRUE(
@@ -377,42 +367,34 @@ TEST_F(HttpServerTest, Http10ClosesUnlessAskedToKeepAlive) {
 // Pistache never answers "Expect: 100-continue"; clients then wait (curl: a
 // second) before sending the body.
 TEST_F(HttpServerTest, AnswersExpect100Continue) {
-  absl::StatusOr<RawConnection> connection =
-      RawConnection::Connect(server_->port());
+  absl::StatusOr<RawConnection> connection = Connect();
   ASSERT_TRUE(connection.ok());
-  ASSERT_TRUE(connection
-                  ->Send("POST /webhooks HTTP/1.1\r\nHost: x\r\n"
-                         "Content-Type: application/json\r\n"
-                         "Expect: 100-continue\r\nContent-Length: 2\r\n\r\n")
-                  .ok());
-  absl::StatusOr<HttpResponse> interim = connection->ReadResponse();
+  absl::StatusOr<HttpResponse> interim = connection->Exchange(
+      "POST /webhooks HTTP/1.1\r\nHost: x\r\n"
+      "Content-Type: application/json\r\n"
+      "Expect: 100-continue\r\nContent-Length: 2\r\n\r\n");
   ASSERT_TRUE(interim.ok()) << interim.status();
   EXPECT_EQ(interim->code, 100);
-  ASSERT_TRUE(connection->Send("{}").ok());
-  absl::StatusOr<HttpResponse> final_response = connection->ReadResponse();
+  absl::StatusOr<HttpResponse> final_response = connection->Exchange("{}");
   ASSERT_TRUE(final_response.ok()) << final_response.status();
   EXPECT_EQ(final_response->code, 200);
   EXPECT_EQ(final_response->headers["connection"], "Keep-Alive");
   // The connection goes on, and the next request may expect again.
-  ASSERT_TRUE(connection
-                  ->Send("POST /webhooks HTTP/1.1\r\nHost: x\r\n"
-                         "Expect: 100-continue\r\nContent-Length: 2\r\n\r\n")
-                  .ok());
-  EXPECT_EQ(connection->ReadResponse()->code, 100);
-  ASSERT_TRUE(connection->Send("{}").ok());
-  EXPECT_EQ(connection->ReadResponse()->code, 200);
+  EXPECT_EQ(connection
+                ->Exchange("POST /webhooks HTTP/1.1\r\nHost: x\r\n"
+                           "Expect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+                ->code,
+            100);
+  EXPECT_EQ(connection->Exchange("{}")->code, 200);
 }
 
 TEST_F(HttpServerTest, Expect100ContinueGetsTheFinalErrorAtOnce) {
-  absl::StatusOr<RawConnection> connection =
-      RawConnection::Connect(server_->port());
+  absl::StatusOr<RawConnection> connection = Connect();
   ASSERT_TRUE(connection.ok());
-  ASSERT_TRUE(connection
-                  ->Send("POST /webhooks HTTP/1.1\r\nHost: x\r\n"
-                         "Content-Type: text/csv\r\n"
-                         "Expect: 100-continue\r\nContent-Length: 2\r\n\r\n")
-                  .ok());
-  absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+  absl::StatusOr<HttpResponse> response = connection->Exchange(
+      "POST /webhooks HTTP/1.1\r\nHost: x\r\n"
+      "Content-Type: text/csv\r\n"
+      "Expect: 100-continue\r\nContent-Length: 2\r\n\r\n");
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->code, 415);
   EXPECT_TRUE(connection->WaitForClose());
@@ -430,8 +412,7 @@ TEST_F(HttpServerTest, CurlWithExpectDoesNotWait) {
 }
 
 TEST_F(HttpServerTest, ReceiveTimeIsWhenTheRequestStarted) {
-  absl::StatusOr<RawConnection> connection =
-      RawConnection::Connect(server_->port());
+  absl::StatusOr<RawConnection> connection = Connect();
   ASSERT_TRUE(connection.ok());
   const absl::Time before = absl::Now();
   ASSERT_TRUE(connection
@@ -442,8 +423,7 @@ TEST_F(HttpServerTest, ReceiveTimeIsWhenTheRequestStarted) {
   // and the receive time is still the first byte's.
   ASSERT_EQ(connection->ReadResponse()->code, 100);
   const absl::Time body_sent = absl::Now();
-  ASSERT_TRUE(connection->Send("{}").ok());
-  ASSERT_EQ(connection->ReadResponse()->code, 200);
+  ASSERT_EQ(connection->Exchange("{}")->code, 200);
   ASSERT_EQ(backend_.receive_times().size(), 1u);
   EXPECT_GE(backend_.receive_times()[0], before);
   EXPECT_LE(backend_.receive_times()[0], body_sent);
@@ -453,11 +433,9 @@ TEST_F(HttpServerTest, AnIdleConnectionIsClosedAfterTheIdleTimeout) {
   HttpServerOptions options;
   options.idle_timeout = absl::Milliseconds(200);
   StartServer(options);
-  absl::StatusOr<RawConnection> connection =
-      RawConnection::Connect(server_->port());
+  absl::StatusOr<RawConnection> connection = Connect();
   ASSERT_TRUE(connection.ok());
-  ASSERT_TRUE(connection->Send(Request("GET", "/healthz", "")).ok());
-  ASSERT_EQ(connection->ReadResponse()->code, 200);
+  ASSERT_EQ(connection->Exchange(Request("GET", "/healthz", ""))->code, 200);
   EXPECT_TRUE(connection->WaitForClose());
 }
 
@@ -465,11 +443,10 @@ TEST_F(HttpServerTest, ASlowRequestGets408) {
   HttpServerOptions options;
   options.request_timeout = absl::Milliseconds(200);
   StartServer(options);
-  absl::StatusOr<RawConnection> connection =
-      RawConnection::Connect(server_->port());
+  absl::StatusOr<RawConnection> connection = Connect();
   ASSERT_TRUE(connection.ok());
-  ASSERT_TRUE(connection->Send("POST /webhooks HTTP/1.1\r\nHost: x\r\n").ok());
-  absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+  absl::StatusOr<HttpResponse> response =
+      connection->Exchange("POST /webhooks HTTP/1.1\r\nHost: x\r\n");
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->code, 408);
   EXPECT_TRUE(connection->WaitForClose());
@@ -479,13 +456,11 @@ TEST_F(HttpServerTest, ASlowSecondRequestOnAKeptConnectionGets408) {
   HttpServerOptions options;
   options.request_timeout = absl::Milliseconds(200);
   StartServer(options);
-  absl::StatusOr<RawConnection> connection =
-      RawConnection::Connect(server_->port());
+  absl::StatusOr<RawConnection> connection = Connect();
   ASSERT_TRUE(connection.ok());
-  ASSERT_TRUE(connection->Send(Request("GET", "/healthz", "")).ok());
-  ASSERT_EQ(connection->ReadResponse()->code, 200);
-  ASSERT_TRUE(connection->Send("POST /webhooks HTTP/1.1\r\nHost: x\r\n").ok());
-  absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+  ASSERT_EQ(connection->Exchange(Request("GET", "/healthz", ""))->code, 200);
+  absl::StatusOr<HttpResponse> response =
+      connection->Exchange("POST /webhooks HTTP/1.1\r\nHost: x\r\n");
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->code, 408);
 }
@@ -506,14 +481,12 @@ TEST_F(HttpServerTest, SecondServerOnTheSamePortFails) {
 }
 
 TEST_F(HttpServerTest, DrainFinishesInFlightRequestsAndRefusesNewOnes) {
-  absl::StatusOr<RawConnection> in_flight =
-      RawConnection::Connect(server_->port());
+  absl::StatusOr<RawConnection> in_flight = Connect();
   ASSERT_TRUE(in_flight.ok());
-  absl::StatusOr<RawConnection> idle = RawConnection::Connect(server_->port());
+  absl::StatusOr<RawConnection> idle = Connect();
   ASSERT_TRUE(idle.ok());
   // Served once, so that the server has accepted it before the drain.
-  ASSERT_TRUE(idle->Send(Request("GET", "/healthz", "")).ok());
-  ASSERT_EQ(idle->ReadResponse()->code, 200);
+  ASSERT_EQ(idle->Exchange(Request("GET", "/healthz", ""))->code, 200);
   ASSERT_TRUE(in_flight->Send(Request("POST", "/webhooks", "block")).ok());
   backend_.WaitUntilBlocked();
   EXPECT_EQ(server_->in_flight(), 1);
@@ -521,8 +494,8 @@ TEST_F(HttpServerTest, DrainFinishesInFlightRequestsAndRefusesNewOnes) {
   server_->BeginDrain();
   // New connections are refused; the open ones still get answers.
   EXPECT_FALSE(CanConnect(server_->port()));
-  ASSERT_TRUE(idle->Send(Request("GET", "/readyz", "")).ok());
-  absl::StatusOr<HttpResponse> readiness = idle->ReadResponse();
+  absl::StatusOr<HttpResponse> readiness =
+      idle->Exchange(Request("GET", "/readyz", ""));
   ASSERT_TRUE(readiness.ok()) << readiness.status();
   EXPECT_EQ(readiness->code, 503);
   EXPECT_EQ(readiness->headers["connection"], "Close");
@@ -538,8 +511,7 @@ TEST_F(HttpServerTest, DrainFinishesInFlightRequestsAndRefusesNewOnes) {
 }
 
 TEST_F(HttpServerTest, AClientGoneBeforeItsResponseDoesNotHoldTheDrain) {
-  absl::StatusOr<RawConnection> connection =
-      RawConnection::Connect(server_->port());
+  absl::StatusOr<RawConnection> connection = Connect();
   ASSERT_TRUE(connection.ok());
   ASSERT_TRUE(connection->Send(Request("POST", "/webhooks", "block")).ok());
   backend_.WaitUntilBlocked();
@@ -550,14 +522,12 @@ TEST_F(HttpServerTest, AClientGoneBeforeItsResponseDoesNotHoldTheDrain) {
 }
 
 TEST_F(HttpServerTest, WebhooksDuringDrainAre503) {
-  absl::StatusOr<RawConnection> connection =
-      RawConnection::Connect(server_->port());
+  absl::StatusOr<RawConnection> connection = Connect();
   ASSERT_TRUE(connection.ok());
-  ASSERT_TRUE(connection->Send(Request("GET", "/healthz", "")).ok());
-  ASSERT_EQ(connection->ReadResponse()->code, 200);
+  ASSERT_EQ(connection->Exchange(Request("GET", "/healthz", ""))->code, 200);
   server_->BeginDrain();
-  ASSERT_TRUE(connection->Send(Request("POST", "/webhooks", "{}")).ok());
-  absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+  absl::StatusOr<HttpResponse> response =
+      connection->Exchange(Request("POST", "/webhooks", "{}"));
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->code, 503);
   EXPECT_THAT(backend_.refusals(),
