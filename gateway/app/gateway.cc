@@ -18,6 +18,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "gateway/app/process_metrics.h"
 #include "gateway/app/store_factory.h"
 #include "gateway/core/deduplicator.h"
 #include "gateway/core/translator.h"
@@ -269,6 +270,7 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
   p.ingest_metrics = std::make_unique<ingest::IngestMetrics>(p.registry);
   p.backend = std::make_unique<Backend>(&p.registry, p.ingest_metrics.get());
   Backend* backend = p.backend.get();
+  RegisterProcessMetrics(p.registry);
   p.registry.AddCallbackGauge(
       "gateway_ready",
       "1 while ready to accept and persist webhooks (as /readyz), else 0.",

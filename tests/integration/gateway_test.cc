@@ -353,6 +353,11 @@ TEST_F(GatewayIntegrationTest, MetricsParseAndCountWhatWasSent) {
   EXPECT_GT(SampleValue(*samples, "gateway_retained_bytes"), 0);
   EXPECT_EQ(SampleValue(*samples, "gateway_subscribers"), 1);
   EXPECT_EQ(SampleValue(*samples, "gateway_ready"), 1);
+  EXPECT_GT(SampleValue(*samples, "process_resident_memory_bytes"), 1 << 20);
+  EXPECT_GT(SampleValue(*samples, "process_open_fds"), 3);
+  EXPECT_GT(SampleValue(*samples, "process_threads"), 4);
+  EXPECT_GT(SampleValue(*samples, "process_cpu_seconds_total"), 0);
+  EXPECT_GT(SampleValue(*samples, "process_start_time_seconds"), 1.7e9);
   EXPECT_EQ(SampleValue(*samples, "gateway_http_requests_total",
                         {{"route", "webhooks"}, {"code", "200"}}),
             17);
