@@ -201,6 +201,23 @@ TEST_F(PipelineTest, CountsWhatTheContractDoesNotKnow) {
             1);
 }
 
+TEST_F(PipelineTest, TheSecretNeverReachesTheMetrics) {
+  // The secret as an unknown key, an unknown type and an enum value.
+  const std::string body = R"({"type":"your_workspace_secret",
+      "your_workspace_secret":1,"payload":{"your_workspace_secret":2,
+      "channel":"your_workspace_secret","createdAt":1,
+      "workspaceSecret":"your_workspace_secret"}})";
+  ASSERT_TRUE(Ingest(body).ok());
+  const std::string message_received =
+      R"({"type":"message_received","payload":{"agentId":"a","convoId":"c",
+      "messageContent":"m","channel":"your_workspace_secret",
+      "your_workspace_secret":true,"createdAt":1,
+      "workspaceSecret":"your_workspace_secret"}})";
+  ASSERT_TRUE(Ingest(message_received).ok());
+  EXPECT_THAT(registry_.Render(), ::testing::Not(HasSubstr(kSecret)));
+  EXPECT_EQ(Value("gateway_secret_redactions_total"), 2);
+}
+
 TEST_F(PipelineTest, UnknownFieldNamesAreBounded) {
   for (int i = 0; i < 300; ++i) {
     const std::string body = absl::StrCat(
