@@ -189,7 +189,7 @@ TEST_F(GatewayIntegrationTest, ADuplicateIsAcknowledgedButStreamedOnce) {
 }
 
 TEST_F(GatewayIntegrationTest, BadInputsGetTheirStatusAndServingGoesOn) {
-  StartGateway({"--max_body_bytes=4096"});
+  StartGateway({"--max_body_bytes=4096", "--log_level=debug"});
   std::string wrong_secret = ReadSample("webhook_test.json");
   wrong_secret.replace(wrong_secret.find(kSampleSecret),
                        std::strlen(kSampleSecret), "not_the_secret");
@@ -252,6 +252,10 @@ TEST_F(GatewayIntegrationTest, BadInputsGetTheirStatusAndServingGoesOn) {
   // And a good webhook still goes through.
   EXPECT_EQ(PostSample(client, "webhook_test.json")->code, 200);
   EXPECT_EQ(gateway_->WaitForExit(absl::ZeroDuration()), std::nullopt);
+  // Even at debug level, the log has neither the secret nor a payload.
+  EXPECT_THAT(gateway_->log(), HasSubstr("webhook rejected"));
+  EXPECT_THAT(gateway_->log(), Not(HasSubstr(kSampleSecret)));
+  EXPECT_THAT(gateway_->log(), Not(HasSubstr("This is a test event")));
 }
 
 TEST_F(GatewayIntegrationTest, KeepAliveHoldsWithoutAConnectionHeader) {
