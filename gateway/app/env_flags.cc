@@ -1,5 +1,6 @@
 #include "gateway/app/env_flags.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "absl/flags/commandlineflag.h"
@@ -22,22 +23,32 @@ std::string EnvironmentVariableFor(std::string_view flag_name) {
   return absl::StrCat(kPrefix, absl::AsciiStrToUpper(Absl(flag_name)));
 }
 
+std::vector<std::string> FlagsDefinedIn(std::string_view file_suffix) {
+  std::vector<std::string> names;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (absl::EndsWith(flag->Filename(), Absl(file_suffix))) {
+      names.emplace_back(name);
+    }
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 std::optional<std::string> GetEnvironmentVariable(const std::string& name) {
   const char* value = std::getenv(name.c_str());
   if (value == nullptr) return std::nullopt;
   return std::string(value);
 }
 
-absl::Status ApplyEnvironmentToFlags(
-    absl::Span<const std::string_view> flag_names,
-    const EnvironmentLookup& lookup) {
-  for (std::string_view name : flag_names) {
+absl::Status ApplyEnvironmentToFlags(absl::Span<const std::string> flag_names,
+                                     const EnvironmentLookup& lookup) {
+  for (const std::string& name : flag_names) {
     const std::string variable = EnvironmentVariableFor(name);
     std::optional<std::string> value = lookup(variable);
     if (!value.has_value()) continue;
-    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(Absl(name));
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
     if (flag == nullptr) {
-      return absl::InternalError(absl::StrCat("no flag --", Absl(name)));
+      return absl::InternalError(absl::StrCat("no flag --", name));
     }
     std::string error;
     if (!flag->ParseFrom(*value, &error)) {
@@ -50,14 +61,14 @@ absl::Status ApplyEnvironmentToFlags(
 }
 
 std::vector<std::string> UnknownGatewayVariables(
-    absl::Span<const std::string_view> flag_names,
+    absl::Span<const std::string> flag_names,
     const std::vector<std::string>& environment) {
   std::vector<std::string> unknown;
   for (const std::string& entry : environment) {
     const std::string name = entry.substr(0, entry.find('='));
     if (!absl::StartsWith(name, kPrefix)) continue;
     bool known = false;
-    for (std::string_view flag : flag_names) {
+    for (const std::string& flag : flag_names) {
       known |= EnvironmentVariableFor(flag) == name;
     }
     if (!known) unknown.push_back(name);

@@ -19,6 +19,10 @@ namespace convocore::app {
 // "GATEWAY_HTTP_PORT" for "http_port".
 std::string EnvironmentVariableFor(std::string_view flag_name);
 
+// The names of the flags (ABSL_FLAG) defined in the source file whose path
+// ends with `file_suffix`, sorted.
+std::vector<std::string> FlagsDefinedIn(std::string_view file_suffix);
+
 // The value of an environment variable, or nullopt when unset.
 using EnvironmentLookup =
     std::function<std::optional<std::string>(const std::string& name)>;
@@ -28,15 +32,14 @@ std::optional<std::string> GetEnvironmentVariable(const std::string& name);
 // For each flag in `flag_names` (registered with ABSL_FLAG), parses the
 // value of its environment variable, when set, into the flag. The first
 // value that does not parse is an error naming the variable and the flag.
-absl::Status ApplyEnvironmentToFlags(
-    absl::Span<const std::string_view> flag_names,
-    const EnvironmentLookup& lookup);
+absl::Status ApplyEnvironmentToFlags(absl::Span<const std::string> flag_names,
+                                     const EnvironmentLookup& lookup);
 
 // Variables that start with "GATEWAY_" but name no flag in `flag_names`:
 // likely typos, worth a warning. `environment` is the process's "NAME=value"
 // list (environ).
 std::vector<std::string> UnknownGatewayVariables(
-    absl::Span<const std::string_view> flag_names,
+    absl::Span<const std::string> flag_names,
     const std::vector<std::string>& environment);
 
 }  // namespace convocore::app

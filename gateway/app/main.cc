@@ -87,33 +87,6 @@ ABSL_FLAG(std::string, workspace_secret_file, "",
 
 namespace {
 
-// Every flag, for its environment variable.
-constexpr std::string_view kFlagNames[] = {
-    "http_address",
-    "http_port",
-    "http_threads",
-    "max_body_bytes",
-    "http_request_timeout",
-    "http_idle_timeout",
-    "grpc_address",
-    "grpc_port",
-    "heartbeat_interval",
-    "grpc_keepalive_time",
-    "store",
-    "data_dir",
-    "durability",
-    "retention_events",
-    "retention_bytes",
-    "retention_age",
-    "subscriber_queue_limit",
-    "dedup_window_events",
-    "dedup_window_age",
-    "log_level",
-    "log_format",
-    "shutdown_timeout",
-    "workspace_secret_file",
-};
-
 convocore::app::FlagValues ReadFlags() {
   convocore::app::FlagValues v;
   v.http_address = absl::GetFlag(FLAGS_http_address);
@@ -174,8 +147,11 @@ int Main(int argc, char** argv) {
   };
   usage.contains_helpshort_flags = usage.contains_help_flags;
   absl::SetFlagsUsageConfig(usage);
+  // Every flag of this file has its environment variable.
+  const std::vector<std::string> flag_names =
+      convocore::app::FlagsDefinedIn("gateway/app/main.cc");
   const absl::Status from_environment = convocore::app::ApplyEnvironmentToFlags(
-      kFlagNames, &convocore::app::GetEnvironmentVariable);
+      flag_names, &convocore::app::GetEnvironmentVariable);
   if (!from_environment.ok()) {
     return Fail(std::string_view(from_environment.message().data(),
                                  from_environment.message().size()),
@@ -200,7 +176,7 @@ int Main(int argc, char** argv) {
   }
   convocore::log::Configure(options->log_level, options->log_format);
   for (const std::string& name :
-       convocore::app::UnknownGatewayVariables(kFlagNames, Environment())) {
+       convocore::app::UnknownGatewayVariables(flag_names, Environment())) {
     convocore::log::Warning("environment variable names no flag; ignored",
                             {{"variable", name}});
   }

@@ -19,8 +19,8 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-constexpr std::string_view kFlags[] = {"test_port", "test_timeout",
-                                       "test_name"};
+const std::vector<std::string> kFlags = {"test_name", "test_port",
+                                         "test_timeout"};
 
 EnvironmentLookup Lookup(std::map<std::string, std::string> environment) {
   return [environment = std::move(environment)](
@@ -44,6 +44,11 @@ TEST_F(EnvFlagsTest, VariableNameIsGatewayAndTheFlagInUpperCase) {
   EXPECT_EQ(EnvironmentVariableFor("http_port"), "GATEWAY_HTTP_PORT");
   EXPECT_EQ(EnvironmentVariableFor("workspace_secret_file"),
             "GATEWAY_WORKSPACE_SECRET_FILE");
+}
+
+TEST_F(EnvFlagsTest, FindsTheFlagsOfAFile) {
+  EXPECT_EQ(FlagsDefinedIn("gateway/app/env_flags_test.cc"), kFlags);
+  EXPECT_TRUE(FlagsDefinedIn("no/such/file.cc").empty());
 }
 
 TEST_F(EnvFlagsTest, SetVariablesSetTheirFlags) {
