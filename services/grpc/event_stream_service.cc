@@ -1,6 +1,9 @@
 #include "services/grpc/event_stream_service.h"
 
+#include <grpc/slice.h>
+
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,28 +21,32 @@ namespace {
 
 namespace v1 = convocore::webhooks::v1;
 
-// SubscribeResponse{event: <bytes>}: the field-1 tag and length, then the
-// event's own bytes, shared rather than copied. The header is small enough
-// for an inlined slice (no allocation).
-grpc::ByteBuffer EventResponse(const hub::Delivery& delivery) {
+// SubscribeResponse{event: <bytes>} as one slice: the field-1 tag and
+// length, then the event's bytes. Made once per event (see
+// hub::Delivery::Encoded), so that every stream's write only takes a
+// reference to it: building a buffer per write cost as much again as gRPC's
+// own work per message.
+grpc::Slice SubscribeResponseSlice(const std::string& event_bytes) {
   constexpr std::uint8_t kEventTag = (1 << 3) | 2;  // field 1, length-delimited
-  std::uint8_t header[1 + 10];
+  std::uint8_t header[1 + 5];
   header[0] = kEventTag;
-  std::uint8_t* end =
+  const std::uint8_t* end =
       google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(
-          static_cast<std::uint32_t>(delivery.event_bytes->size()), header + 1);
-  // The slice holds a reference to the shared bytes until gRPC is done with
-  // them, which may be after OnWriteDone.
-  auto* owner = new std::shared_ptr<const std::string>(delivery.event_bytes);
-  grpc::Slice slices[2] = {
-      grpc::Slice(header, end - header),
-      grpc::Slice(
-          const_cast<char*>((*owner)->data()), (*owner)->size(),
-          [](void* p) {
-            delete static_cast<std::shared_ptr<const std::string>*>(p);
-          },
-          owner)};
-  return grpc::ByteBuffer(slices, 2);
+          static_cast<std::uint32_t>(event_bytes.size()), header + 1);
+  const std::size_t header_size = end - header;
+  grpc_slice slice = grpc_slice_malloc(header_size + event_bytes.size());
+  std::memcpy(GRPC_SLICE_START_PTR(slice), header, header_size);
+  std::memcpy(GRPC_SLICE_START_PTR(slice) + header_size, event_bytes.data(),
+              event_bytes.size());
+  return grpc::Slice(slice, grpc::Slice::STEAL_REF);
+}
+
+// The hub::EventEncoder of this service: the whole SubscribeResponse in one
+// grpc::Slice, made by the first stream that writes the event.
+std::shared_ptr<const void> EncodeSubscribeResponse(
+    const std::string& event_bytes) {
+  return std::make_shared<const grpc::Slice>(
+      SubscribeResponseSlice(event_bytes));
 }
 
 grpc::ByteBuffer HeartbeatResponse(std::uint64_t last_sequence) {
@@ -167,15 +174,21 @@ class EventStreamServiceImpl::SubscribeReactor final
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finish_called_ || write_in_flight_ || pending_finish_) return;
     bool more = false;
-    absl::StatusOr<std::optional<hub::Delivery>> next =
+    absl::StatusOr<std::shared_ptr<const hub::Delivery>> next =
         subscription_->Next(&more);
     if (!next.ok()) {
       FinishLocked(ToGrpcStatus(next.status()));
       return;
     }
-    if (!next->has_value()) return;  // OnReady() follows the next event
-    last_sent_ = (*next)->sequence;
-    buffer_ = EventResponse(**next);
+    if (*next == nullptr) return;  // OnReady() follows the next event
+    const hub::Delivery& delivery = **next;
+    last_sent_ = delivery.sequence;
+    if (const void* encoded = delivery.Encoded(&EncodeSubscribeResponse)) {
+      buffer_ = grpc::ByteBuffer(static_cast<const grpc::Slice*>(encoded), 1);
+    } else {
+      const grpc::Slice slice = SubscribeResponseSlice(*delivery.event_bytes);
+      buffer_ = grpc::ByteBuffer(&slice, 1);
+    }
     grpc::WriteOptions options;
     // More is queued: let the transport coalesce this write with the next.
     if (more) options.set_buffer_hint();

@@ -7,8 +7,9 @@
 // every reactor's OnDone before it goes.
 //
 // The method is registered raw (WithRawCallbackMethod_Subscribe), so each
-// write is a grpc::ByteBuffer of two slices: the SubscribeResponse field-1
-// header, and the event's bytes, shared by every stream and the store.
+// write is a grpc::ByteBuffer over one slice holding the whole
+// SubscribeResponse, made once per event by the first stream to write it and
+// shared by every other.
 //
 // A stream sends its initial metadata once its subscription is registered
 // with the hub: a client that waits for it knows that every event published

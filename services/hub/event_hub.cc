@@ -70,7 +70,7 @@ struct Subscription::State {
 
   std::mutex mu;
   Phase phase ABSL_GUARDED_BY(mu) = Phase::kCatchUp;
-  std::deque<Delivery> queue ABSL_GUARDED_BY(mu);
+  std::deque<std::shared_ptr<const Delivery>> queue ABSL_GUARDED_BY(mu);
   // Next() found the queue empty: the next arrival calls OnReady().
   bool waiting ABSL_GUARDED_BY(mu) = false;
   // Catch-up stopped for want of room; Next() resumes it.
@@ -109,8 +109,12 @@ std::optional<std::size_t> EndLocked(State& s, absl::StatusCode code,
   s.phase = State::Phase::kEnded;
   s.end = SubscriptionEndStatus(code, reason, s.last_taken);
   const std::size_t dropped = s.queue.size();
-  std::deque<Delivery>().swap(s.queue);
+  std::deque<std::shared_ptr<const Delivery>>().swap(s.queue);
   return dropped;
+}
+
+std::shared_ptr<const Delivery> MakeDelivery(const StoredEvent& event) {
+  return std::make_shared<const Delivery>(event.sequence, event.event_bytes);
 }
 
 void Notify(State& s) ABSL_LOCKS_EXCLUDED(s.sink_mu, s.mu) {
@@ -134,9 +138,9 @@ Subscription::Subscription(EventHub* hub, std::shared_ptr<State> state,
 
 Subscription::~Subscription() { Cancel(); }
 
-absl::StatusOr<std::optional<Delivery>> Subscription::Next(bool* more) {
+absl::StatusOr<std::shared_ptr<const Delivery>> Subscription::Next(bool* more) {
   State& s = *state_;
-  std::optional<Delivery> delivery;
+  std::shared_ptr<const Delivery> delivery;
   bool resume_catch_up = false;
   {
     std::lock_guard<std::mutex> lock(s.mu);
@@ -144,7 +148,7 @@ absl::StatusOr<std::optional<Delivery>> Subscription::Next(bool* more) {
       if (more != nullptr) *more = false;
       if (s.phase == State::Phase::kEnded) return s.end;
       s.waiting = true;
-      return std::nullopt;
+      return nullptr;
     }
     delivery = std::move(s.queue.front());
     s.queue.pop_front();
@@ -286,6 +290,14 @@ void EventHub::CommitBatchLocked(std::unique_lock<std::mutex>& lock) {
 void EventHub::FanOut(absl::Span<const StoredEvent> events,
                       absl::Span<const PendingInfo> infos) {
   std::lock_guard<std::mutex> lock(fan_mu_);
+  // One Delivery per event, made only when someone listens.
+  std::vector<std::shared_ptr<const Delivery>> deliveries;
+  if (!live_.empty()) {
+    deliveries.reserve(events.size());
+    for (const StoredEvent& event : events) {
+      deliveries.push_back(MakeDelivery(event));
+    }
+  }
   std::size_t i = 0;
   while (i < live_.size()) {
     std::shared_ptr<State> s = live_[i];
@@ -308,7 +320,7 @@ void EventHub::FanOut(absl::Span<const StoredEvent> events,
           cut_off = true;
           break;
         }
-        s->queue.push_back(Delivery{sequence, events[k].event_bytes});
+        s->queue.push_back(deliveries[k]);
         queued = true;
       }
       if (cut_off || (queued && s->waiting)) {
@@ -506,7 +518,7 @@ bool EventHub::ReadIntoQueue(State& s, std::size_t max_events, bool* at_end) {
       if (event.sequence <= s.scanned) continue;
       s.scanned = event.sequence;
       if (!CatchUpMatches(s.filter, event)) continue;
-      s.queue.push_back(Delivery{event.sequence, event.event_bytes});
+      s.queue.push_back(MakeDelivery(event));
       queued = true;
     }
     if (!events->empty()) s.strict = true;
@@ -569,6 +581,8 @@ HubStats EventHub::Stats() const {
     for (const auto& [raw, s] : subscriptions_) {
       std::lock_guard<std::mutex> state_lock(s->mu);
       if (s->phase == State::Phase::kCatchUp) ++stats.subscribers_catching_up;
+      stats.subscriber_queue_max =
+          std::max<std::uint64_t>(stats.subscriber_queue_max, s->queue.size());
     }
     stats.subscribers_cut_off_total = cut_off_total_;
   }

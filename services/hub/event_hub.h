@@ -73,6 +73,8 @@ struct HubStats {
   std::uint64_t subscribers_open = 0;  // not yet cancelled
   std::uint64_t subscribers_catching_up = 0;
   std::uint64_t subscribers_cut_off_total = 0;  // fell behind their bound
+  // The longest subscriber queue now: how close the slowest is to its bound.
+  std::uint64_t subscriber_queue_max = 0;
   // Queued events discarded when a subscriber was cut off or the hub shut
   // down; the subscriber gets them again by resuming.
   std::uint64_t events_dropped_total = 0;
@@ -100,12 +102,41 @@ struct SubscribeOptions {
   StartPosition start;
 };
 
-// One event handed to a subscriber.
-struct Delivery {
-  std::uint64_t sequence = 0;
-  // The serialized convocore.webhooks.v1.Event, shared with every other
-  // subscriber and the store.
-  std::shared_ptr<const std::string> event_bytes;
+// Turns an event's bytes into what a transport writes (for the gRPC service,
+// one slice holding the whole SubscribeResponse).
+using EventEncoder =
+    std::shared_ptr<const void> (*)(const std::string& event_bytes);
+
+// One event as subscribers get it: immutable, one per event, shared by
+// every subscriber's queue.
+class Delivery {
+ public:
+  Delivery(std::uint64_t sequence,
+           std::shared_ptr<const std::string> event_bytes)
+      : sequence(sequence), event_bytes(std::move(event_bytes)) {}
+  Delivery(const Delivery&) = delete;
+  Delivery& operator=(const Delivery&) = delete;
+
+  // encoder(*event_bytes), computed by the first subscriber that asks and
+  // shared by all the others, so that a transport frames each event once,
+  // on its own threads, whatever the number of subscribers. Null when
+  // another encoder got there first. Thread-safe.
+  const void* Encoded(EventEncoder encoder) const {
+    std::call_once(encode_once_, [&] {
+      encoder_ = encoder;
+      encoded_ = encoder(*event_bytes);
+    });
+    return encoder_ == encoder ? encoded_.get() : nullptr;
+  }
+
+  const std::uint64_t sequence;
+  // The serialized convocore.webhooks.v1.Event, shared with the store.
+  const std::shared_ptr<const std::string> event_bytes;
+
+ private:
+  mutable std::once_flag encode_once_;
+  mutable EventEncoder encoder_ = nullptr;
+  mutable std::shared_ptr<const void> encoded_;
 };
 
 // The status that ends a subscription: `reason`, then the last sequence sent
@@ -137,14 +168,14 @@ class Subscription {
   Subscription& operator=(const Subscription&) = delete;
   ~Subscription();
 
-  // The next queued event; nullopt when none is queued (the sink's OnReady()
+  // The next queued event; null when none is queued (the sink's OnReady()
   // follows when one is); or why the subscription ended:
   // RESOURCE_EXHAUSTED (fell behind), OUT_OF_RANGE (fell behind the store's
   // retention while catching up), UNAVAILABLE (hub shut down, store read
   // failed), CANCELLED (Cancel()). Every message names the sequence to
   // resume after. `more`, when given, tells whether another event is queued
   // behind the one returned. Thread-safe; never blocks on I/O.
-  absl::StatusOr<std::optional<Delivery>> Next(bool* more = nullptr);
+  absl::StatusOr<std::shared_ptr<const Delivery>> Next(bool* more = nullptr);
 
   // Ends the subscription and frees its queue at once; idempotent. Must not
   // be called from inside OnReady().

@@ -173,10 +173,10 @@ TEST_F(EventHubTest, SerializesOnceWithTheSequenceSetAndSharesTheBytes) {
   b->DrainUntil(1);
   ASSERT_EQ(a->received.deliveries.size(), 1u);
   ASSERT_EQ(b->received.deliveries.size(), 1u);
-  const Delivery& delivery = a->received.deliveries[0];
+  const Delivery& delivery = *a->received.deliveries[0];
   EXPECT_EQ(delivery.sequence, sequence);
   EXPECT_EQ(delivery.event_bytes.get(),
-            b->received.deliveries[0].event_bytes.get());
+            b->received.deliveries[0]->event_bytes.get());
 
   v1::Event expected = event;
   expected.set_sequence(sequence);
@@ -186,6 +186,36 @@ TEST_F(EventHubTest, SerializesOnceWithTheSequenceSetAndSharesTheBytes) {
   EXPECT_TRUE(parsed.has_receive_time());
   *expected.mutable_receive_time() = parsed.receive_time();
   EXPECT_EQ(*delivery.event_bytes, expected.SerializeAsString());
+}
+
+std::atomic<int> encoder_calls{0};
+std::shared_ptr<const void> CountingEncoder(const std::string& bytes) {
+  ++encoder_calls;
+  return std::make_shared<const std::string>("framed:" + bytes);
+}
+std::shared_ptr<const void> OtherEncoder(const std::string& bytes) {
+  return nullptr;
+}
+
+TEST_F(EventHubTest, ADeliveryIsEncodedOnceForAllSubscribers) {
+  Start();
+  TestSubscriber* a = MustSubscribe(StartPosition::Now());
+  TestSubscriber* b = MustSubscribe(StartPosition::Now());
+  Publish(MakeEvent(v1::EVENT_TYPE_WEBHOOK_TEST));
+  a->DrainUntil(1);
+  b->DrainUntil(1);
+  ASSERT_EQ(a->received.deliveries.size(), 1u);
+  ASSERT_EQ(b->received.deliveries.size(), 1u);
+  const Delivery& da = *a->received.deliveries[0];
+  const Delivery& db = *b->received.deliveries[0];
+  encoder_calls = 0;
+  const void* ea = da.Encoded(&CountingEncoder);
+  const void* eb = db.Encoded(&CountingEncoder);
+  EXPECT_EQ(encoder_calls.load(), 1);
+  EXPECT_EQ(ea, eb);
+  EXPECT_EQ(*static_cast<const std::string*>(ea), "framed:" + *da.event_bytes);
+  // Another encoder does not get the first one's result.
+  EXPECT_EQ(da.Encoded(&OtherEncoder), nullptr);
 }
 
 TEST_F(EventHubTest, FromNowReceivesOnlyLaterEvents) {
@@ -344,7 +374,7 @@ TEST_F(EventHubTest, AFailedWriteIsUnavailableNeverStreamedAndNotReused) {
   // Nothing else is queued.
   auto next = s->subscription->Next();
   ASSERT_TRUE(next.ok());
-  EXPECT_FALSE(next->has_value());
+  EXPECT_EQ(*next, nullptr);
   HubStats stats = hub_->Stats();
   EXPECT_EQ(stats.publish_failures_total, 1u);
   EXPECT_EQ(stats.published_total, 1u);
@@ -398,7 +428,7 @@ TEST_F(EventHubTest, CancelFreesAtOnceAndStopsNotifications) {
   ASSERT_TRUE(subscription.ok());
   EXPECT_EQ(hub_->Stats().subscribers_open, 1u);
   auto next = (*subscription)->Next();  // arms OnReady
-  ASSERT_TRUE(next.ok() && !next->has_value());
+  ASSERT_TRUE(next.ok() && *next == nullptr);
   (*subscription)->Cancel();
   EXPECT_EQ(hub_->Stats().subscribers_open, 0u);
   Publish(MakeEvent(v1::EVENT_TYPE_WEBHOOK_TEST));

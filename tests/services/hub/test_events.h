@@ -105,12 +105,12 @@ class PollingSink : public SubscriptionSink {
 };
 
 struct Received {
-  std::vector<Delivery> deliveries;
+  std::vector<std::shared_ptr<const Delivery>> deliveries;
   std::optional<absl::Status> end;  // set once the subscription ended
 
   std::vector<std::uint64_t> Sequences() const {
     std::vector<std::uint64_t> out;
-    for (const Delivery& d : deliveries) out.push_back(d.sequence);
+    for (const auto& d : deliveries) out.push_back(d->sequence);
     return out;
   }
 };
@@ -127,8 +127,8 @@ inline void Drain(Subscription& subscription, PollingSink& sink,
       received->end = next.status();
       return;
     }
-    if (next->has_value()) {
-      received->deliveries.push_back(**next);
+    if (*next != nullptr) {
+      received->deliveries.push_back(*std::move(next));
       continue;
     }
     if (!sink.WaitReady(deadline - absl::Now())) return;
