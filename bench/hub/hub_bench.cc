@@ -41,6 +41,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "convocore/webhooks/v1/events.pb.h"
+#include "google/protobuf/io/coded_stream.h"
 #include "services/grpc/grpc_server.h"
 #include "services/hub/event_hub.h"
 #include "services/hub/in_memory_event_store.h"
@@ -74,23 +75,13 @@ using convocore::hub::EventHub;
 
 constexpr char kMethod[] =
     "/convocore.webhooks.v1.EventStreamService/Subscribe";
+// SubscribeResponse.event (field 1, bytes) and Event.sequence (field 1,
+// varint), which the hub's serialization puts first.
+constexpr std::uint32_t kEventTag = (1 << 3) | 2;
+constexpr std::uint32_t kSequenceTag = (1 << 3) | 0;
 
 // ---------------------------------------------------------------------------
 // Client process.
-
-bool ReadVarint(const std::uint8_t*& p, const std::uint8_t* end,
-                std::uint64_t* out) {
-  std::uint64_t v = 0;
-  for (int shift = 0; p < end && shift < 64; shift += 7) {
-    const std::uint8_t b = *p++;
-    v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
-    if ((b & 0x80) == 0) {
-      *out = v;
-      return true;
-    }
-  }
-  return false;
-}
 
 class Client {
  public:
@@ -171,11 +162,11 @@ class Stream
       n += take;
       if (n == sizeof(head)) break;
     }
-    const std::uint8_t* p = head;
-    const std::uint8_t* end = head + n;
-    std::uint64_t length, sequence;
-    if (n > 0 && head[0] == 0x0a && ReadVarint(++p, end, &length) && p < end &&
-        *p == 0x08 && ReadVarint(++p, end, &sequence)) {
+    google::protobuf::io::CodedInputStream in(head, static_cast<int>(n));
+    std::uint32_t length;
+    std::uint64_t sequence;
+    if (in.ReadTag() == kEventTag && in.ReadVarint32(&length) &&
+        in.ReadTag() == kSequenceTag && in.ReadVarint64(&sequence)) {
       if (check_order_ && last_ != 0 && sequence != last_ + 1) {
         client_->Error();
       }

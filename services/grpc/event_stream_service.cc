@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "google/protobuf/io/coded_stream.h"
@@ -86,13 +87,20 @@ class EventStreamServiceImpl::SubscribeReactor final
     bool shutting_down = false;
     service_->Register(this, &shutting_down);
     absl::StatusOr<std::unique_ptr<hub::Subscription>> subscription =
-        shutting_down
-            ? absl::UnavailableError(
-                  "the event stream is shutting down; subscribe again later")
-            : Subscribe(*request);
+        shutting_down ? absl::UnavailableError(
+                            "the event stream is shutting down; subscribe "
+                            "again later")
+                      : Subscribe(*request);
+    // Declared before the lock so that, if unused, it is cancelled after the
+    // lock is released (Cancel() takes hub locks that come first).
+    std::unique_ptr<hub::Subscription> unused;
     std::lock_guard<std::mutex> lock(mu_);
     if (!subscription.ok()) {
       FinishLocked(ToGrpcStatus(subscription.status()));
+      return;
+    }
+    if (finish_called_) {  // Stop() came first
+      unused = *std::move(subscription);
       return;
     }
     // Until now OnReady() ignored this reactor: the hub calls it before the
@@ -118,10 +126,14 @@ class EventStreamServiceImpl::SubscribeReactor final
   }
 
   void Stop() {
+    constexpr char kReason[] = "the event stream is shutting down";
     std::lock_guard<std::mutex> lock(mu_);
-    FinishWhenIdleLocked(ToGrpcStatus(hub::SubscriptionEndStatus(
-        absl::StatusCode::kUnavailable, "the event stream is shutting down",
-        last_sent_)));
+    FinishWhenIdleLocked(ToGrpcStatus(
+        subscription_ != nullptr
+            ? hub::SubscriptionEndStatus(absl::StatusCode::kUnavailable,
+                                         kReason, last_sent_)
+            : absl::UnavailableError(
+                  absl::StrCat(kReason, "; subscribe again later"))));
   }
 
   void OnWriteDone(bool ok) override {

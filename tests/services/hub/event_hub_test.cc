@@ -15,12 +15,14 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/hub/in_memory_event_store.h"
+#include "tests/services/hub/controlled_store.h"
 #include "tests/services/hub/test_events.h"
 
 namespace convocore::hub {
 namespace {
 
 namespace v1 = convocore::webhooks::v1;
+using testing::ControlledStore;
 using testing::Drain;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -29,62 +31,6 @@ using testing::PollingSink;
 using testing::Received;
 
 constexpr absl::Duration kTimeout = absl::Seconds(10);
-
-// An in-memory store whose Append can be made to fail or to block, and which
-// records the batches it was given.
-class ControlledStore : public EventStore {
- public:
-  explicit ControlledStore(RetentionOptions retention = {})
-      : inner_(retention) {}
-
-  absl::Status Append(absl::Span<const StoredEvent> batch) override {
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      batch_sizes_.push_back(batch.size());
-      unblocked_.wait(lock, [this] { return !blocked_; });
-      if (fail_) return absl::UnavailableError("disk full");
-    }
-    return inner_.Append(batch);
-  }
-  absl::StatusOr<std::vector<StoredEvent>> ReadAfter(
-      std::uint64_t after, std::size_t max) const override {
-    return inner_.ReadAfter(after, max);
-  }
-  absl::StatusOr<std::uint64_t> FirstSequenceAtOrAfter(
-      absl::Time time) const override {
-    return inner_.FirstSequenceAtOrAfter(time);
-  }
-  StoreStats Stats() const override { return inner_.Stats(); }
-  absl::Status Health() const override {
-    std::lock_guard<std::mutex> lock(mu_);
-    return fail_ ? absl::UnavailableError("disk full") : absl::OkStatus();
-  }
-
-  void SetFail(bool fail) {
-    std::lock_guard<std::mutex> lock(mu_);
-    fail_ = fail;
-  }
-  void SetBlocked(bool blocked) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      blocked_ = blocked;
-    }
-    unblocked_.notify_all();
-  }
-  std::vector<std::size_t> batch_sizes() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return batch_sizes_;
-  }
-  InMemoryEventStore& inner() { return inner_; }
-
- private:
-  InMemoryEventStore inner_;
-  mutable std::mutex mu_;
-  std::condition_variable unblocked_;
-  bool fail_ = false;
-  bool blocked_ = false;
-  std::vector<std::size_t> batch_sizes_;
-};
 
 // A subscriber as the tests use it: the subscription and its sink.
 struct TestSubscriber {
