@@ -304,14 +304,17 @@ def main():
                     print(f"gateway at full load: store={store}, {mode}, 1 subscriber", flush=True)
                     runs.append(run_gateway_load(args, workdir, store, 1, mode))
             # Latency at half the framework's ceiling, offered at a fixed rate.
+            # wrk paces each connection (a pause between a response and the
+            # next request), so many connections with long pauses approach the
+            # offered rate even when a response waits for an fsync.
             half_rate = pist / 2
-            conns = 50
+            conns = 200
             delay = max(1, round(conns * 1000 / half_rate))
             print(f"latency at ~{half_rate:.0f}/s offered (store=disk)", flush=True)
             half = run_gateway_load(args, workdir, "disk", 1, "plain", delay, conns)
             fan = []
             for streams in (1, 10, 100):
-                conns = 10
+                conns = 100
                 delay = max(1, round(conns * 1000 / args.fanout_rate))
                 print(f"fan-out: {streams} subscribers at ~{args.fanout_rate}/s", flush=True)
                 fan.append(run_gateway_load(args, workdir, "disk", streams, "plain", delay, conns))
