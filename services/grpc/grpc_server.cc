@@ -48,6 +48,9 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
                    ":", options.port);
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
                            &server->port_);
+  // gRPC binds with SO_REUSEPORT by default, so a second gateway on the same
+  // port would start and silently share the subscribers; refuse instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
                              Milliseconds(options.keepalive_time));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,

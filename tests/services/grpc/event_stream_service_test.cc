@@ -545,6 +545,15 @@ class ReflectionCall
   std::string text_;
 };
 
+TEST_F(EventStreamServiceTest, ASecondServerOnTheSamePortFailsToStart) {
+  GrpcServerOptions options;
+  options.address = "127.0.0.1";
+  options.port = server_->port();
+  auto second = GrpcServer::Start(options, hub_.get());
+  EXPECT_FALSE(second.ok());
+  if (second.ok()) (*second)->Shutdown(absl::Seconds(1));
+}
+
 TEST_F(EventStreamServiceTest, ReflectionListsTheService) {
   ReflectionCall call(channel_.get());
   EXPECT_THAT(call.Await(), HasSubstr(kEventStreamServiceName));
