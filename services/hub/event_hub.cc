@@ -1,6 +1,7 @@
 #include "services/hub/event_hub.h"
 
 #include <algorithm>
+#include <future>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -190,6 +191,7 @@ absl::StatusOr<std::unique_ptr<EventHub>> EventHub::Create(
     hub->last_receive_time_ = last_receive_time;
   }
   hub->catch_up_thread_ = std::thread([h = hub.get()] { h->CatchUpLoop(); });
+  hub->commit_thread_ = std::thread([h = hub.get()] { h->CommitLoop(); });
   return hub;
 }
 
@@ -204,6 +206,16 @@ EventHub::EventHub(std::unique_ptr<EventStore> store, HubOptions options,
 EventHub::~EventHub() { Shutdown(); }
 
 absl::StatusOr<std::uint64_t> EventHub::Publish(v1::Event event) {
+  std::promise<absl::StatusOr<std::uint64_t>> outcome;
+  std::future<absl::StatusOr<std::uint64_t>> result = outcome.get_future();
+  PublishAsync(std::move(event),
+               [&outcome](absl::StatusOr<std::uint64_t> sequence) {
+                 outcome.set_value(std::move(sequence));
+               });
+  return result.get();
+}
+
+void EventHub::PublishAsync(v1::Event event, PublishCallback done) {
   // Everything that does not need the sequence happens before the lock.
   EventKey key = KeyOf(event);
   if (!event.has_receive_time()) {
@@ -218,14 +230,17 @@ absl::StatusOr<std::uint64_t> EventHub::Publish(v1::Event event) {
   event.clear_sequence();
   std::string body;
   if (!event.SerializeToString(&body)) {
-    return absl::InvalidArgumentError("the event cannot be serialized");
+    std::move(done)(
+        absl::InvalidArgumentError("the event cannot be serialized"));
+    return;
   }
 
-  Waiter waiter;
   std::unique_lock<std::mutex> lock(mu_);
   if (shutting_down_) {
     ++publish_failures_total_;
-    return absl::UnavailableError("the event hub is shutting down");
+    lock.unlock();
+    std::move(done)(absl::UnavailableError("the event hub is shutting down"));
+    return;
   }
   const std::uint64_t sequence = ++last_assigned_;
   // Concurrent publishers may carry receive times slightly out of sequence
@@ -234,20 +249,30 @@ absl::StatusOr<std::uint64_t> EventHub::Publish(v1::Event event) {
   pending_events_.push_back(StoredEvent{sequence, last_receive_time_,
                                         std::move(id),
                                         WithSequence(sequence, body)});
-  pending_infos_.push_back(PendingInfo{std::move(key), &waiter});
-  while (!waiter.done) {
-    if (!committing_) {
-      CommitBatchLocked(lock);
-    } else {
-      commit_done_.wait(lock);
-    }
+  pending_infos_.push_back(PendingInfo{std::move(key), std::move(done)});
+  // Only a sleeping committer needs the (system) call; a busy one looks at
+  // the pending events when its batch is done.
+  if (committer_idle_) {
+    committer_idle_ = false;
+    lock.unlock();
+    commit_wanted_.notify_one();
   }
-  if (!waiter.status.ok()) return waiter.status;
-  return sequence;
+}
+
+void EventHub::CommitLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    if (!pending_events_.empty()) {
+      CommitBatchLocked(lock);
+      continue;
+    }
+    if (shutting_down_) return;
+    committer_idle_ = true;
+    commit_wanted_.wait(lock);
+  }
 }
 
 void EventHub::CommitBatchLocked(std::unique_lock<std::mutex>& lock) {
-  committing_ = true;
   std::vector<StoredEvent> events;
   std::vector<PendingInfo> infos;
   const std::size_t n =
@@ -258,10 +283,12 @@ void EventHub::CommitBatchLocked(std::unique_lock<std::mutex>& lock) {
   } else {
     events.assign(std::make_move_iterator(pending_events_.begin()),
                   std::make_move_iterator(pending_events_.begin() + n));
-    infos.assign(pending_infos_.begin(), pending_infos_.begin() + n);
+    infos.assign(std::make_move_iterator(pending_infos_.begin()),
+                 std::make_move_iterator(pending_infos_.begin() + n));
     pending_events_.erase(pending_events_.begin(), pending_events_.begin() + n);
     pending_infos_.erase(pending_infos_.begin(), pending_infos_.begin() + n);
   }
+  committing_events_ = n;
 
   lock.unlock();
   absl::Status status = store_->Append(events);
@@ -272,19 +299,27 @@ void EventHub::CommitBatchLocked(std::unique_lock<std::mutex>& lock) {
         "the event store cannot persist events: ", status.message()));
   }
   lock.lock();
-
-  for (PendingInfo& info : infos) {
-    info.waiter->status = status;
-    info.waiter->done = true;
-  }
   if (status.ok()) {
     published_total_ += n;
     ++commit_batches_total_;
   } else {
     publish_failures_total_ += n;
   }
-  committing_ = false;
-  commit_done_.notify_all();
+  lock.unlock();
+
+  for (std::size_t k = 0; k < n; ++k) {
+    if (status.ok()) {
+      std::move(infos[k].done)(events[k].sequence);
+    } else {
+      std::move(infos[k].done)(status);
+    }
+  }
+  // The callbacks may hold the last references to what they answer; drop
+  // them before the next batch.
+  infos.clear();
+  events.clear();
+  lock.lock();
+  committing_events_ = 0;
 }
 
 void EventHub::FanOut(absl::Span<const StoredEvent> events,
@@ -573,7 +608,7 @@ HubStats EventHub::Stats() const {
     stats.published_total = published_total_;
     stats.publish_failures_total = publish_failures_total_;
     stats.commit_batches_total = commit_batches_total_;
-    stats.pending_publishes = pending_events_.size();
+    stats.pending_publishes = pending_events_.size() + committing_events_;
   }
   {
     std::lock_guard<std::mutex> lock(fan_mu_);
@@ -595,23 +630,23 @@ absl::Status EventHub::Health() const { return store_->Health(); }
 
 void EventHub::Shutdown() {
   std::lock_guard<std::mutex> shutdown_lock(shutdown_mu_);
+  std::vector<PendingInfo> refused;
   {
-    std::unique_lock<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (!shutting_down_) {
       shutting_down_ = true;
-      for (PendingInfo& info : pending_infos_) {
-        info.waiter->status =
-            absl::UnavailableError("the event hub is shutting down");
-        info.waiter->done = true;
-      }
-      publish_failures_total_ += pending_infos_.size();
+      refused.swap(pending_infos_);
+      publish_failures_total_ += refused.size();
       pending_events_.clear();
-      pending_infos_.clear();
-      commit_done_.notify_all();
     }
-    // The batch being written is acknowledged and fanned out normally.
-    commit_done_.wait(lock, [this] { return !committing_; });
   }
+  commit_wanted_.notify_one();
+  for (PendingInfo& info : refused) {
+    std::move(info.done)(
+        absl::UnavailableError("the event hub is shutting down"));
+  }
+  // The batch being written is acknowledged and fanned out normally.
+  if (commit_thread_.joinable()) commit_thread_.join();
   {
     std::lock_guard<std::mutex> lock(fan_mu_);
     subscriptions_closed_ = true;

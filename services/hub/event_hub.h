@@ -4,7 +4,8 @@
 // service (services/grpc) is a thin adapter over Subscribe().
 //
 // Guarantees:
-// - Publish() assigns strictly increasing sequences that are never reused,
+// - PublishAsync() assigns strictly increasing sequences that are never
+//   reused,
 //   continuing after the store's last_sequence. A sequence whose batch the
 //   store failed to persist is skipped, never handed out again.
 // - An acknowledged event is in the store and queued for every matching live
@@ -15,8 +16,12 @@
 //   position, in order, with no gap and no duplicate, across the switch from
 //   catch-up (store reads) to live fan-out; or its subscription ends with a
 //   status that says why and where to resume.
-// - Publish() never waits for a subscriber: one whose queue exceeds the
+// - Publishing never waits for a subscriber: one whose queue exceeds the
 //   limit is cut off with RESOURCE_EXHAUSTED.
+// - Group commit runs on the hub's own committer thread: a publisher hands
+//   its event over and is called back once the batch holding it is durable,
+//   so that a batch can hold every event that arrived during the previous
+//   fsync, however few threads publish.
 #ifndef SERVICES_HUB_EVENT_HUB_H_
 #define SERVICES_HUB_EVENT_HUB_H_
 
@@ -34,6 +39,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -198,6 +204,11 @@ class Subscription {
   const std::uint64_t start_after_;
 };
 
+// Told the outcome of one PublishAsync(): the event's sequence once durable
+// and queued for its subscribers, or why it was not stored.
+using PublishCallback =
+    absl::AnyInvocable<void(absl::StatusOr<std::uint64_t>) &&>;
+
 // Thread-safe.
 class EventHub {
  public:
@@ -209,11 +220,21 @@ class EventHub {
 
   // Sequences `event` (its `sequence` field is overwritten; a missing
   // `receive_time` is set to now), serializes it once and appends it with
-  // the events published concurrently in one EventStore::Append. Returns the
-  // sequence once the store made it durable and it is queued for the
-  // matching subscribers. UNAVAILABLE when the store cannot persist it or
-  // the hub is shutting down: the event is then not acknowledged and never
-  // streamed. Never waits for a subscriber.
+  // the events published concurrently in one EventStore::Append, then calls
+  // `done` with the sequence once the store made it durable and it is queued
+  // for the matching subscribers; or with UNAVAILABLE when the store cannot
+  // persist it or the hub is shutting down (the event is then not
+  // acknowledged and never streamed), INVALID_ARGUMENT when it cannot be
+  // serialized. Never waits for the store or a subscriber.
+  //
+  // `done` runs exactly once: on the calling thread before PublishAsync()
+  // returns when the event is refused at once, otherwise on the hub's
+  // committer thread, in sequence order, with no hub lock held. It must be
+  // quick and must not block (the next batch waits for it); it may publish.
+  void PublishAsync(convocore::webhooks::v1::Event event, PublishCallback done);
+
+  // PublishAsync() and wait for its outcome; for callers that have a thread
+  // to spare (tests, tools).
   absl::StatusOr<std::uint64_t> Publish(convocore::webhooks::v1::Event event);
 
   // Registers `sink` for the events matching `options.filter` after
@@ -234,8 +255,8 @@ class EventHub {
   }
 
   // Refuses further publishes (those not yet being written fail with
-  // UNAVAILABLE), waits for the batch being written, and ends every
-  // subscription with UNAVAILABLE. Idempotent.
+  // UNAVAILABLE), waits for the batch being written and its callbacks, and
+  // ends every subscription with UNAVAILABLE. Idempotent.
   void Shutdown();
 
  private:
@@ -243,21 +264,18 @@ class EventHub {
   friend class Subscription;
 
   // A published event waiting for its batch.
-  struct Waiter {
-    bool done = false;
-    absl::Status status;
-  };
   struct PendingInfo {
     EventKey key;
-    Waiter* waiter;
+    PublishCallback done;
   };
 
   EventHub(std::unique_ptr<EventStore> store, HubOptions options,
            std::uint64_t last_sequence);
 
-  // Writes the oldest pending events as one batch; called by the publisher
-  // that finds no commit running, so batches are written and fanned out one
-  // at a time, in sequence order.
+  // The committer thread: writes the oldest pending events as one batch,
+  // fans them out and calls their callbacks, one batch at a time, in
+  // sequence order, until Shutdown().
+  void CommitLoop();
   void CommitBatchLocked(std::unique_lock<std::mutex>& lock)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FanOut(absl::Span<const StoredEvent> events,
@@ -287,9 +305,13 @@ class EventHub {
 
   // Publishing: sequence assignment and group commit.
   mutable std::mutex mu_;
-  std::condition_variable commit_done_;
+  // Wakes the committer: something is pending, or the hub shuts down.
+  std::condition_variable commit_wanted_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
-  bool committing_ ABSL_GUARDED_BY(mu_) = false;
+  // The committer sleeps on commit_wanted_ (a publisher wakes it).
+  bool committer_idle_ ABSL_GUARDED_BY(mu_) = false;
+  // Events taken by the committer and not yet called back.
+  std::size_t committing_events_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t last_assigned_ ABSL_GUARDED_BY(mu_);
   absl::Time last_receive_time_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::vector<StoredEvent> pending_events_ ABSL_GUARDED_BY(mu_);
@@ -316,6 +338,7 @@ class EventHub {
   std::deque<std::shared_ptr<State>> catch_up_ready_
       ABSL_GUARDED_BY(catch_up_mu_);
   std::thread catch_up_thread_;
+  std::thread commit_thread_;
 };
 
 }  // namespace convocore::hub

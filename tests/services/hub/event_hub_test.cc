@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -313,6 +314,80 @@ TEST_F(EventHubTest, GroupCommitWritesConcurrentPublishesAsOneBatch) {
   std::vector<std::uint64_t> expected(kWaiting + 1);
   for (int i = 0; i <= kWaiting; ++i) expected[i] = i + 1;
   EXPECT_EQ(s->received.Sequences(), expected);
+}
+
+// What PublishAsync() called back with, and on which thread.
+struct Outcomes {
+  absl::Mutex mu;
+  std::vector<absl::StatusOr<std::uint64_t>> results ABSL_GUARDED_BY(mu);
+  std::vector<std::thread::id> threads ABSL_GUARDED_BY(mu);
+
+  PublishCallback Callback() {
+    return [this](absl::StatusOr<std::uint64_t> result) {
+      absl::MutexLock lock(&mu);
+      results.push_back(std::move(result));
+      threads.push_back(std::this_thread::get_id());
+    };
+  }
+  std::size_t size() {
+    absl::MutexLock lock(&mu);
+    return results.size();
+  }
+  bool WaitFor(std::size_t n) {
+    absl::MutexLock lock(&mu);
+    auto enough = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu) {
+      return results.size() >= n;
+    };
+    return mu.AwaitWithTimeout(absl::Condition(&enough), kTimeout);
+  }
+};
+
+TEST_F(EventHubTest, PublishAsyncReturnsAtOnceAndAnswersFromTheCommitter) {
+  Start();
+  store_->SetBlocked(true);
+  Outcomes outcomes;
+  for (int i = 0; i < 3; ++i) {
+    hub_->PublishAsync(MakeEvent(v1::EVENT_TYPE_WEBHOOK_TEST),
+                       outcomes.Callback());
+  }
+  // Returned while the store is still writing.
+  EXPECT_EQ(outcomes.size(), 0u);
+  store_->SetBlocked(false);
+  ASSERT_TRUE(outcomes.WaitFor(3));
+  absl::MutexLock lock(&outcomes.mu);
+  for (std::size_t i = 0; i < 3; ++i) {
+    ASSERT_TRUE(outcomes.results[i].ok()) << outcomes.results[i].status();
+    EXPECT_EQ(*outcomes.results[i], i + 1);  // in sequence order
+    EXPECT_NE(outcomes.threads[i], std::this_thread::get_id());
+  }
+}
+
+TEST_F(EventHubTest, ShutdownAnswersPublishesNotYetWrittenAndFinishesTheBatch) {
+  Start();
+  store_->SetBlocked(true);
+  Outcomes being_written;
+  hub_->PublishAsync(MakeEvent(v1::EVENT_TYPE_WEBHOOK_TEST),
+                     being_written.Callback());
+  const absl::Time deadline = absl::Now() + kTimeout;
+  while (store_->batch_sizes().empty() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  Outcomes pending;
+  hub_->PublishAsync(MakeEvent(v1::EVENT_TYPE_WEBHOOK_TEST),
+                     pending.Callback());
+  std::thread shutdown([&] { hub_->Shutdown(); });
+  ASSERT_TRUE(pending.WaitFor(1));
+  {
+    absl::MutexLock lock(&pending.mu);
+    EXPECT_EQ(pending.results[0].status().code(),
+              absl::StatusCode::kUnavailable);
+  }
+  store_->SetBlocked(false);
+  shutdown.join();
+  // Shutdown() returned after the batch being written was answered.
+  ASSERT_EQ(being_written.size(), 1u);
+  absl::MutexLock lock(&being_written.mu);
+  EXPECT_TRUE(being_written.results[0].ok());
 }
 
 TEST_F(EventHubTest, AFailedWriteIsUnavailableNeverStreamedAndNotReused) {
