@@ -54,19 +54,26 @@ class Backend final : public http::HttpBackend {
            hub_.load()->Health().ok();
   }
 
-  absl::StatusOr<http::WebhookAck> HandleWebhook(
-      std::string_view body, absl::Time receive_time) override {
+  void HandleWebhook(std::string_view body, absl::Time receive_time,
+                     http::WebhookCallback done) override {
     ingest::IngestPipeline* pipeline = pipeline_.load();
     if (pipeline == nullptr) {
       metrics_->Reject(ingest::Rejection::kNotReady);
-      return absl::UnavailableError("the gateway is starting");
+      std::move(done)(absl::UnavailableError("the gateway is starting"));
+      return;
     }
-    absl::StatusOr<ingest::IngestResult> result =
-        pipeline->Ingest(body, receive_time);
-    if (!result.ok()) return result.status();
-    return http::WebhookAck{.sequence = result->sequence,
-                            .id = std::move(result->id),
-                            .duplicate = result->duplicate};
+    pipeline->Ingest(
+        body, receive_time,
+        [done = std::move(done)](
+            absl::StatusOr<ingest::IngestResult> result) mutable {
+          if (!result.ok()) {
+            std::move(done)(result.status());
+            return;
+          }
+          std::move(done)(http::WebhookAck{.sequence = result->sequence,
+                                           .id = std::move(result->id),
+                                           .duplicate = result->duplicate});
+        });
   }
 
   void OnWebhookRefused(http::Refusal refusal) override {

@@ -90,8 +90,8 @@ struct Connection {
   // Content-Length, Expect: 100-continue).
   bool headers_checked = false;
   // We answered with "Connection: close": input is discarded until the
-  // client closes.
-  bool closing = false;
+  // client closes. Set by a webhook's callback too, on another thread.
+  std::atomic<bool> closing{false};
 };
 
 constexpr char kConnectionKey[] = "convocore.connection";
@@ -151,6 +151,11 @@ struct HttpServer::State {
   std::atomic<bool> draining{false};
   std::uint16_t port = 0;
 
+  // Held (shared) by a webhook's callback while it writes through Pistache's
+  // transport; Shutdown() sets `stopped` under it before the transport goes.
+  absl::Mutex transport_mu;
+  bool stopped ABSL_GUARDED_BY(transport_mu) = false;
+
   absl::Mutex mu;
   std::int64_t in_flight ABSL_GUARDED_BY(mu) = 0;
   int listen_fd ABSL_GUARDED_BY(mu) = -1;
@@ -168,6 +173,57 @@ struct HttpServer::State {
 };
 
 namespace {
+
+// Counts a request in flight for as long as it lives; shared by the
+// callbacks that finish the request, so that it is released whenever they
+// are destroyed, run or not (Pistache drops a write's callbacks unsettled
+// when the peer is gone).
+struct InFlight {
+  explicit InFlight(std::shared_ptr<HttpServer::State> s)
+      : state(std::move(s)) {
+    state->RequestStarted();
+  }
+  ~InFlight() { state->RequestDone(); }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+  std::shared_ptr<HttpServer::State> state;
+};
+
+// Writes `reply` with `response` and closes the connection once written
+// when `close`. Touches nothing of the connection's parser, so that a
+// webhook's callback can call it from any thread.
+void Respond(const std::shared_ptr<HttpServer::State>& state,
+             P::Http::ResponseWriter& response, Route route, const Reply& reply,
+             bool close) {
+  response.headers().add<P::Http::Header::Connection>(
+      close ? P::Http::ConnectionControl::Close
+            : P::Http::ConnectionControl::KeepAlive);
+  if (!reply.allow.empty()) {
+    response.headers().add<P::Http::Header::Allow>(
+        reply.allow == "POST" ? P::Http::Method::Post : P::Http::Method::Get);
+  }
+  if (state->requests != nullptr) {
+    state->requests->WithLabels({RouteLabel(route), std::to_string(reply.code)})
+        .Increment();
+  }
+  // Counted in flight until written, so that a drain waits for the bytes.
+  auto token = std::make_shared<InFlight>(state);
+  std::weak_ptr<P::Tcp::Peer> weak_peer = response.getPeer();
+  response
+      .send(static_cast<P::Http::Code>(reply.code), reply.body,
+            MediaTypeFor(reply.content_type))
+      .then(
+          [token, weak_peer, close](ssize_t) {
+            if (!close) return;
+            // Half-close: the client reads the response, then the end of
+            // the stream; anything it still sends is read and discarded
+            // until it closes, so that no reset destroys the response.
+            if (auto locked = weak_peer.lock()) {
+              ::shutdown(locked->fd(), SHUT_WR);
+            }
+          },
+          [token](std::exception_ptr) {});
+}
 
 // Pistache clones the handler for each of its threads; the clones share the
 // server's State.
@@ -196,9 +252,16 @@ class Handler final : public P::Http::Handler {
 
   void OnHeaders(const std::shared_ptr<P::Tcp::Peer>& peer,
                  P::Http::RequestParser& parser, Connection& connection);
-  Reply Dispatch(const P::Http::Request& request, absl::Time receive_time,
-                 Route* route, bool* close);
-  Reply Webhook(const P::Http::Request& request, absl::Time receive_time);
+  // The reply, or nothing for a webhook to hand to the backend (see
+  // StartWebhook()).
+  std::optional<Reply> Dispatch(const P::Http::Request& request, Route* route,
+                                bool* close);
+  std::optional<Reply> Webhook(const P::Http::Request& request);
+  // Hands the webhook to the backend, to be answered from its callback, on
+  // whatever thread that runs.
+  void StartWebhook(const std::shared_ptr<P::Tcp::Peer>& peer,
+                    const P::Http::Request& request, absl::Time receive_time,
+                    std::shared_ptr<Connection> connection, bool close);
   // A webhook refused on its headers alone, if it is.
   std::optional<Reply> RefuseOnHeaders(const P::Http::Request& request,
                                        const RouteMatch& match);
@@ -211,6 +274,9 @@ class Handler final : public P::Http::Handler {
   void Finish(const std::shared_ptr<P::Tcp::Peer>& peer,
               P::Http::RequestParser& parser, Connection& connection,
               Route route, const Reply& reply, bool close);
+  // Readies the connection for its next request.
+  static void Reset(P::Http::RequestParser& parser, Connection& connection,
+                    bool close);
 
   std::shared_ptr<HttpServer::State> state_;
 };
@@ -291,12 +357,18 @@ void Handler::HandleInput(const char* buffer, size_t length,
   Route route = Route::kNotFound;
   bool close = ClientWantsClose(parser->request);
   state_->RequestStarted();
-  // Finish() counts the request again until its response is written.
+  // Finish() and StartWebhook() count the request again until it is
+  // answered.
   absl::Cleanup done = [this] { state_->RequestDone(); };
-  Reply reply = Dispatch(parser->request, receive_time, &route, &close);
+  std::optional<Reply> reply = Dispatch(parser->request, &route, &close);
+  if (!reply) {
+    StartWebhook(peer, parser->request, receive_time, connection, close);
+    Reset(*parser, *connection, close);
+    return;
+  }
   // A drain may have begun while the backend worked.
   if (state_->draining.load()) close = true;
-  Finish(peer, *parser, *connection, route, reply, close);
+  Finish(peer, *parser, *connection, route, *reply, close);
 }
 
 void Handler::OnHeaders(const std::shared_ptr<P::Tcp::Peer>& peer,
@@ -351,8 +423,8 @@ std::optional<Reply> Handler::RefuseOnHeaders(const P::Http::Request& request,
   return std::nullopt;
 }
 
-Reply Handler::Dispatch(const P::Http::Request& request,
-                        absl::Time receive_time, Route* route, bool* close) {
+std::optional<Reply> Handler::Dispatch(const P::Http::Request& request,
+                                       Route* route, bool* close) {
   const std::string_view method = P::Http::methodString(request.method());
   const RouteMatch match = MatchRoute(method, request.resource());
   *route = match.route;
@@ -369,7 +441,7 @@ Reply Handler::Dispatch(const P::Http::Request& request,
   if (!match.method_allowed) return MethodNotAllowedReply(method, match);
   switch (match.route) {
     case Route::kWebhooks:
-      return Webhook(request, receive_time);
+      return Webhook(request);
     case Route::kHealthz:
       return HealthReply();
     case Route::kReadyz:
@@ -387,21 +459,56 @@ Reply Handler::Dispatch(const P::Http::Request& request,
   return NotFoundReply(request.resource());
 }
 
-Reply Handler::Webhook(const P::Http::Request& request,
-                       absl::Time receive_time) {
+std::optional<Reply> Handler::Webhook(const P::Http::Request& request) {
   if (std::optional<Reply> refusal =
           RefuseOnHeaders(request, MatchRoute("POST", "/webhooks"))) {
-    return *refusal;
+    return refusal;
   }
   // A chunked body is only measured once received.
   if (request.body().size() > state_->options.max_body_bytes) {
     state_->backend->OnWebhookRefused(Refusal::kTooLarge);
     return TooLargeReply(state_->options.max_body_bytes);
   }
-  absl::StatusOr<WebhookAck> ack =
-      state_->backend->HandleWebhook(request.body(), receive_time);
-  if (!ack.ok()) return StatusReply(ack.status());
-  return AcceptedReply(ack->sequence, ack->id, ack->duplicate);
+  return std::nullopt;
+}
+
+void Handler::StartWebhook(const std::shared_ptr<P::Tcp::Peer>& peer,
+                           const P::Http::Request& request,
+                           absl::Time receive_time,
+                           std::shared_ptr<Connection> connection, bool close) {
+  // Everything the callback needs, and nothing of the parser, which serves
+  // the connection's next request meanwhile.
+  struct Pending {
+    std::shared_ptr<HttpServer::State> state;
+    P::Http::ResponseWriter response;
+    std::shared_ptr<Connection> connection;
+    bool close;
+    InFlight in_flight;
+  };
+  std::unique_ptr<Pending> pending(new Pending{
+      state_,
+      P::Http::ResponseWriter(request.version(), transport(), this, peer),
+      std::move(connection), close, InFlight(state_)});
+  state_->backend->HandleWebhook(
+      request.body(), receive_time,
+      [pending = std::move(pending)](absl::StatusOr<WebhookAck> ack) {
+        Pending& p = *pending;
+        const Reply reply =
+            ack.ok() ? AcceptedReply(ack->sequence, ack->id, ack->duplicate)
+                     : StatusReply(ack.status());
+        // A drain may have begun while the backend worked.
+        bool close = p.close || p.state->draining.load();
+        if (close) p.connection->closing.store(true);
+        absl::ReaderMutexLock lock(&p.state->transport_mu);
+        if (p.state->stopped) return;  // the transport is gone
+        try {
+          Respond(p.state, p.response, Route::kWebhooks, reply, close);
+        } catch (const std::exception& error) {
+          // Pistache throws; the caller's thread (the hub's committer) must
+          // not die of a client.
+          log::Warning("cannot answer a webhook", {{"error", error.what()}});
+        }
+      });
 }
 
 void Handler::RefuseTooLarge(const std::shared_ptr<P::Tcp::Peer>& peer,
@@ -422,52 +529,16 @@ void Handler::Finish(const std::shared_ptr<P::Tcp::Peer>& peer,
                      Route route, const Reply& reply, bool close) {
   P::Http::ResponseWriter response(parser.request.version(), transport(), this,
                                    peer);
-  response.headers().add<P::Http::Header::Connection>(
-      close ? P::Http::ConnectionControl::Close
-            : P::Http::ConnectionControl::KeepAlive);
-  if (!reply.allow.empty()) {
-    response.headers().add<P::Http::Header::Allow>(
-        reply.allow == "POST" ? P::Http::Method::Post : P::Http::Method::Get);
-  }
-  if (state_->requests != nullptr) {
-    state_->requests
-        ->WithLabels({RouteLabel(route), std::to_string(reply.code)})
-        .Increment();
-  }
+  Reset(parser, connection, close);
+  Respond(state_, response, route, reply, close);
+}
+
+void Handler::Reset(P::Http::RequestParser& parser, Connection& connection,
+                    bool close) {
   parser.reset();
   connection.request_start = absl::InfinitePast();
   connection.headers_checked = false;
-  connection.closing = close;
-
-  // Counted in flight until written, so that a drain waits for the bytes.
-  // Pistache drops a write's promise unsettled when the peer is gone
-  // (EPIPE, ECONNRESET, closed): the count is released by the destructor of
-  // a token that the callbacks share, which runs whenever they are
-  // destroyed, settled or not.
-  struct InFlight {
-    explicit InFlight(std::shared_ptr<HttpServer::State> s)
-        : state(std::move(s)) {
-      state->RequestStarted();
-    }
-    ~InFlight() { state->RequestDone(); }
-    std::shared_ptr<HttpServer::State> state;
-  };
-  auto token = std::make_shared<InFlight>(state_);
-  std::weak_ptr<P::Tcp::Peer> weak_peer = peer;
-  response
-      .send(static_cast<P::Http::Code>(reply.code), reply.body,
-            MediaTypeFor(reply.content_type))
-      .then(
-          [token, weak_peer, close](ssize_t) {
-            if (!close) return;
-            // Half-close: the client reads the response, then the end of
-            // the stream; anything it still sends is read and discarded
-            // until it closes, so that no reset destroys the response.
-            if (auto locked = weak_peer.lock()) {
-              ::shutdown(locked->fd(), SHUT_WR);
-            }
-          },
-          [token](std::exception_ptr) {});
+  if (close) connection.closing.store(true);
 }
 
 }  // namespace
@@ -580,6 +651,12 @@ void HttpServer::Shutdown() {
     state_->shut_down = true;
     state_->draining.store(true);
     endpoint = std::move(state_->endpoint);
+  }
+  {
+    // Callbacks still to come write nothing through a transport that is
+    // about to go.
+    absl::MutexLock lock(&state_->transport_mu);
+    state_->stopped = true;
   }
   if (endpoint == nullptr) return;
   try {

@@ -17,6 +17,13 @@
 // For that it replaces Pistache's Http::Handler::onInput with its own loop
 // over Pistache's public parser (see server.cc).
 //
+// Webhooks are answered asynchronously: the HTTP thread reads the request,
+// hands it to the backend and goes on; the backend's callback (on the hub's
+// committer thread) writes the response through Pistache's transport, whose
+// writes queue is made for other threads. A client gone meanwhile gets
+// nothing written and costs nothing (Pistache rejects the write); a
+// response from a callback that runs after Shutdown() is dropped.
+//
 // Known limit: Pistache drops bytes of a pipelined request that arrive in the
 // same read as the end of the previous one; clients that pipeline (rare;
 // curl and browsers do not) must not.
@@ -29,6 +36,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -45,15 +53,24 @@ struct WebhookAck {
   bool duplicate = false;
 };
 
+// The outcome of a webhook, which the server answers when it is called.
+using WebhookCallback = absl::AnyInvocable<void(absl::StatusOr<WebhookAck>) &&>;
+
 // What the server serves. Called concurrently from every HTTP thread.
 class HttpBackend {
  public:
   virtual ~HttpBackend() = default;
 
-  // POST /webhooks with a JSON (or unlabelled) body. The error's code picks
-  // the HTTP status (see HttpCodeForStatus) and its message is the body.
-  virtual absl::StatusOr<WebhookAck> HandleWebhook(std::string_view body,
-                                                   absl::Time receive_time) = 0;
+  // POST /webhooks with a JSON (or unlabelled) body, valid only until
+  // HandleWebhook() returns. Calls `done` exactly once, on this thread or
+  // any other, when the webhook's outcome is known (once stored, for the
+  // durable store after its fsync): the HTTP thread goes on serving other
+  // connections meanwhile, and the response is written from `done`. The
+  // error's code picks the HTTP status (see HttpCodeForStatus) and its
+  // message is the body. `done` must not be called while holding a lock
+  // that the backend's HTTP-thread path takes.
+  virtual void HandleWebhook(std::string_view body, absl::Time receive_time,
+                             WebhookCallback done) = 0;
   // A webhook refused by the HTTP layer itself, for metrics.
   virtual void OnWebhookRefused(Refusal refusal) = 0;
   // OK when ready to accept and persist webhooks; the reason otherwise.
@@ -67,8 +84,9 @@ struct HttpServerOptions {
   std::string address = "0.0.0.0";
   // 0 binds a free port; see HttpServer::port().
   std::uint16_t port = 8080;
-  // Threads that read requests and call the backend; a webhook holds its
-  // thread until the event is stored.
+  // Threads that read requests and call the backend. A webhook does not
+  // hold its thread while it is being stored: it is answered from the
+  // backend's callback.
   int threads = 4;
   std::size_t max_body_bytes = 1 << 20;
   // Request line and headers.
@@ -106,7 +124,8 @@ class HttpServer {
   // Stops the server threads and closes every connection. Idempotent.
   void Shutdown();
 
-  // Requests being handled right now.
+  // Requests being handled right now, including webhooks waiting for their
+  // callback and responses not yet written.
   std::int64_t in_flight() const;
 
   struct State;

@@ -16,9 +16,9 @@ class HubSink final : public EventSink {
   // `hub` must outlive the sink.
   explicit HubSink(hub::EventHub* hub) : hub_(hub) {}
 
-  absl::StatusOr<std::uint64_t> Publish(
-      convocore::webhooks::v1::Event event) override {
-    return hub_->Publish(std::move(event));
+  void Publish(convocore::webhooks::v1::Event event,
+               hub::PublishCallback done) override {
+    hub_->PublishAsync(std::move(event), std::move(done));
   }
 
  private:

@@ -176,15 +176,16 @@ IngestPipeline::IngestPipeline(const gateway::Translator* translator,
       metrics_(metrics),
       clock_(std::move(clock)) {}
 
-absl::StatusOr<IngestResult> IngestPipeline::Ingest(std::string_view body,
-                                                    absl::Time receive_time) {
+void IngestPipeline::Ingest(std::string_view body, absl::Time receive_time,
+                            Callback done) {
   absl::StatusOr<gateway::Translation> translation =
       translator_->Translate(body, receive_time);
   if (!translation.ok()) {
     metrics_->Reject(RejectionFor(translation.status()));
     // The message may quote a value of the payload: debug only.
     log::Debug("webhook rejected", {{"status", translation.status()}});
-    return translation.status();
+    std::move(done)(translation.status());
+    return;
   }
   convocore::webhooks::v1::Event& event = translation->event;
   const EventType type = event.event_type();
@@ -198,9 +199,10 @@ absl::StatusOr<IngestResult> IngestPipeline::Ingest(std::string_view body,
     // The first delivery of this webhook failed to be stored, was dropped,
     // or takes too long: we cannot say it is stored.
     metrics_->Count(type, IngestMetrics::Outcome::kFailed);
-    return absl::UnavailableError(absl::StrCat(
+    std::move(done)(absl::UnavailableError(absl::StrCat(
         "the first delivery of this webhook could not be confirmed stored: ",
-        ticket.status().message()));
+        ticket.status().message())));
+    return;
   }
   if (!ticket->is_new()) {
     result.sequence = ticket->sequence();
@@ -210,26 +212,33 @@ absl::StatusOr<IngestResult> IngestPipeline::Ingest(std::string_view body,
     log::Debug("duplicate webhook", {{"id", result.id},
                                      {"sequence", result.sequence},
                                      {"type", event.type()}});
-    return result;
+    std::move(done)(std::move(result));
+    return;
   }
-  const std::string type_string = event.type();
-  absl::StatusOr<std::uint64_t> sequence = sink_->Publish(std::move(event));
-  NoteStoreOutcome(sequence.status());
-  if (!sequence.ok()) {
-    absl::Status error = absl::UnavailableError(absl::StrCat(
-        "the event could not be stored: ", sequence.status().message()));
-    ticket->Fail(error);
-    metrics_->Count(type, IngestMetrics::Outcome::kFailed);
-    return error;
-  }
-  ticket->Complete(*sequence);
-  result.sequence = *sequence;
-  metrics_->Count(type, IngestMetrics::Outcome::kAccepted);
-  metrics_->ObserveLatency(clock_() - receive_time);
-  log::Debug("webhook accepted", {{"sequence", result.sequence},
-                                  {"id", result.id},
-                                  {"type", type_string}});
-  return result;
+  std::string type_string = event.type();
+  sink_->Publish(
+      std::move(event),
+      [this, type, receive_time, type_string = std::move(type_string),
+       result = std::move(result), ticket = *std::move(ticket),
+       done = std::move(done)](absl::StatusOr<std::uint64_t> sequence) mutable {
+        NoteStoreOutcome(sequence.status());
+        if (!sequence.ok()) {
+          absl::Status error = absl::UnavailableError(absl::StrCat(
+              "the event could not be stored: ", sequence.status().message()));
+          ticket.Fail(error);
+          metrics_->Count(type, IngestMetrics::Outcome::kFailed);
+          std::move(done)(std::move(error));
+          return;
+        }
+        ticket.Complete(*sequence);
+        result.sequence = *sequence;
+        metrics_->Count(type, IngestMetrics::Outcome::kAccepted);
+        metrics_->ObserveLatency(clock_() - receive_time);
+        log::Debug("webhook accepted", {{"sequence", result.sequence},
+                                        {"id", result.id},
+                                        {"type", type_string}});
+        std::move(done)(std::move(result));
+      });
 }
 
 void IngestPipeline::NoteStoreOutcome(const absl::Status& status) {

@@ -5,6 +5,15 @@
 //   body -> Translate -> Deduplicator::Claim -> EventSink::Publish
 //        -> ticket Complete / Fail -> {sequence, id, duplicate} or a status
 //
+// Asynchronous: the caller's thread translates and claims, and the outcome
+// arrives through a callback once the event is durable, so that an HTTP
+// thread never waits for the store's fsync and a group commit can hold every
+// webhook that arrived meanwhile. The one wait left on the caller's thread is
+// a duplicate's, in Claim(), for the outcome of a first delivery still being
+// stored: the sender does not retry, so that needs the same webhook sent
+// twice within a commit (a few milliseconds), and it is bounded by the
+// de-duplicator's max_wait.
+//
 // Errors keep the translator's codes (kInvalidArgument 400, kUnauthenticated
 // 401, kResourceExhausted 413); every failure to store, or to learn the
 // outcome of the first delivery of a duplicate, is kUnavailable (503), so
@@ -21,6 +30,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -28,6 +38,7 @@
 #include "gateway/core/deduplicator.h"
 #include "gateway/core/translator.h"
 #include "gateway/metrics/registry.h"
+#include "services/hub/event_hub.h"
 
 namespace convocore::ingest {
 
@@ -35,10 +46,12 @@ namespace convocore::ingest {
 class EventSink {
  public:
   virtual ~EventSink() = default;
-  // The event's sequence once it is stored (durable per the store's mode);
-  // an error when it is not, and then it is never streamed.
-  virtual absl::StatusOr<std::uint64_t> Publish(
-      convocore::webhooks::v1::Event event) = 0;
+  // Calls `done` with the event's sequence once it is stored (durable per
+  // the store's mode), or with an error when it is not, and then it is never
+  // streamed. `done` may run before Publish() returns, or on another thread;
+  // it must not block.
+  virtual void Publish(convocore::webhooks::v1::Event event,
+                       hub::PublishCallback done) = 0;
 };
 
 struct IngestResult {
@@ -105,17 +118,20 @@ class IngestMetrics {
 class IngestPipeline {
  public:
   using Clock = std::function<absl::Time()>;
+  using Callback = absl::AnyInvocable<void(absl::StatusOr<IngestResult>) &&>;
 
   // Every pointer must outlive the pipeline.
   IngestPipeline(const gateway::Translator* translator,
                  gateway::Deduplicator* deduplicator, EventSink* sink,
                  IngestMetrics* metrics, Clock clock = &absl::Now);
 
-  // Thread-safe; called concurrently by every HTTP worker. Blocks until the
-  // event is stored, or, for a duplicate whose first delivery is being
-  // stored, until that is.
-  absl::StatusOr<IngestResult> Ingest(std::string_view body,
-                                      absl::Time receive_time);
+  // Thread-safe; called concurrently by every HTTP worker. `body` is read
+  // before Ingest() returns. Calls `done` exactly once with the result: on
+  // the calling thread for a webhook refused or recognised as a duplicate,
+  // otherwise on the sink's thread once the event is stored. Does not wait
+  // for the store; a duplicate whose first delivery is being stored waits
+  // for that (see the top of this file).
+  void Ingest(std::string_view body, absl::Time receive_time, Callback done);
 
   // A webhook refused before it reached Ingest() (by the HTTP layer, or
   // because the gateway is not ready), for metrics.

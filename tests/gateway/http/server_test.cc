@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -27,29 +28,47 @@ using ::convocore::http::testing::RawConnection;
 using ::testing::HasSubstr;
 
 // Accepts every body as the next sequence, or answers what the body names:
-// "400", "401", "413", "503". A body "block" waits for Release().
+// "400", "401", "413", "503". A body "block" is answered by Release(), from
+// the releasing thread, as the hub answers from its committer thread.
 class TestBackend : public HttpBackend {
  public:
-  absl::StatusOr<WebhookAck> HandleWebhook(std::string_view body,
-                                           absl::Time receive_time) override {
+  void HandleWebhook(std::string_view body, absl::Time receive_time,
+                     WebhookCallback done) override {
     {
       absl::MutexLock lock(&mu_);
       bodies_.emplace_back(body);
       receive_times_.push_back(receive_time);
     }
     if (body == "400") {
-      return absl::InvalidArgumentError("payload.createdAt: expected \"ms\"");
+      std::move(done)(
+          absl::InvalidArgumentError("payload.createdAt: expected \"ms\""));
+      return;
     }
-    if (body == "401") return absl::UnauthenticatedError("wrong secret");
-    if (body == "413") return absl::ResourceExhaustedError("too many keys");
-    if (body == "503") return absl::UnavailableError("store unavailable");
+    if (body == "401") {
+      std::move(done)(absl::UnauthenticatedError("wrong secret"));
+      return;
+    }
+    if (body == "413") {
+      std::move(done)(absl::ResourceExhaustedError("too many keys"));
+      return;
+    }
+    if (body == "503") {
+      std::move(done)(absl::UnavailableError("store unavailable"));
+      return;
+    }
+    WebhookAck ack{.sequence = ++sequence_,
+                   .id = "id-" + std::string(body),
+                   .duplicate = false};
     if (body == "block") {
-      entered_.Notify();
-      release_.WaitForNotification();
+      absl::MutexLock lock(&mu_);
+      if (!released_) {
+        blocked_.push_back(
+            [ack, done = std::move(done)]() mutable { std::move(done)(ack); });
+        if (!entered_.HasBeenNotified()) entered_.Notify();
+        return;
+      }
     }
-    return WebhookAck{.sequence = ++sequence_,
-                      .id = "id-" + std::string(body),
-                      .duplicate = false};
+    std::move(done)(std::move(ack));
   }
   void OnWebhookRefused(Refusal refusal) override {
     absl::MutexLock lock(&mu_);
@@ -78,9 +97,15 @@ class TestBackend : public HttpBackend {
     return receive_times_;
   }
   void WaitUntilBlocked() { entered_.WaitForNotification(); }
+  // Answers every blocked webhook, and from now on answers them at once.
   void Release() {
-    absl::MutexLock lock(&mu_);
-    if (!release_.HasBeenNotified()) release_.Notify();
+    std::vector<absl::AnyInvocable<void() &&>> blocked;
+    {
+      absl::MutexLock lock(&mu_);
+      released_ = true;
+      blocked.swap(blocked_);
+    }
+    for (auto& answer : blocked) std::move(answer)();
   }
 
  private:
@@ -91,14 +116,15 @@ class TestBackend : public HttpBackend {
   absl::Status readiness_ ABSL_GUARDED_BY(mu_);
   std::atomic<std::uint64_t> sequence_{0};
   absl::Notification entered_;
-  absl::Notification release_;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<absl::AnyInvocable<void() &&>> blocked_ ABSL_GUARDED_BY(mu_);
 };
 
 class HttpServerTest : public ::testing::Test {
  protected:
   void SetUp() override { StartServer(HttpServerOptions{}); }
   void TearDown() override {
-    backend_.Release();  // never leave a server thread blocked
+    backend_.Release();  // never leave a webhook unanswered
     server_.reset();
   }
 
@@ -519,6 +545,67 @@ TEST_F(HttpServerTest, AClientGoneBeforeItsResponseDoesNotHoldTheDrain) {
   server_->BeginDrain();
   backend_.Release();
   EXPECT_TRUE(server_->WaitForIdle(absl::Now() + absl::Seconds(10)));
+}
+
+TEST_F(HttpServerTest, AWebhookIsAnsweredFromItsCallbackOnAnotherThread) {
+  HttpServerOptions options;
+  options.threads = 1;
+  StartServer(options);
+  absl::StatusOr<RawConnection> waiting = Connect();
+  ASSERT_TRUE(waiting.ok());
+  ASSERT_TRUE(waiting->Send(Request("POST", "/webhooks", "block")).ok());
+  backend_.WaitUntilBlocked();
+  EXPECT_EQ(server_->in_flight(), 1);
+  // The one HTTP thread is not held by the webhook waiting for its outcome.
+  absl::StatusOr<RawConnection> other = Connect();
+  ASSERT_TRUE(other.ok());
+  absl::StatusOr<HttpResponse> accepted =
+      other->Exchange(Request("POST", "/webhooks", "{}"));
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  EXPECT_EQ(accepted->code, 200);
+
+  backend_.Release();  // the callback runs on this thread
+  absl::StatusOr<HttpResponse> answered = waiting->ReadResponse();
+  ASSERT_TRUE(answered.ok()) << answered.status();
+  EXPECT_EQ(answered->code, 200);
+  EXPECT_EQ(answered->headers["connection"], "Keep-Alive");
+  EXPECT_THAT(answered->body, HasSubstr("id-block"));
+  // The connection serves its next request as usual.
+  EXPECT_EQ(waiting->Exchange(Request("GET", "/healthz", ""))->code, 200);
+  EXPECT_TRUE(server_->WaitForIdle(absl::Now() + absl::Seconds(10)));
+}
+
+TEST_F(HttpServerTest, AClientGoneBeforeItsCallbackLeavesNothingInFlight) {
+  HttpServerOptions options;
+  options.threads = 1;
+  StartServer(options);
+  absl::StatusOr<RawConnection> connection = Connect();
+  ASSERT_TRUE(connection.ok());
+  ASSERT_TRUE(connection->Send(Request("POST", "/webhooks", "block")).ok());
+  backend_.WaitUntilBlocked();
+  connection->Reset();
+  // Served by the one HTTP thread, which by then has usually seen the reset
+  // too: the answer then finds the peer gone.
+  absl::StatusOr<RawConnection> probe = Connect();
+  ASSERT_TRUE(probe.ok());
+  ASSERT_EQ(probe->Exchange(Request("GET", "/healthz", ""))->code, 200);
+  backend_.Release();
+  EXPECT_TRUE(server_->WaitForIdle(absl::Now() + absl::Seconds(10)));
+  EXPECT_EQ(server_->in_flight(), 0);
+  EXPECT_EQ(probe->Exchange(Request("POST", "/webhooks", "{}"))->code, 200);
+}
+
+TEST_F(HttpServerTest, ACallbackAfterShutdownWritesNothingAndReleasesItsCount) {
+  absl::StatusOr<RawConnection> connection = Connect();
+  ASSERT_TRUE(connection.ok());
+  ASSERT_TRUE(connection->Send(Request("POST", "/webhooks", "block")).ok());
+  backend_.WaitUntilBlocked();
+  server_->BeginDrain();
+  EXPECT_FALSE(server_->WaitForIdle(absl::Now()));
+  server_->Shutdown();  // the drain's deadline passed: the threads stop
+  EXPECT_EQ(server_->in_flight(), 1);
+  backend_.Release();  // the transport is gone: the answer is dropped
+  EXPECT_EQ(server_->in_flight(), 0);
 }
 
 TEST_F(HttpServerTest, WebhooksDuringDrainAre503) {

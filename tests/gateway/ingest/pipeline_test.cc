@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "gateway/ingest/hub_sink.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -45,12 +46,24 @@ std::vector<std::filesystem::path> SamplePaths() {
   return paths;
 }
 
+// Holds the store's Append() while `held`, as a slow fsync would.
+struct Hold {
+  absl::Mutex mu;
+  bool held ABSL_GUARDED_BY(mu) = false;
+};
+
 // The in-memory store, but Append() fails while `failing` is set.
 class FlakyStore final : public hub::EventStore {
  public:
-  explicit FlakyStore(std::shared_ptr<std::atomic<bool>> failing)
-      : failing_(std::move(failing)) {}
+  FlakyStore(std::shared_ptr<std::atomic<bool>> failing,
+             std::shared_ptr<Hold> hold)
+      : failing_(std::move(failing)), hold_(std::move(hold)) {}
   absl::Status Append(absl::Span<const hub::StoredEvent> batch) override {
+    {
+      absl::MutexLock lock(&hold_->mu);
+      hold_->mu.Await(absl::Condition(
+          +[](bool* held) { return !*held; }, &hold_->held));
+    }
     if (failing_->load()) return absl::UnavailableError("disk full");
     return inner_.Append(batch);
   }
@@ -70,6 +83,7 @@ class FlakyStore final : public hub::EventStore {
 
  private:
   std::shared_ptr<std::atomic<bool>> failing_;
+  std::shared_ptr<Hold> hold_;
   hub::InMemoryEventStore inner_{hub::RetentionOptions{}};
 };
 
@@ -79,7 +93,8 @@ class PipelineTest : public ::testing::Test {
     auto translator = gateway::Translator::Create({.secrets = {kSecret}});
     EXPECT_TRUE(translator.ok()) << translator.status();
     translator_ = std::move(*translator);
-    auto hub = hub::EventHub::Create(std::make_unique<FlakyStore>(failing_));
+    auto hub =
+        hub::EventHub::Create(std::make_unique<FlakyStore>(failing_, hold_));
     EXPECT_TRUE(hub.ok()) << hub.status();
     hub_ = std::move(*hub);
     sink_ = std::make_unique<HubSink>(hub_.get());
@@ -89,7 +104,18 @@ class PipelineTest : public ::testing::Test {
   }
 
   absl::StatusOr<IngestResult> Ingest(const std::string& body) {
-    return pipeline_->Ingest(body, now_);
+    return IngestAndWait(body, now_);
+  }
+  absl::StatusOr<IngestResult> IngestAndWait(const std::string& body,
+                                             absl::Time received) {
+    absl::Notification answered;
+    absl::StatusOr<IngestResult> result;
+    pipeline_->Ingest(body, received, [&](absl::StatusOr<IngestResult> r) {
+      result = std::move(r);
+      answered.Notify();
+    });
+    answered.WaitForNotification();
+    return result;
   }
 
   double Value(std::string_view name,
@@ -104,6 +130,7 @@ class PipelineTest : public ::testing::Test {
   absl::Time now_ = absl::FromUnixSeconds(1718035200);
   std::shared_ptr<std::atomic<bool>> failing_ =
       std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<Hold> hold_ = std::make_shared<Hold>();
   metrics::Registry registry_;
   IngestMetrics metrics_{registry_};
   std::unique_ptr<gateway::Translator> translator_;
@@ -271,11 +298,41 @@ TEST_F(PipelineTest, ConcurrentIdenticalDeliveriesStoreOneEvent) {
   EXPECT_EQ(hub_->Stats().published_total, 1u);
 }
 
+TEST_F(PipelineTest, IngestReturnsBeforeTheEventIsStoredAndAnswersOnceItIs) {
+  {
+    absl::MutexLock lock(&hold_->mu);
+    hold_->held = true;
+  }
+  absl::Notification answered;
+  absl::StatusOr<IngestResult> result;
+  pipeline_->Ingest(ReadFile(SamplePaths()[0]), now_,
+                    [&](absl::StatusOr<IngestResult> r) {
+                      result = std::move(r);
+                      answered.Notify();
+                    });
+  // Ingest() returned while the store is still writing: not answered yet.
+  EXPECT_FALSE(answered.HasBeenNotified());
+  EXPECT_EQ(Value("gateway_webhooks_total",
+                  {{"type", "agent_created"}, {"outcome", "accepted"}}),
+            0);
+  {
+    absl::MutexLock lock(&hold_->mu);
+    hold_->held = false;
+  }
+  answered.WaitForNotification();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->sequence, 1u);
+  EXPECT_EQ(Value("gateway_webhooks_total",
+                  {{"type", "agent_created"}, {"outcome", "accepted"}}),
+            1);
+  EXPECT_EQ(Value("gateway_ingest_latency_seconds_count"), 1);
+}
+
 TEST_F(PipelineTest, LatencyIsFromReceiptToAcknowledgement) {
   const absl::Time received = now_;
   now_ += absl::Milliseconds(3);  // the clock the pipeline reads at the end
-  ASSERT_TRUE(pipeline_->Ingest(ReadFile(SamplePaths()[2]), received).ok());
-  ASSERT_TRUE(pipeline_->Ingest(ReadFile(SamplePaths()[2]), received).ok());
+  ASSERT_TRUE(IngestAndWait(ReadFile(SamplePaths()[2]), received).ok());
+  ASSERT_TRUE(IngestAndWait(ReadFile(SamplePaths()[2]), received).ok());
   EXPECT_EQ(Value("gateway_ingest_latency_seconds_count"), 2);
   EXPECT_DOUBLE_EQ(Value("gateway_ingest_latency_seconds_sum"), 0.006);
   EXPECT_EQ(Value("gateway_ingest_latency_seconds_bucket", {{"le", "0.0025"}}),
