@@ -239,6 +239,17 @@ std::optional<std::vector<v1::Event>> Subscriber::EventsUntilCaughtUpTo(
   return std::nullopt;
 }
 
+std::optional<std::vector<v1::Event>> Subscriber::EventsThrough(
+    std::uint64_t sequence, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  std::vector<v1::Event> events;
+  while (std::optional<v1::Event> event = NextEvent(deadline - absl::Now())) {
+    events.push_back(*std::move(event));
+    if (events.back().sequence() >= sequence) return events;
+  }
+  return std::nullopt;
+}
+
 std::optional<grpc::Status> Subscriber::WaitFinished(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
   const auto finished = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {

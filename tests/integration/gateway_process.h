@@ -93,6 +93,10 @@ class Subscriber {
   std::optional<std::vector<convocore::webhooks::v1::Event>>
   EventsUntilCaughtUpTo(std::uint64_t sequence,
                         absl::Duration timeout = absl::Seconds(10));
+  // Every event up to and including the first with a sequence >=
+  // `sequence`, or nullopt: what a subscriber that stops there has read.
+  std::optional<std::vector<convocore::webhooks::v1::Event>> EventsThrough(
+      std::uint64_t sequence, absl::Duration timeout = absl::Seconds(10));
   // The stream's final status once it ended, or nullopt at the timeout.
   std::optional<grpc::Status> WaitFinished(
       absl::Duration timeout = absl::Seconds(10));
