@@ -168,12 +168,15 @@ TEST_F(DurableStoreTest, EveryAcknowledgedEventSurvivesSigkill) {
       }
     });
   }
-  ASSERT_TRUE(Eventually([&] { return acks.load() >= kAcksBeforeKill; }))
-      << gateway->log();
+  // The kill ends the senders; so does a failed wait, which must not leave
+  // them running past the test.
+  const bool enough_acks =
+      Eventually([&] { return acks.load() >= kAcksBeforeKill; });
   gateway->Signal(SIGKILL);
   const std::optional<int> exit_code = gateway->WaitForExit();
   stop = true;
   for (std::thread& sender : senders) sender.join();
+  ASSERT_TRUE(enough_acks) << gateway->log();
   EXPECT_EQ(exit_code, 128 + SIGKILL);
   EXPECT_EQ(unexpected.load(), 0);
 
