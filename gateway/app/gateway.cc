@@ -171,10 +171,10 @@ void RegisterHubMetrics(metrics::Registry& registry, hub::EventHub* hub) {
   }
 }
 
-// Fails if another socket listens on address:port. gRPC binds with
-// SO_REUSEPORT, so a second gateway on the same gRPC port would start and
-// share the port with the first instead of failing; a bind without
-// SO_REUSEPORT is refused while any other socket holds the port.
+// Fails if another socket listens on address:port, saying why (errno). The
+// gRPC server refuses a taken port too (GRPC_ARG_ALLOW_REUSEPORT=0), but its
+// failure does not say why, and "Address already in use" is what an operator
+// needs to read when a second gateway is started by mistake.
 absl::Status CheckPortFree(const std::string& address, std::uint16_t port) {
   if (port == 0) return absl::OkStatus();
   const std::string where = absl::StrCat(address, ":", port);
