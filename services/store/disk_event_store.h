@@ -66,6 +66,15 @@ struct DiskStoreOptions {
   // Append() never waits for more than one such chunk; count and byte
   // retention start trimming once a bound is exceeded by about this much.
   std::size_t trim_chunk = 1000;
+  // The write-ahead log is copied into the database in the background once
+  // it holds this many 4 KiB pages, instead of inside the commit that crossed
+  // the threshold (which would stall that Append()).
+  int checkpoint_pages = 1000;
+  // Under steady load the background copy never catches up with the writer,
+  // and SQLite starts the log over only once it was wholly copied; past this
+  // many pages (64 MiB) the tail is copied under the writer's lock so that it
+  // does, bounding the log's size.
+  int wal_reset_pages = 16384;
 };
 
 // An event's de-duplication record, without the event bytes.
