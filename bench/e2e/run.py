@@ -203,6 +203,12 @@ def measure_ceiling(args, workdir):
     return results
 
 
+def paced_connections(rate):
+    """Enough connections that each pauses ~100 ms between requests: the
+    response time and wrk's timer slack are then small beside the pause."""
+    return max(10, min(1000, round(rate / 10)))
+
+
 def paced_delay_ms(url, rate, connections, mode):
     """The per-connection pause that makes wrk offer `rate` requests/s.
 
@@ -247,7 +253,7 @@ def soak(args, workdir):
     rows = []
     try:
         subs = Subscribers(args.build_dir, workdir, gw.grpc_port, 1)
-        conns = max(10, args.soak_rate // 25)
+        conns = paced_connections(args.soak_rate)
         delay = paced_delay_ms(gw.url, args.soak_rate, conns, "plain")
         env = dict(os.environ, WRK_DELAY_MS=str(delay))
         load = subprocess.Popen(
@@ -324,12 +330,14 @@ def main():
             # Latency at half the framework's ceiling, offered at a fixed rate.
             half_rate = pist / 2
             print(f"latency at ~{half_rate:.0f}/s offered", flush=True)
-            half = [run_gateway_load(args, workdir, store, 1, "plain", half_rate, 200)
+            half = [run_gateway_load(args, workdir, store, 1, "plain", half_rate,
+                                     paced_connections(half_rate))
                     for store in ("memory", "disk")]
             fan = []
             for streams in (1, 10, 100):
                 print(f"fan-out: {streams} subscribers at ~{args.fanout_rate}/s", flush=True)
-                fan.append(run_gateway_load(args, workdir, "disk", streams, "plain", args.fanout_rate, 100))
+                fan.append(run_gateway_load(args, workdir, "disk", streams, "plain", args.fanout_rate,
+                                            paced_connections(args.fanout_rate)))
 
             lines += [
                 f"Baselines ({args.seconds} s each, wrk {args.connections} connections, "
