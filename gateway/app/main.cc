@@ -34,8 +34,8 @@ ABSL_FLAG(std::string, http_address, kDefaults.http_address,
 ABSL_FLAG(int, http_port, kDefaults.http_port,
           "HTTP port; 0 picks a free one (logged).");
 ABSL_FLAG(int, http_threads, kDefaults.http_threads,
-          "HTTP threads; each holds a webhook until it is stored, so this "
-          "bounds the webhooks in progress.");
+          "HTTP threads: they parse, verify and answer webhooks; a webhook "
+          "waiting for its commit holds none.");
 ABSL_FLAG(int64_t, max_body_bytes, kDefaults.max_body_bytes,
           "Largest webhook body accepted; larger ones get 413.");
 ABSL_FLAG(absl::Duration, http_request_timeout, kDefaults.http_request_timeout,
