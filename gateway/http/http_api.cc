@@ -161,6 +161,21 @@ Reply AcceptedReply(std::uint64_t sequence, std::string_view id,
   return reply;
 }
 
+std::string SerializeResponse(const Reply& reply, std::string_view version,
+                              std::string_view reason, bool close) {
+  std::string out;
+  out.reserve(160 + reply.body.size());
+  absl::StrAppend(&out, Absl(version), " ", reply.code, " ", Absl(reason),
+                  "\r\nContent-Type: ", Absl(reply.content_type), "\r\n");
+  if (!reply.allow.empty()) {
+    absl::StrAppend(&out, "Allow: ", Absl(reply.allow), "\r\n");
+  }
+  absl::StrAppend(&out, "Connection: ", close ? "Close" : "Keep-Alive",
+                  "\r\nContent-Length: ", reply.body.size(), "\r\n\r\n",
+                  reply.body);
+  return out;
+}
+
 Reply ErrorReply(int code, std::string_view message) {
   Reply reply;
   reply.code = code;

@@ -77,6 +77,15 @@ Reply TooLargeReply(std::size_t limit_bytes);
 Reply HealthReply();
 Reply ReadinessReply(const absl::Status& readiness);
 
+// The bytes of the HTTP response carrying `reply`: the status line (with
+// `version`, "HTTP/1.1", and `reason`, "OK"), Content-Type, Allow when set,
+// Connection ("Close" when `close`, else "Keep-Alive"), Content-Length and
+// the body. In one buffer, written with one call: Pistache's ResponseWriter
+// formats through an std::ostream and several allocations per response,
+// which cost the gateway ~10% of its CPU per webhook under load.
+std::string SerializeResponse(const Reply& reply, std::string_view version,
+                              std::string_view reason, bool close);
+
 }  // namespace convocore::http
 
 #endif  // GATEWAY_HTTP_HTTP_API_H_

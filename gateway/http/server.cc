@@ -21,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "gateway/http/http_api.h"
 #include "gateway/log/logger.h"
 #include "pistache/endpoint.h"
@@ -74,14 +75,6 @@ std::optional<absl::StatusOr<std::uint64_t>> DeclaredLength(
   return absl::StatusOr<std::uint64_t>(length);
 }
 
-const P::Http::Mime::MediaType& MediaTypeFor(std::string_view content_type) {
-  static const auto* const kJson = new P::Http::Mime::MediaType(
-      P::Http::Mime::MediaType::fromString("application/json"));
-  static const auto* const kMetrics = new P::Http::Mime::MediaType(
-      P::Http::Mime::MediaType::fromString(std::string(kMetricsContentType)));
-  return content_type == kMetricsContentType ? *kMetrics : *kJson;
-}
-
 // What we keep per TCP connection, beside Pistache's parser.
 struct Connection {
   // When the first byte of the current request arrived.
@@ -94,7 +87,9 @@ struct Connection {
   std::atomic<bool> closing{false};
 };
 
-constexpr char kConnectionKey[] = "convocore.connection";
+// Short enough for std::string's inline buffer: Pistache makes a string of it
+// at every lookup.
+constexpr char kConnectionKey[] = "gw.connection";
 
 std::shared_ptr<Connection> ConnectionOf(
     const std::shared_ptr<P::Tcp::Peer>& peer) {
@@ -148,6 +143,9 @@ struct HttpServer::State {
   HttpServerOptions options;
   HttpBackend* backend = nullptr;
   metrics::CounterFamily* requests = nullptr;
+  // The series of every accepted webhook, looked up once rather than per
+  // response.
+  metrics::Counter* webhooks_ok = nullptr;
   std::atomic<bool> draining{false};
   std::uint16_t port = 0;
 
@@ -156,20 +154,17 @@ struct HttpServer::State {
   absl::Mutex transport_mu;
   bool stopped ABSL_GUARDED_BY(transport_mu) = false;
 
+  // Counted up and down several times per request, from every thread: an
+  // atomic, so that the hot path takes no lock; WaitForIdle() polls it.
+  std::atomic<std::int64_t> in_flight{0};
+
   absl::Mutex mu;
-  std::int64_t in_flight ABSL_GUARDED_BY(mu) = 0;
   int listen_fd ABSL_GUARDED_BY(mu) = -1;
   bool shut_down ABSL_GUARDED_BY(mu) = false;
   std::unique_ptr<P::Http::Endpoint> endpoint ABSL_GUARDED_BY(mu);
 
-  void RequestStarted() {
-    absl::MutexLock lock(&mu);
-    ++in_flight;
-  }
-  void RequestDone() {
-    absl::MutexLock lock(&mu);
-    --in_flight;
-  }
+  void RequestStarted() { in_flight.fetch_add(1, std::memory_order_relaxed); }
+  void RequestDone() { in_flight.fetch_sub(1, std::memory_order_acq_rel); }
 };
 
 namespace {
@@ -189,29 +184,32 @@ struct InFlight {
   std::shared_ptr<HttpServer::State> state;
 };
 
-// Writes `reply` with `response` and closes the connection once written
-// when `close`. Touches nothing of the connection's parser, so that a
-// webhook's callback can call it from any thread.
-void Respond(const std::shared_ptr<HttpServer::State>& state,
-             P::Http::ResponseWriter& response, Route route, const Reply& reply,
+// Writes `reply` to `peer` and closes the connection once written when
+// `close`. Touches nothing of the connection's parser, so that a webhook's
+// callback can call it from any thread. False when the client is gone.
+bool Respond(const std::shared_ptr<HttpServer::State>& state,
+             const std::weak_ptr<P::Tcp::Peer>& weak_peer,
+             P::Http::Version version, Route route, const Reply& reply,
              bool close) {
-  response.headers().add<P::Http::Header::Connection>(
-      close ? P::Http::ConnectionControl::Close
-            : P::Http::ConnectionControl::KeepAlive);
-  if (!reply.allow.empty()) {
-    response.headers().add<P::Http::Header::Allow>(
-        reply.allow == "POST" ? P::Http::Method::Post : P::Http::Method::Get);
-  }
-  if (state->requests != nullptr) {
+  if (route == Route::kWebhooks && reply.code == 200 &&
+      state->webhooks_ok != nullptr) {
+    state->webhooks_ok->Increment();
+  } else if (state->requests != nullptr) {
     state->requests->WithLabels({RouteLabel(route), std::to_string(reply.code)})
         .Increment();
   }
+  std::shared_ptr<P::Tcp::Peer> peer = weak_peer.lock();
+  if (peer == nullptr) return false;
+  // What Pistache's ResponseWriter does besides writing: the connection has
+  // no request in progress (its idle timeout applies again).
+  peer->setIdle(true);
+  std::string bytes = SerializeResponse(
+      reply, P::Http::versionString(version),
+      P::Http::codeString(static_cast<P::Http::Code>(reply.code)), close);
+  const std::size_t size = bytes.size();
   // Counted in flight until written, so that a drain waits for the bytes.
   auto token = std::make_shared<InFlight>(state);
-  std::weak_ptr<P::Tcp::Peer> weak_peer = response.getPeer();
-  response
-      .send(static_cast<P::Http::Code>(reply.code), reply.body,
-            MediaTypeFor(reply.content_type))
+  peer->send(P::RawBuffer(std::move(bytes), size))
       .then(
           [token, weak_peer, close](ssize_t) {
             if (!close) return;
@@ -223,6 +221,7 @@ void Respond(const std::shared_ptr<HttpServer::State>& state,
             }
           },
           [token](std::exception_ptr) {});
+  return true;
 }
 
 // Pistache clones the handler for each of its threads; the clones share the
@@ -480,15 +479,15 @@ void Handler::StartWebhook(const std::shared_ptr<P::Tcp::Peer>& peer,
   // the connection's next request meanwhile.
   struct Pending {
     std::shared_ptr<HttpServer::State> state;
-    P::Http::ResponseWriter response;
+    std::weak_ptr<P::Tcp::Peer> peer;
+    P::Http::Version version;
     std::shared_ptr<Connection> connection;
     bool close;
     InFlight in_flight;
   };
-  std::unique_ptr<Pending> pending(new Pending{
-      state_,
-      P::Http::ResponseWriter(request.version(), transport(), this, peer),
-      std::move(connection), close, InFlight(state_)});
+  std::unique_ptr<Pending> pending(new Pending{state_, peer, request.version(),
+                                               std::move(connection), close,
+                                               InFlight(state_)});
   state_->backend->HandleWebhook(
       request.body(), receive_time,
       [pending = std::move(pending)](absl::StatusOr<WebhookAck> ack) {
@@ -502,7 +501,7 @@ void Handler::StartWebhook(const std::shared_ptr<P::Tcp::Peer>& peer,
         absl::ReaderMutexLock lock(&p.state->transport_mu);
         if (p.state->stopped) return;  // the transport is gone
         try {
-          Respond(p.state, p.response, Route::kWebhooks, reply, close);
+          Respond(p.state, p.peer, p.version, Route::kWebhooks, reply, close);
         } catch (const std::exception& error) {
           // Pistache throws; the caller's thread (the hub's committer) must
           // not die of a client.
@@ -527,10 +526,9 @@ void Handler::RefuseTooLarge(const std::shared_ptr<P::Tcp::Peer>& peer,
 void Handler::Finish(const std::shared_ptr<P::Tcp::Peer>& peer,
                      P::Http::RequestParser& parser, Connection& connection,
                      Route route, const Reply& reply, bool close) {
-  P::Http::ResponseWriter response(parser.request.version(), transport(), this,
-                                   peer);
+  const P::Http::Version version = parser.request.version();
   Reset(parser, connection, close);
-  Respond(state_, response, route, reply, close);
+  Respond(state_, peer, version, route, reply, close);
 }
 
 void Handler::Reset(P::Http::RequestParser& parser, Connection& connection,
@@ -566,15 +564,16 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
     state->requests = &registry->AddCounter(
         "gateway_http_requests_total",
         "HTTP requests answered, by route and status code.", {"route", "code"});
+    state->webhooks_ok =
+        &state->requests->WithLabels({RouteLabel(Route::kWebhooks), "200"});
     std::weak_ptr<State> weak = state;
-    registry->AddCallbackGauge("gateway_http_requests_in_flight",
-                               "HTTP requests being handled or written now.",
-                               [weak] {
-                                 auto locked = weak.lock();
-                                 if (!locked) return 0.0;
-                                 absl::MutexLock lock(&locked->mu);
-                                 return static_cast<double>(locked->in_flight);
-                               });
+    registry->AddCallbackGauge(
+        "gateway_http_requests_in_flight",
+        "HTTP requests being handled or written now.", [weak] {
+          auto locked = weak.lock();
+          if (!locked) return 0.0;
+          return static_cast<double>(locked->in_flight.load());
+        });
   }
   const std::string where = absl::StrCat(options.address, ":", options.port);
   auto endpoint = std::make_unique<P::Http::Endpoint>();
@@ -636,11 +635,13 @@ void HttpServer::BeginDrain() {
 }
 
 bool HttpServer::WaitForIdle(absl::Time deadline) {
-  absl::MutexLock lock(&state_->mu);
-  const auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(state_->mu) {
-    return state_->in_flight == 0;
-  };
-  return state_->mu.AwaitWithDeadline(absl::Condition(&idle), deadline);
+  // Only at shutdown: a millisecond's polling is cheaper than a lock per
+  // request.
+  while (state_->in_flight.load(std::memory_order_acquire) != 0) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return true;
 }
 
 void HttpServer::Shutdown() {
@@ -669,8 +670,7 @@ void HttpServer::Shutdown() {
 }
 
 std::int64_t HttpServer::in_flight() const {
-  absl::MutexLock lock(&state_->mu);
-  return state_->in_flight;
+  return state_->in_flight.load(std::memory_order_acquire);
 }
 
 }  // namespace convocore::http

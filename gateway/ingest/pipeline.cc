@@ -209,16 +209,21 @@ void IngestPipeline::Ingest(std::string_view body, absl::Time receive_time,
     result.duplicate = true;
     metrics_->Count(type, IngestMetrics::Outcome::kDuplicate);
     metrics_->ObserveLatency(clock_() - receive_time);
-    log::Debug("duplicate webhook", {{"id", result.id},
-                                     {"sequence", result.sequence},
-                                     {"type", event.type()}});
+    if (log::Enabled(log::Level::kDebug)) {
+      log::Debug("duplicate webhook", {{"id", result.id},
+                                       {"sequence", result.sequence},
+                                       {"type", event.type()}});
+    }
     std::move(done)(std::move(result));
     return;
   }
-  std::string type_string = event.type();
+  // The fields of a debug log cost allocations per webhook: only made when
+  // they are written.
+  const bool debug = log::Enabled(log::Level::kDebug);
+  std::string type_string = debug ? event.type() : std::string();
   sink_->Publish(
       std::move(event),
-      [this, type, receive_time, type_string = std::move(type_string),
+      [this, type, receive_time, debug, type_string = std::move(type_string),
        result = std::move(result), ticket = *std::move(ticket),
        done = std::move(done)](absl::StatusOr<std::uint64_t> sequence) mutable {
         NoteStoreOutcome(sequence.status());
@@ -234,9 +239,11 @@ void IngestPipeline::Ingest(std::string_view body, absl::Time receive_time,
         result.sequence = *sequence;
         metrics_->Count(type, IngestMetrics::Outcome::kAccepted);
         metrics_->ObserveLatency(clock_() - receive_time);
-        log::Debug("webhook accepted", {{"sequence", result.sequence},
-                                        {"id", result.id},
-                                        {"type", type_string}});
+        if (debug) {
+          log::Debug("webhook accepted", {{"sequence", result.sequence},
+                                          {"id", result.id},
+                                          {"type", type_string}});
+        }
         std::move(done)(std::move(result));
       });
 }

@@ -2,6 +2,9 @@
 
 #include <string>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rapidjson/document.h"
 
@@ -106,6 +109,45 @@ TEST(RepliesTest, ReadinessReplies) {
   EXPECT_EQ(HealthReply().code, 200);
   EXPECT_EQ(UnsupportedMediaTypeReply("text/plain").code, 415);
   EXPECT_EQ(TooLargeReply(1024).code, 413);
+}
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+TEST(SerializeResponseTest, WritesTheStatusLineHeadersAndBody) {
+  EXPECT_EQ(SerializeResponse(AcceptedReply(7, "abc", false), "HTTP/1.1", "OK",
+                              /*close=*/false),
+            "HTTP/1.1 200 OK\r\n"
+            "Content-Type: application/json\r\n"
+            "Connection: Keep-Alive\r\n"
+            "Content-Length: 43\r\n"
+            "\r\n"
+            R"({"sequence":7,"id":"abc","duplicate":false})");
+}
+
+TEST(SerializeResponseTest, NamesTheAllowedMethodAndTheClose) {
+  const Reply reply =
+      MethodNotAllowedReply("GET", MatchRoute("GET", "/webhooks"));
+  const std::string bytes =
+      SerializeResponse(reply, "HTTP/1.0", "Method Not Allowed",
+                        /*close=*/true);
+  EXPECT_TRUE(absl::StartsWith(bytes, "HTTP/1.0 405 Method Not Allowed\r\n"))
+      << bytes;
+  EXPECT_THAT(bytes, HasSubstr("\r\nAllow: POST\r\n"));
+  EXPECT_THAT(bytes, HasSubstr("\r\nConnection: Close\r\n"));
+  EXPECT_TRUE(
+      absl::EndsWith(bytes, absl::StrCat("Content-Length: ", reply.body.size(),
+                                         "\r\n\r\n", reply.body)))
+      << bytes;
+}
+
+TEST(SerializeResponseTest, KeepsTheMetricsContentType) {
+  const std::string bytes = SerializeResponse(
+      Reply{.body = "x 1\n", .content_type = kMetricsContentType}, "HTTP/1.1",
+      "OK", /*close=*/false);
+  EXPECT_THAT(bytes, HasSubstr("\r\nContent-Type: " +
+                               std::string(kMetricsContentType) + "\r\n"));
+  EXPECT_THAT(bytes, Not(HasSubstr("Allow:")));
 }
 
 }  // namespace
