@@ -68,8 +68,6 @@ go_tools=(
   google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
   google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
   github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
-  # bench/run.sh: an open-loop load generator that holds a rate exactly.
-  github.com/tsenart/vegeta/v12@v12.13.0
 )
 python_tools=(grpcio-tools==1.85.1 pytest==9.2.0 PyYAML==6.0.3)
 if command -v go >/dev/null 2>&1; then

@@ -2,7 +2,8 @@
 # Runs the tests of clients/, examples/ and deploy/ (test.sh calls it after
 # ctest; run it alone once install-deps.sh and build.sh have run):
 #   - the committed client stubs match protos/ (tests/clients/check_generated.sh)
-#   - go vet and go test of the Go client, go vet of the Go example
+#   - go vet and go test of the Go client, go vet of the Go example and of
+#     bench/loadgen
 #   - pytest, in a fresh virtual environment where clients/python is installed
 #     the way users install it: the Python client's tests, the deploy/
 #     manifests against the binary, and the end-to-end run of both examples
@@ -21,6 +22,8 @@ echo "== client stubs"
 echo "== go (clients/go, examples/go)"
 (cd "$root/clients/go" && go vet ./... && go test -count=1 ./...)
 (cd "$root/examples/go" && go vet ./... && go build -o "$tmp/subscribe-go" ./subscribe)
+# The benchmark's load generator is not run here, but must not rot.
+(cd "$root/bench/loadgen" && go vet ./... && go build -o "$tmp/loadgen" .)
 
 echo "== pytest (tests/clients)"
 # A copy, so that the build leaves nothing in the work tree; --no-deps and

@@ -5,10 +5,8 @@
 -- Arguments (after --): keepalive|plain SAMPLE_FILE...
 --   keepalive: send "Connection: keep-alive"; plain: send no Connection
 --   header (HTTP/1.1's default keep-alive, the Pistache trap).
--- Environment: WRK_DELAY_MS, a pause per connection between requests (unset
--- or 0: as fast as possible); the offered rate is then
--- connections * 1000 / WRK_DELAY_MS. Read at load time because wrk decides
--- whether the script has a delay() before it calls init().
+-- Fixed rates are offered by bench/loadgen instead: wrk's paced mode
+-- offers less than asked whenever responses slow down.
 
 local threads = {}
 local counter = 0
@@ -19,7 +17,6 @@ function setup(thread)
 end
 
 local parts = {}
-local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "0") or 0
 
 function init(args)
   local mode = args[1]
@@ -46,8 +43,3 @@ function request()
   return wrk.format(nil, nil, nil, p[1] .. (1718035200000 + counter) .. p[2])
 end
 
-if delay_ms > 0 then
-  function delay()
-    return delay_ms
-  end
-end

@@ -96,14 +96,11 @@ def running(*args, **kwargs):
         proc.stop()
 
 
-def wrk(url, seconds, connections, mode="plain", delay_ms=0, threads=1):
-    env = dict(os.environ)
-    if delay_ms:
-        env["WRK_DELAY_MS"] = str(delay_ms)
+def wrk(url, seconds, connections, mode="plain", threads=1):
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
          "-s", MIX, url, "--", mode] + SAMPLES,
-        capture_output=True, text=True, env=env, check=True).stdout
+        capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -112,32 +109,25 @@ def wrk(url, seconds, connections, mode="plain", delay_ms=0, threads=1):
             "socket_errors": errors.group(1) if errors else "", "raw": out}
 
 
-VEGETA = os.path.join(ROOT, ".tools/bin/vegeta")
-TARGETS = os.path.join(ROOT, "bench/e2e/vegeta_targets.py")
+LOADGEN = "bench/loadgen"  # under the build directory; bench/run.sh builds it
 
 
-def vegeta(url, seconds, rate):
-    """Offers exactly `rate` webhooks/s for `seconds` (open loop: vegeta sends
-    on schedule whatever the response times, unlike wrk's paced mode)."""
-    gen = subprocess.Popen([sys.executable, TARGETS, url] + SAMPLES, stdout=subprocess.PIPE)
-    try:
-        attack = subprocess.Popen(
-            [VEGETA, "attack", "-lazy", "-format=json", f"-rate={rate}/s",
-             f"-duration={seconds}s", "-timeout=30s"],
-            stdin=gen.stdout, stdout=subprocess.PIPE)
-        gen.stdout.close()  # vegeta holds it; the generator ends when it stops reading
-        report = subprocess.run([VEGETA, "report", "-type=json"], stdin=attack.stdout,
-                                capture_output=True, text=True, check=True).stdout
-        attack.wait()
-    finally:
-        gen.kill()
-        gen.wait()
-    r = json.loads(report)
-    codes = r.get("status_codes") or {}
-    return {"rps": r["rate"], "requests": r["requests"],
-            "non2xx": sum(n for c, n in codes.items() if not c.startswith("2")),
-            "socket_errors": "; ".join(sorted(set(r.get("errors") or []))[:3]),
-            "raw": report}
+def loadgen_command(build_dir, url, seconds, rate):
+    m = re.match(r"http://([^/]+)(/.*)", url)
+    return [os.path.join(build_dir, LOADGEN), f"-addr={m.group(1)}", f"-path={m.group(2)}",
+            f"-rate={rate}", f"-duration={seconds}s", "-connections=256"] + SAMPLES
+
+
+def loadgen(build_dir, url, seconds, rate):
+    """Offers exactly `rate` webhooks/s for `seconds` (open loop: sent on
+    schedule whatever the response times, unlike wrk's paced mode), from
+    bench/loadgen."""
+    out = subprocess.run(loadgen_command(build_dir, url, seconds, rate),
+                         capture_output=True, text=True, check=True).stdout
+    r = json.loads(out)
+    return {"rps": r["offered_per_s"], "requests": r["offered"], "non2xx": r["non2xx"],
+            "socket_errors": f"{r['errors']} ({r.get('first_error', '')})" if r["errors"] else "",
+            "raw": out}
 
 
 def metric_sum(metrics_text, name, **labels):
@@ -231,42 +221,19 @@ def measure_ceiling(args, workdir):
     return results
 
 
-def paced_connections(rate):
-    """Enough connections that each pauses ~100 ms between requests: the
-    response time and wrk's timer slack are then small beside the pause."""
-    return max(10, min(1000, round(rate / 10)))
-
-
-def paced_delay_ms(url, rate, connections, mode):
-    """The per-connection pause that makes wrk offer `rate` requests/s.
-
-    wrk pauses after each response, so a connection's cycle is the pause plus
-    the response time; a 2-second probe measures the response time at this
-    load and the pause is shortened by it.
-    """
-    first = max(1, round(connections * 1000 / rate))
-    probe = wrk(url, 2, connections, mode, first)
-    response_ms = max(0.0, connections * 1000 / max(1.0, probe["rps"]) - first)
-    return max(1, round(connections * 1000 / rate - response_ms))
-
-
-def run_gateway_load(args, workdir, store, streams, mode="plain", rate=0, connections=None,
-                     open_loop=False):
-    """One load run through the gateway with `streams` subscribers, as fast as
-    possible or, with `rate`, offering that many webhooks/s: paced wrk, or with
-    `open_loop` vegeta, which holds the rate exactly (but costs more CPU per
-    request than wrk, so it is kept for the moderate rates)."""
-    connections = connections or args.connections
+def run_gateway_load(args, workdir, store, streams, mode="plain", rate=0):
+    """One load run through the gateway with `streams` subscribers: wrk as
+    fast as possible (closed loop, args.connections), or with `rate`
+    bench/loadgen offering exactly that many webhooks/s (open loop)."""
     gw = Gateway(args.build_dir, workdir, store, args.http_threads)
     try:
         subs = Subscribers(args.build_dir, workdir, gw.grpc_port, streams)
-        delay_ms = paced_delay_ms(gw.url, rate, connections, mode) if rate and not open_loop else 0
-        before = gw.accepted()  # the pacing probe's events count as delivered too
+        before = gw.accepted()
         _, _, cpu0 = proc_stats(gw.proc.p.pid)
-        if open_loop:
-            load = vegeta(gw.url, args.seconds, rate)
+        if rate:
+            load = loadgen(args.build_dir, gw.url, args.seconds, rate)
         else:
-            load = wrk(gw.url, args.seconds, connections, mode, delay_ms)
+            load = wrk(gw.url, args.seconds, args.connections, mode)
         rss, hwm, cpu1 = proc_stats(gw.proc.p.pid)
         accepted = gw.accepted()
         sub = subs.result()
@@ -287,12 +254,9 @@ def soak(args, workdir):
     rows = []
     try:
         subs = Subscribers(args.build_dir, workdir, gw.grpc_port, 1)
-        conns = paced_connections(args.soak_rate)
-        delay = paced_delay_ms(gw.url, args.soak_rate, conns, "plain")
-        env = dict(os.environ, WRK_DELAY_MS=str(delay))
         load = subprocess.Popen(
-            ["wrk", "-t1", f"-c{conns}", f"-d{args.soak_seconds}s", "-s", MIX, gw.url,
-             "--", "plain"] + SAMPLES, env=env, stdout=subprocess.PIPE, text=True)
+            loadgen_command(args.build_dir, gw.url, args.soak_seconds, args.soak_rate),
+            stdout=subprocess.PIPE, text=True)
         start = time.time()
         while load.poll() is None:
             time.sleep(min(10, args.soak_seconds / 20))
@@ -365,13 +329,12 @@ def main():
             # ceiling), offered at an exact rate.
             half_rate = round(pist * 0.7 / 2)
             print(f"latency at {half_rate}/s offered", flush=True)
-            half = [run_gateway_load(args, workdir, store, 1, "plain", half_rate, open_loop=True)
+            half = [run_gateway_load(args, workdir, store, 1, "plain", half_rate)
                     for store in ("memory", "disk")]
             fan = []
             for streams in (1, 10, 100):
                 print(f"fan-out: {streams} subscribers at ~{args.fanout_rate}/s", flush=True)
-                fan.append(run_gateway_load(args, workdir, "disk", streams, "plain", args.fanout_rate,
-                                            open_loop=True))
+                fan.append(run_gateway_load(args, workdir, "disk", streams, "plain", args.fanout_rate))
 
             lines += [
                 f"Baselines ({args.seconds} s each, wrk {args.connections} connections, "
