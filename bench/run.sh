@@ -11,4 +11,6 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/buildscripts/install-deps.sh"
 BUILD_DIR="$root/build-release" "$root/buildscripts/build.sh" \
   -DCMAKE_BUILD_TYPE=Release -DGATEWAY_BUILD_TESTS=OFF -DGATEWAY_BUILD_BENCH=ON
+# The open-loop load generator (Go, no dependencies beyond the standard library).
+(cd "$root/bench/loadgen" && GOTOOLCHAIN=local go build -o "$root/build-release/bench/loadgen" .)
 exec python3 "$root/bench/e2e/run.py" --build_dir "$root/build-release" "$@"
