@@ -117,6 +117,7 @@ func main() {
 	rate := flag.Float64("rate", 1000, "requests per second to offer")
 	duration := flag.Duration("duration", 10*time.Second, "how long to offer them")
 	conns := flag.Int("connections", 64, "keep-alive connections (the most requests in flight)")
+	tick := flag.Duration("tick", time.Millisecond, "how often due requests are handed out: shorter is smoother and costs more CPU")
 	flag.Parse()
 	// One P: the workers take turns on one core instead of waking each other
 	// across two, which is most of what a request costs here.
@@ -172,16 +173,16 @@ func main() {
 		}()
 	}
 
-	// Woken once a millisecond rather than per request (a timer per request
-	// cost more CPU than the request): each tick hands out every request
-	// whose time has come, stamped with that time.
+	// Woken once a tick rather than per request (a timer per request cost
+	// more CPU than the request): each tick hands out every request whose
+	// time has come, stamped with that time.
 	interval := time.Duration(float64(time.Second) / *rate)
 	start := time.Now()
 	end := start.Add(*duration)
 	next := start
 	for next.Before(end) {
 		if d := time.Until(next); d > 0 {
-			time.Sleep(max(d, time.Millisecond))
+			time.Sleep(max(d, *tick))
 		}
 		for now := time.Now(); !next.After(now) && next.Before(end); next = next.Add(interval) {
 			jobs <- job{next}
