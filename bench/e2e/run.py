@@ -294,6 +294,9 @@ def main():
     ap.add_argument("--soak_seconds", type=int, default=600)
     ap.add_argument("--soak_rate", type=int, default=5000, help="webhooks per second during the soak")
     ap.add_argument("--fanout_rate", type=int, default=5000)
+    ap.add_argument("--latency_rates", type=lambda t: [int(x) for x in t.split(",") if x],
+                    default=[5000, 10000, 15000],
+                    help="comma-separated fixed rates for the latency sweep")
     args = ap.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="gateway-bench-")
@@ -331,6 +334,12 @@ def main():
             print(f"latency at {half_rate}/s offered", flush=True)
             half = [run_gateway_load(args, workdir, store, 1, "plain", half_rate)
                     for store in ("memory", "disk")]
+            # Where the tail stays short: the same at lower fixed rates.
+            sweep = []
+            for rate in args.latency_rates:
+                for store in ("memory", "disk"):
+                    print(f"latency at {rate}/s offered, store={store}", flush=True)
+                    sweep.append(run_gateway_load(args, workdir, store, 1, "plain", rate))
             fan = []
             for streams in (1, 10, 100):
                 print(f"fan-out: {streams} subscribers at ~{args.fanout_rate}/s", flush=True)
@@ -358,6 +367,14 @@ def main():
                                  f"store={r['store']}", r))
             for r in fan:
                 lines.append(row(f"{r['streams']} subscribers at {args.fanout_rate:,}/s offered, store=disk", r))
+            lines += ["", "End-to-end latency by offered rate (one subscriber):", "",
+                      "| offered/s | store | e2e p50 | p99 | p99.9 | CPU ms / 1000 events |",
+                      "|---|---|---|---|---|---|"]
+            for r in half + sweep:
+                lat = r["subscriber"]["latency_us"]
+                lines.append(f"| {r['wrk']['rps']:,.0f} | {r['store']} | {lat['p50'] / 1000:.2f} ms "
+                             f"| {lat['p99'] / 1000:.2f} ms | {lat['p999'] / 1000:.2f} ms "
+                             f"| {r['cpu_ms_per_1000']:.1f} |")
             lines += ["", "| subscribers | offered/s | accepted/s | deliveries/s | lost | cut off |",
                       "|---|---|---|---|---|---|"]
             for r in fan:
