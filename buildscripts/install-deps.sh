@@ -20,7 +20,6 @@ apt_packages=(
   curl procps
   wrk nginx-light   # bench/run.sh: load generator and the HTTP baseline
   libsqlite3-dev     # services/store: the durable event log (SQLite, WAL mode)
-  libgoogle-perftools-dev  # tcmalloc for the gateway binary (GATEWAY_TCMALLOC)
   python3-venv       # the metrics tests' venv (prometheus_client), below
 )
 # The machine may carry its own Node.js (whose npm conflicts with Debian's);

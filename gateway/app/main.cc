@@ -22,10 +22,6 @@
 #include "gateway/app/options.h"
 #include "gateway/log/logger.h"
 
-#ifdef GATEWAY_TCMALLOC
-#include <gperftools/malloc_extension.h>
-#endif
-
 extern char** environ;
 
 namespace {
@@ -195,13 +191,6 @@ int main(int argc, char** argv) {
   // absl::Mutex acquisition in a graph (about 1% of the CPU of a webhook in
   // profiles); it is a debugging aid our tests do not rely on.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-#ifdef GATEWAY_TCMALLOC
-  // tcmalloc lets its per-thread caches grow to 32 MiB in all: in a 10-minute
-  // soak the gateway's RSS then crept up by 3 MiB and was not yet flat.
-  // Capped at 4 MiB it stays flat, 7 MiB below, at no measurable CPU cost.
-  MallocExtension::instance()->SetNumericProperty(
-      "tcmalloc.max_total_thread_cache_bytes", 4 << 20);
-#endif
   // Libraries below us (Pistache, gRPC) may throw; a startup error must
   // still be one line, never an abort trace.
   try {
