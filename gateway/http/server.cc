@@ -34,8 +34,6 @@ namespace {
 namespace P = ::Pistache;
 using P::Http::Private::BodyStep;
 
-absl::string_view Absl(std::string_view s) { return {s.data(), s.size()}; }
-
 std::optional<std::string> RawHeader(const P::Http::Request& request,
                                      const std::string& name) {
   auto raw = request.headers().tryGetRaw(name);
@@ -184,10 +182,10 @@ struct InFlight {
   std::shared_ptr<HttpServer::State> state;
 };
 
-// Writes `reply` to `peer` and closes the connection once written when
-// `close`. Touches nothing of the connection's parser, so that a webhook's
-// callback can call it from any thread. False when the client is gone.
-bool Respond(const std::shared_ptr<HttpServer::State>& state,
+// Writes `reply` to `peer` (nothing when the client is gone) and closes the
+// connection once written when `close`. Touches nothing of the connection's
+// parser, so that a webhook's callback can call it from any thread.
+void Respond(const std::shared_ptr<HttpServer::State>& state,
              const std::weak_ptr<P::Tcp::Peer>& weak_peer,
              P::Http::Version version, Route route, const Reply& reply,
              bool close) {
@@ -199,7 +197,7 @@ bool Respond(const std::shared_ptr<HttpServer::State>& state,
         .Increment();
   }
   std::shared_ptr<P::Tcp::Peer> peer = weak_peer.lock();
-  if (peer == nullptr) return false;
+  if (peer == nullptr) return;
   // What Pistache's ResponseWriter does besides writing: the connection has
   // no request in progress (its idle timeout applies again).
   peer->setIdle(true);
@@ -228,7 +226,6 @@ bool Respond(const std::shared_ptr<HttpServer::State>& state,
             }
           },
           [token](std::exception_ptr) {});
-  return true;
 }
 
 // Pistache clones the handler for each of its threads; the clones share the

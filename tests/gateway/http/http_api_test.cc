@@ -143,8 +143,8 @@ TEST(SerializeResponseTest, NamesTheAllowedMethodAndTheClose) {
 
 TEST(SerializeResponseTest, KeepsTheMetricsContentType) {
   const std::string bytes = SerializeResponse(
-      Reply{.body = "x 1\n", .content_type = kMetricsContentType}, "HTTP/1.1",
-      "OK", /*close=*/false);
+      Reply{.body = "x 1\n", .content_type = kMetricsContentType, .allow = {}},
+      "HTTP/1.1", "OK", /*close=*/false);
   EXPECT_THAT(bytes, HasSubstr("\r\nContent-Type: " +
                                std::string(kMetricsContentType) + "\r\n"));
   EXPECT_THAT(bytes, Not(HasSubstr("Allow:")));
