@@ -71,8 +71,7 @@ go_tools=(
 python_tools=(grpcio-tools==1.85.1 pytest==9.2.0 PyYAML==6.0.3)
 if command -v go >/dev/null 2>&1; then
   for t in "${go_tools[@]}"; do
-    # A module path's /vN suffix is not the command's name.
-    bin="$root/.tools/bin/$(basename "$(sed -E 's#/v[0-9]+$##' <<<"${t%@*}")")"
+    bin="$root/.tools/bin/$(basename "${t%@*}")"
     if ! go version -m "$bin" 2>/dev/null | grep -qE "^[[:space:]]+mod[[:space:]].*[[:space:]]${t#*@}([[:space:]]|$)"; then
       echo "install-deps: installing $t"
       GOBIN="$root/.tools/bin" GOTOOLCHAIN=local go install "$t"
