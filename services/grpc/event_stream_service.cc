@@ -2,12 +2,14 @@
 
 #include <grpc/slice.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -48,6 +50,37 @@ std::shared_ptr<const void> EncodeSubscribeResponse(
     const std::string& event_bytes) {
   return std::make_shared<const grpc::Slice>(
       SubscribeResponseSlice(event_bytes));
+}
+
+// SubscribeRequest.max_events_per_response, as the proto documents it.
+constexpr std::uint32_t kMaxEventsPerResponse = 1000;
+// A batch stops growing past this many bytes: well below the 4 MiB that gRPC
+// clients accept by default in one message.
+constexpr std::size_t kBatchBytes = 1 << 20;
+
+absl::StatusOr<std::size_t> EventsPerResponse(
+    const v1::SubscribeRequest& request) {
+  const std::uint32_t max = request.max_events_per_response();
+  if (max > kMaxEventsPerResponse) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_events_per_response must be at most ",
+                     kMaxEventsPerResponse, ", got ", max));
+  }
+  return std::max<std::size_t>(max, 1);
+}
+
+// The start of SubscribeResponse{events: EventBatch{...}} whose events take
+// `events_bytes`: every event slice (SubscribeResponseSlice) is also, byte
+// for byte, one EventBatch.events entry, since both fields are number 1.
+grpc::Slice BatchHeaderSlice(std::size_t events_bytes) {
+  constexpr std::uint8_t kEventsTag =
+      (3 << 3) | 2;  // field 3, length-delimited
+  std::uint8_t header[1 + 5];
+  header[0] = kEventsTag;
+  const std::uint8_t* end =
+      google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(
+          static_cast<std::uint32_t>(events_bytes), header + 1);
+  return grpc::Slice(header, end - header);
 }
 
 grpc::ByteBuffer HeartbeatResponse(std::uint64_t last_sequence) {
@@ -180,27 +213,48 @@ class EventStreamServiceImpl::SubscribeReactor final
     absl::StatusOr<hub::SubscribeOptions> options =
         hub::SubscribeOptionsFromRequest(*parsed);
     if (!options.ok()) return options.status();
+    absl::StatusOr<std::size_t> events_per_response =
+        EventsPerResponse(*parsed);
+    if (!events_per_response.ok()) return events_per_response.status();
+    events_per_response_ = *events_per_response;
     return service_->hub_->Subscribe(*options, this);
   }
 
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finish_called_ || write_in_flight_ || pending_finish_) return;
+    const bool batched = events_per_response_ > 1;
+    // Slot 0 holds the batch's header, written last.
+    slices_.resize(batched ? 1 : 0);
+    std::size_t taken = 0;
+    std::size_t bytes = 0;
     bool more = false;
-    absl::StatusOr<std::shared_ptr<const hub::Delivery>> next =
-        subscription_->Next(&more);
-    if (!next.ok()) {
-      FinishLocked(ToGrpcStatus(next.status()));
-      return;
-    }
-    if (*next == nullptr) return;  // OnReady() follows the next event
-    const hub::Delivery& delivery = **next;
-    last_sent_ = delivery.sequence;
-    if (const void* encoded = delivery.Encoded(&EncodeSubscribeResponse)) {
-      buffer_ = grpc::ByteBuffer(static_cast<const grpc::Slice*>(encoded), 1);
-    } else {
-      const grpc::Slice slice = SubscribeResponseSlice(*delivery.event_bytes);
-      buffer_ = grpc::ByteBuffer(&slice, 1);
-    }
+    do {
+      absl::StatusOr<std::shared_ptr<const hub::Delivery>> next =
+          subscription_->Next(&more);
+      if (!next.ok()) {
+        if (taken == 0) {
+          FinishLocked(ToGrpcStatus(next.status()));
+          return;
+        }
+        // The end comes after the events already taken.
+        pending_finish_ = ToGrpcStatus(next.status());
+        break;
+      }
+      if (*next == nullptr) break;  // OnReady() follows the next event
+      const hub::Delivery& delivery = **next;
+      last_sent_ = delivery.sequence;
+      if (const void* encoded = delivery.Encoded(&EncodeSubscribeResponse)) {
+        slices_.push_back(*static_cast<const grpc::Slice*>(encoded));
+      } else {
+        slices_.push_back(SubscribeResponseSlice(*delivery.event_bytes));
+      }
+      bytes += slices_.back().size();
+      ++taken;
+    } while (more && taken < events_per_response_ && bytes < kBatchBytes);
+    if (taken == 0) return;
+    if (batched) slices_[0] = BatchHeaderSlice(bytes);
+    buffer_ = grpc::ByteBuffer(slices_.data(), slices_.size());
+    slices_.clear();
     grpc::WriteOptions options;
     // More is queued: let the transport coalesce this write with the next.
     if (more) options.set_buffer_hint();
@@ -245,6 +299,12 @@ class EventStreamServiceImpl::SubscribeReactor final
   std::uint64_t last_sent_ ABSL_GUARDED_BY(mu_) = 0;
   // The message being written.
   grpc::ByteBuffer buffer_ ABSL_GUARDED_BY(mu_);
+  // Where WriteNextLocked() gathers a message's slices; kept for its
+  // capacity.
+  std::vector<grpc::Slice> slices_ ABSL_GUARDED_BY(mu_);
+  // SubscribeRequest.max_events_per_response, at least 1. Set before the
+  // subscription exists; read only after.
+  std::size_t events_per_response_ = 1;
 };
 
 EventStreamServiceImpl::EventStreamServiceImpl(hub::EventHub* hub)

@@ -42,7 +42,9 @@ type Config struct {
 	// resubscription uses after_sequence = the last delivered sequence
 	// instead. A subscription that starts from now and breaks before its
 	// first event starts from now again (events accepted in between are not
-	// sent): set AfterSequence to make even that gap impossible.
+	// sent): set AfterSequence to make even that gap impossible. When its
+	// MaxEventsPerResponse is 0, DefaultMaxEventsPerResponse is asked for:
+	// the handler still gets one event at a time.
 	Request *webhooksv1.SubscribeRequest
 	// Delay before the first retry after a break; default 100 ms. Each
 	// further consecutive failure doubles it, up to MaxBackoff (default 10
@@ -84,9 +86,18 @@ func Subscribe(ctx context.Context, client webhooksv1.EventStreamServiceClient, 
 	return s.run(ctx)
 }
 
+// DefaultMaxEventsPerResponse is how many events one response may carry
+// unless the request says otherwise: a busy stream then costs the gateway
+// and the client far less per event, and an idle one is as prompt.
+const DefaultMaxEventsPerResponse = 100
+
 func (c *Config) setDefaults() {
 	if c.Request == nil {
 		c.Request = &webhooksv1.SubscribeRequest{}
+	}
+	if c.Request.GetMaxEventsPerResponse() == 0 {
+		c.Request = proto.Clone(c.Request).(*webhooksv1.SubscribeRequest)
+		c.Request.MaxEventsPerResponse = DefaultMaxEventsPerResponse
 	}
 	if c.InitialBackoff <= 0 {
 		c.InitialBackoff = 100 * time.Millisecond
@@ -167,20 +178,33 @@ func (s *subscription) once(ctx context.Context) (progressed bool, err error) {
 		progressed = true
 		switch kind := resp.GetKind().(type) {
 		case *webhooksv1.SubscribeResponse_Event:
-			ev := kind.Event
-			if s.seen && ev.GetSequence() <= s.last {
-				continue // Already delivered before a break.
+			if err := s.deliver(ctx, kind.Event); err != nil {
+				return progressed, err
 			}
-			if err := s.handle(ctx, ev); err != nil {
-				return progressed, errHandler{err}
+		case *webhooksv1.SubscribeResponse_Events:
+			for _, ev := range kind.Events.GetEvents() {
+				if err := s.deliver(ctx, ev); err != nil {
+					return progressed, err
+				}
 			}
-			s.last, s.seen = ev.GetSequence(), true
 		case *webhooksv1.SubscribeResponse_Heartbeat:
 			if s.cfg.OnHeartbeat != nil {
 				s.cfg.OnHeartbeat(kind.Heartbeat)
 			}
 		}
 	}
+}
+
+// deliver hands ev to the handler unless it was delivered before a break.
+func (s *subscription) deliver(ctx context.Context, ev *webhooksv1.Event) error {
+	if s.seen && ev.GetSequence() <= s.last {
+		return nil
+	}
+	if err := s.handle(ctx, ev); err != nil {
+		return errHandler{err}
+	}
+	s.last, s.seen = ev.GetSequence(), true
+	return nil
 }
 
 // request is the configured request, resuming after the last delivered event

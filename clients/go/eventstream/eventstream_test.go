@@ -149,13 +149,27 @@ func checkSeqs(t *testing.T, got []uint64, want ...uint64) {
 	}
 }
 
+func batch(seqs ...uint64) *webhooksv1.SubscribeResponse {
+	b := &webhooksv1.EventBatch{}
+	for _, seq := range seqs {
+		b.Events = append(b.Events, event(seq).GetEvent())
+	}
+	return &webhooksv1.SubscribeResponse{Kind: &webhooksv1.SubscribeResponse_Events{Events: b}}
+}
+
+// checkRequests compares the requests the gateway got with want, as Subscribe
+// sends them: with DefaultMaxEventsPerResponse where want leaves it 0.
 func checkRequests(t *testing.T, got []*webhooksv1.SubscribeRequest, want ...*webhooksv1.SubscribeRequest) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("gateway got %d Subscribe calls, want %d: %v", len(got), len(want), got)
 	}
 	for i := range got {
-		if !proto.Equal(got[i], want[i]) {
+		w := proto.Clone(want[i]).(*webhooksv1.SubscribeRequest)
+		if w.MaxEventsPerResponse == 0 {
+			w.MaxEventsPerResponse = DefaultMaxEventsPerResponse
+		}
+		if !proto.Equal(got[i], w) {
 			t.Errorf("Subscribe call %d: request %v, want %v", i, got[i], want[i])
 		}
 	}
@@ -181,6 +195,35 @@ func TestResumesAfterLastDeliveredEventWithoutRepeats(t *testing.T) {
 	checkSeqs(t, r.seqs, 1, 2, 3, 4, 5)
 	checkRequests(t, f.recorded(), filtered(fromOldest), filtered(after(2)), filtered(after(3)), filtered(after(4)))
 	checkSeqs(t, heartbeats, 7)
+}
+
+func TestBatchesAreHandedOverOneEventAtATimeWithoutRepeats(t *testing.T) {
+	f := &fakeGateway{sessions: []session{
+		sends(unavailable, batch(1, 2, 3), event(4)),
+		// Overlaps what was delivered: only 5 and 6 are new.
+		sends(status.Error(codes.OutOfRange, "gone"), batch(3, 4, 5), batch(6)),
+	}}
+	var r recorder
+	err := Subscribe(context.Background(), start(t, f), r.config(filtered(fromOldest)), r.handle)
+
+	if status.Code(err) != codes.OutOfRange {
+		t.Fatalf("Subscribe returned %v, want the script's OUT_OF_RANGE", err)
+	}
+	checkSeqs(t, r.seqs, 1, 2, 3, 4, 5, 6)
+	checkRequests(t, f.recorded(), filtered(fromOldest), filtered(after(4)))
+}
+
+func TestAnExplicitMaxEventsPerResponseIsKept(t *testing.T) {
+	f := &fakeGateway{sessions: []session{sends(status.Error(codes.OutOfRange, "gone"), event(1))}}
+	req := filtered(nil)
+	req.MaxEventsPerResponse = 1
+	var r recorder
+	Subscribe(context.Background(), start(t, f), r.config(req), r.handle)
+
+	checkRequests(t, f.recorded(), req)
+	if req.MaxEventsPerResponse != 1 {
+		t.Errorf("Subscribe changed the caller's request")
+	}
 }
 
 func TestKeepsTheRequestedStartUntilTheFirstEvent(t *testing.T) {

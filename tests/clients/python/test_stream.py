@@ -17,6 +17,7 @@ import pytest
 
 import convocore.webhooks.v1.events_pb2 as events_pb2
 from convocore.webhooks import StreamEnded, Subscription
+from convocore.webhooks.stream import DEFAULT_MAX_EVENTS_PER_RESPONSE
 from convocore.webhooks.v1 import event_stream_service_pb2 as pb
 from convocore.webhooks.v1 import event_stream_service_pb2_grpc as pb_grpc
 
@@ -29,6 +30,10 @@ def event(seq):
             type="message_received",
         )
     )
+
+
+def batch(*seqs):
+    return pb.SubscribeResponse(events=pb.EventBatch(events=[event(s).event for s in seqs]))
 
 
 def heartbeat(last):
@@ -93,6 +98,15 @@ def filtered(**start):
     )
 
 
+def sent(request):
+    """`request` as Subscription sends it: batches asked for unless set."""
+    copy = pb.SubscribeRequest()
+    copy.CopyFrom(request)
+    if copy.max_events_per_response == 0:
+        copy.max_events_per_response = DEFAULT_MAX_EVENTS_PER_RESPONSE
+    return copy
+
+
 def fast(**kwargs):
     """Retry settings that keep the tests quick; the delays are recorded."""
     delays = []
@@ -123,11 +137,41 @@ def test_resumes_after_the_last_yielded_event_without_repeats(serve):
     assert subscription.last_sequence == 5
     assert heartbeats == [7]
     assert gateway.requests == [
-        filtered(from_oldest=True),
-        filtered(after_sequence=2),
-        filtered(after_sequence=3),
-        filtered(after_sequence=4),
+        sent(filtered(from_oldest=True)),
+        sent(filtered(after_sequence=2)),
+        sent(filtered(after_sequence=3)),
+        sent(filtered(after_sequence=4)),
     ]
+
+
+def test_batches_are_yielded_one_event_at_a_time_without_repeats(serve):
+    gateway, channel = serve(
+        sends(batch(1, 2, 3), event(4)),
+        # Overlaps what was yielded: only 5 and 6 are new.
+        sends(batch(3, 4, 5), batch(6), code=grpc.StatusCode.OUT_OF_RANGE),
+    )
+    kwargs, _ = fast()
+    seen = []
+    with pytest.raises(grpc.RpcError) as raised:
+        for ev in Subscription(channel, filtered(from_oldest=True), **kwargs):
+            seen.append(ev.sequence)
+
+    assert raised.value.code() == grpc.StatusCode.OUT_OF_RANGE
+    assert seen == [1, 2, 3, 4, 5, 6]
+    assert gateway.requests == [
+        sent(filtered(from_oldest=True)),
+        sent(filtered(after_sequence=4)),
+    ]
+
+
+def test_an_explicit_max_events_per_response_is_kept(serve):
+    gateway, channel = serve(sends(event(1), code=grpc.StatusCode.OUT_OF_RANGE))
+    request = filtered(max_events_per_response=1)
+    kwargs, _ = fast()
+    with pytest.raises(grpc.RpcError):
+        list(Subscription(channel, request, **kwargs))
+
+    assert gateway.requests == [request]
 
 
 def test_keeps_the_requested_start_until_the_first_event(serve):
@@ -140,7 +184,9 @@ def test_keeps_the_requested_start_until_the_first_event(serve):
 
     assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED  # Script's end.
     assert seen == [6]
-    assert gateway.requests == [filtered(after_sequence=5)] * 3 + [filtered(after_sequence=6)]
+    assert gateway.requests == [sent(filtered(after_sequence=5))] * 3 + [
+        sent(filtered(after_sequence=6))
+    ]
 
 
 def test_backoff_grows_to_the_cap_and_resets_after_progress(serve):

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -33,8 +34,14 @@ namespace {
 
 namespace v1 = convocore::webhooks::v1;
 using hub::testing::MakeEvent;
+using ::testing::AllOf;
+using ::testing::Contains;
+using ::testing::Each;
 using ::testing::ElementsAreArray;
+using ::testing::Ge;
+using ::testing::Gt;
 using ::testing::HasSubstr;
+using ::testing::Le;
 
 constexpr absl::Duration kTimeout = absl::Seconds(20);
 
@@ -75,16 +82,39 @@ class SyncSubscriber {
     }
   }
 
-  // The next event, skipping heartbeats; nullopt once the stream ended.
+  // The next event, skipping heartbeats and unpacking batches; nullopt once
+  // the stream ended.
   std::optional<v1::Event> NextEvent() {
+    if (!unread_.empty()) {
+      v1::Event event = std::move(unread_.front());
+      unread_.pop_front();
+      return event;
+    }
     v1::SubscribeResponse response;
     while (reader_->Read(&response)) {
-      if (response.has_heartbeat()) {
-        ++heartbeats_;
-        last_heartbeat_ = response.heartbeat();
-        continue;
+      switch (response.kind_case()) {
+        case v1::SubscribeResponse::kHeartbeat:
+          ++heartbeats_;
+          last_heartbeat_ = response.heartbeat();
+          continue;
+        case v1::SubscribeResponse::kEvent:
+          ++single_responses_;
+          return response.event();
+        case v1::SubscribeResponse::kEvents: {
+          auto* events = response.mutable_events()->mutable_events();
+          if (events->empty()) {
+            ADD_FAILURE() << "an empty batch";
+            continue;
+          }
+          batch_sizes_.push_back(events->size());
+          batch_bytes_.push_back(response.events().ByteSizeLong());
+          for (v1::Event& event : *events) unread_.push_back(std::move(event));
+          return NextEvent();
+        }
+        case v1::SubscribeResponse::KIND_NOT_SET:
+          ADD_FAILURE() << "a response with nothing in it";
+          continue;
       }
-      return response.event();
     }
     return std::nullopt;
   }
@@ -116,6 +146,11 @@ class SyncSubscriber {
 
   int heartbeats() const { return heartbeats_.load(); }
   const v1::Heartbeat& last_heartbeat() const { return last_heartbeat_; }
+  // Responses that carried one event in `event`.
+  int single_responses() const { return single_responses_; }
+  // The number of events, and the bytes, of each `events` response.
+  const std::vector<int>& batch_sizes() const { return batch_sizes_; }
+  const std::vector<std::size_t>& batch_bytes() const { return batch_bytes_; }
 
  private:
   grpc::ClientContext context_;
@@ -123,6 +158,10 @@ class SyncSubscriber {
   bool finished_ = false;
   std::atomic<int> heartbeats_{0};
   v1::Heartbeat last_heartbeat_;
+  std::deque<v1::Event> unread_;
+  int single_responses_ = 0;
+  std::vector<int> batch_sizes_;
+  std::vector<std::size_t> batch_bytes_;
 };
 
 class EventStreamServiceTest : public ::testing::Test {
@@ -279,15 +318,72 @@ TEST_F(EventStreamServiceTest, BadRequestsAreInvalidArgument) {
   bad_filter.add_event_types(v1::EVENT_TYPE_UNSPECIFIED);
   SyncSubscriber s2(stub_.get(), bad_filter);
   EXPECT_EQ(s2.ReadToEnd().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  v1::SubscribeRequest huge_batches;
+  huge_batches.set_max_events_per_response(1001);
+  SyncSubscriber s3(stub_.get(), huge_batches);
+  status = s3.ReadToEnd();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("max_events_per_response must be at most 1000, got "
+                        "1001"));
 }
 
-TEST_F(EventStreamServiceTest, SlowSubscriberIsCutOffWhileAFastOneGetsAll) {
+TEST_F(EventStreamServiceTest, BatchedStreamsSendQueuedEventsTogetherInOrder) {
+  // Published before the stream opens: the replay queues many at once.
+  std::vector<std::uint64_t> want;
+  for (int i = 0; i < 500; ++i) {
+    want.push_back(Publish(MakeEvent(v1::EVENT_TYPE_WEBHOOK_TEST)));
+  }
+  v1::SubscribeRequest request;
+  request.set_from_oldest(true);
+  request.set_max_events_per_response(100);
+  SyncSubscriber subscriber(stub_.get(), request);
+  EXPECT_THAT(subscriber.ReadSequences(want.size()), ElementsAreArray(want));
+  // Live events follow, in batches too.
+  const std::uint64_t live = Publish(MakeEvent(v1::EVENT_TYPE_WEBHOOK_TEST));
+  EXPECT_THAT(subscriber.ReadSequences(1), ElementsAreArray({live}));
+
+  EXPECT_EQ(subscriber.single_responses(), 0);
+  EXPECT_THAT(subscriber.batch_sizes(), Each(AllOf(Ge(1), Le(100))));
+  EXPECT_THAT(subscriber.batch_sizes(), Contains(Gt(1)));
+  EXPECT_LT(subscriber.batch_sizes().size(), want.size());
+}
+
+TEST_F(EventStreamServiceTest, ABatchStopsGrowingPastOneMebibyte) {
+  constexpr std::size_t kEventBytes = 100 << 10;
+  constexpr int kEvents = 30;
+  for (int i = 0; i < kEvents; ++i) {
+    Publish(MakeEvent(v1::EVENT_TYPE_MESSAGE_RECEIVED, "a", v1::CHANNEL_VOICE,
+                      kEventBytes));
+  }
+  v1::SubscribeRequest request;
+  request.set_from_oldest(true);
+  request.set_max_events_per_response(1000);
+  SyncSubscriber subscriber(stub_.get(), request);
+  EXPECT_EQ(subscriber.ReadSequences(kEvents).size(), kEvents);
+  // 1 MiB, plus the event that crossed it.
+  EXPECT_THAT(subscriber.batch_bytes(),
+              Each(Le((1u << 20) + kEventBytes + 1024)));
+  EXPECT_GE(subscriber.batch_sizes().size(), 3u);
+}
+
+// With one event per response (0) and with batches.
+class CutOffTest : public EventStreamServiceTest,
+                   public ::testing::WithParamInterface<std::uint32_t> {};
+
+INSTANTIATE_TEST_SUITE_P(EventsPerResponse, CutOffTest,
+                         ::testing::Values(0u, 50u));
+
+TEST_P(CutOffTest, SlowSubscriberIsCutOffWhileAFastOneGetsAll) {
   StopAll();
   StartAll({}, hub::HubOptions{.subscriber_queue_limit = 64});
   auto slow_channel = NewChannel(1);
   auto slow_stub = v1::EventStreamService::NewStub(slow_channel);
-  SyncSubscriber slow(slow_stub.get(), v1::SubscribeRequest());
-  SyncSubscriber fast(stub_.get(), v1::SubscribeRequest());
+  v1::SubscribeRequest request;
+  request.set_max_events_per_response(GetParam());
+  SyncSubscriber slow(slow_stub.get(), request);
+  SyncSubscriber fast(stub_.get(), request);
 
   // The slow one reads nothing: once gRPC's flow-control windows and the
   // socket buffers are full, its queue fills and it is cut off. Publish in

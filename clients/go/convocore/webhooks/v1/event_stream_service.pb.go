@@ -49,8 +49,14 @@ type SubscribeRequest struct {
 	//	*SubscribeRequest_FromOldest
 	//	*SubscribeRequest_FromTime
 	StartPosition isSubscribeRequest_StartPosition `protobuf_oneof:"start_position"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The most events one response may carry. 0 or 1: each response carries
+	// one event, in `event`. From 2 to 1000: every response with events
+	// carries them in `events`, the events already waiting for this stream, up
+	// to this many and about 1 MiB; the gateway never holds an event back to
+	// fill a batch. A busy stream then costs both sides far less per event.
+	MaxEventsPerResponse uint32 `protobuf:"varint,7,opt,name=max_events_per_response,json=maxEventsPerResponse,proto3" json:"max_events_per_response,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *SubscribeRequest) Reset() {
@@ -138,6 +144,13 @@ func (x *SubscribeRequest) GetFromTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *SubscribeRequest) GetMaxEventsPerResponse() uint32 {
+	if x != nil {
+		return x.MaxEventsPerResponse
+	}
+	return 0
+}
+
 type isSubscribeRequest_StartPosition interface {
 	isSubscribeRequest_StartPosition()
 }
@@ -174,6 +187,7 @@ type SubscribeResponse struct {
 	//
 	//	*SubscribeResponse_Event
 	//	*SubscribeResponse_Heartbeat
+	//	*SubscribeResponse_Events
 	Kind          isSubscribeResponse_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -234,6 +248,15 @@ func (x *SubscribeResponse) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *SubscribeResponse) GetEvents() *EventBatch {
+	if x != nil {
+		if x, ok := x.Kind.(*SubscribeResponse_Events); ok {
+			return x.Events
+		}
+	}
+	return nil
+}
+
 type isSubscribeResponse_Kind interface {
 	isSubscribeResponse_Kind()
 }
@@ -248,9 +271,63 @@ type SubscribeResponse_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,2,opt,name=heartbeat,proto3,oneof"`
 }
 
+type SubscribeResponse_Events struct {
+	// Events that matched the subscription, in sequence order: sent instead
+	// of `event` when the request's `max_events_per_response` is above 1.
+	Events *EventBatch `protobuf:"bytes,3,opt,name=events,proto3,oneof"`
+}
+
 func (*SubscribeResponse_Event) isSubscribeResponse_Kind() {}
 
 func (*SubscribeResponse_Heartbeat) isSubscribeResponse_Kind() {}
+
+func (*SubscribeResponse_Events) isSubscribeResponse_Kind() {}
+
+// Consecutive events of one subscription stream.
+type EventBatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At least one event, in sequence order.
+	Events        []*Event `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventBatch) Reset() {
+	*x = EventBatch{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventBatch) ProtoMessage() {}
+
+func (x *EventBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventBatch.ProtoReflect.Descriptor instead.
+func (*EventBatch) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *EventBatch) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
 
 // Keeps an idle stream alive through proxies and tells the client how far
 // the gateway has got.
@@ -267,7 +344,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[2]
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -279,7 +356,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[2]
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -292,7 +369,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{2}
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Heartbeat) GetTime() *timestamppb.Timestamp {
@@ -313,7 +390,7 @@ var File_convocore_webhooks_v1_event_stream_service_proto protoreflect.FileDescr
 
 const file_convocore_webhooks_v1_event_stream_service_proto_rawDesc = "" +
 	"\n" +
-	"0convocore/webhooks/v1/event_stream_service.proto\x12\x15convocore.webhooks.v1\x1a\"convocore/webhooks/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x02\n" +
+	"0convocore/webhooks/v1/event_stream_service.proto\x12\x15convocore.webhooks.v1\x1a\"convocore/webhooks/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfe\x02\n" +
 	"\x10SubscribeRequest\x12A\n" +
 	"\vevent_types\x18\x01 \x03(\x0e2 .convocore.webhooks.v1.EventTypeR\n" +
 	"eventTypes\x12\x1b\n" +
@@ -322,12 +399,17 @@ const file_convocore_webhooks_v1_event_stream_service_proto_rawDesc = "" +
 	"\x0eafter_sequence\x18\x04 \x01(\x04H\x00R\rafterSequence\x12!\n" +
 	"\vfrom_oldest\x18\x05 \x01(\bH\x00R\n" +
 	"fromOldest\x129\n" +
-	"\tfrom_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\bfromTimeB\x10\n" +
-	"\x0estart_position\"\x93\x01\n" +
+	"\tfrom_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\bfromTime\x125\n" +
+	"\x17max_events_per_response\x18\a \x01(\rR\x14maxEventsPerResponseB\x10\n" +
+	"\x0estart_position\"\xd0\x01\n" +
 	"\x11SubscribeResponse\x124\n" +
 	"\x05event\x18\x01 \x01(\v2\x1c.convocore.webhooks.v1.EventH\x00R\x05event\x12@\n" +
-	"\theartbeat\x18\x02 \x01(\v2 .convocore.webhooks.v1.HeartbeatH\x00R\theartbeatB\x06\n" +
-	"\x04kind\"`\n" +
+	"\theartbeat\x18\x02 \x01(\v2 .convocore.webhooks.v1.HeartbeatH\x00R\theartbeat\x12;\n" +
+	"\x06events\x18\x03 \x01(\v2!.convocore.webhooks.v1.EventBatchH\x00R\x06eventsB\x06\n" +
+	"\x04kind\"B\n" +
+	"\n" +
+	"EventBatch\x124\n" +
+	"\x06events\x18\x01 \x03(\v2\x1c.convocore.webhooks.v1.EventR\x06events\"`\n" +
 	"\tHeartbeat\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12#\n" +
 	"\rlast_sequence\x18\x02 \x01(\x04R\flastSequence2v\n" +
@@ -347,30 +429,33 @@ func file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP() []byte 
 	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescData
 }
 
-var file_convocore_webhooks_v1_event_stream_service_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_convocore_webhooks_v1_event_stream_service_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_convocore_webhooks_v1_event_stream_service_proto_goTypes = []any{
 	(*SubscribeRequest)(nil),      // 0: convocore.webhooks.v1.SubscribeRequest
 	(*SubscribeResponse)(nil),     // 1: convocore.webhooks.v1.SubscribeResponse
-	(*Heartbeat)(nil),             // 2: convocore.webhooks.v1.Heartbeat
-	(EventType)(0),                // 3: convocore.webhooks.v1.EventType
-	(Channel)(0),                  // 4: convocore.webhooks.v1.Channel
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
-	(*Event)(nil),                 // 6: convocore.webhooks.v1.Event
+	(*EventBatch)(nil),            // 2: convocore.webhooks.v1.EventBatch
+	(*Heartbeat)(nil),             // 3: convocore.webhooks.v1.Heartbeat
+	(EventType)(0),                // 4: convocore.webhooks.v1.EventType
+	(Channel)(0),                  // 5: convocore.webhooks.v1.Channel
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*Event)(nil),                 // 7: convocore.webhooks.v1.Event
 }
 var file_convocore_webhooks_v1_event_stream_service_proto_depIdxs = []int32{
-	3, // 0: convocore.webhooks.v1.SubscribeRequest.event_types:type_name -> convocore.webhooks.v1.EventType
-	4, // 1: convocore.webhooks.v1.SubscribeRequest.channels:type_name -> convocore.webhooks.v1.Channel
-	5, // 2: convocore.webhooks.v1.SubscribeRequest.from_time:type_name -> google.protobuf.Timestamp
-	6, // 3: convocore.webhooks.v1.SubscribeResponse.event:type_name -> convocore.webhooks.v1.Event
-	2, // 4: convocore.webhooks.v1.SubscribeResponse.heartbeat:type_name -> convocore.webhooks.v1.Heartbeat
-	5, // 5: convocore.webhooks.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
-	0, // 6: convocore.webhooks.v1.EventStreamService.Subscribe:input_type -> convocore.webhooks.v1.SubscribeRequest
-	1, // 7: convocore.webhooks.v1.EventStreamService.Subscribe:output_type -> convocore.webhooks.v1.SubscribeResponse
-	7, // [7:8] is the sub-list for method output_type
-	6, // [6:7] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	4, // 0: convocore.webhooks.v1.SubscribeRequest.event_types:type_name -> convocore.webhooks.v1.EventType
+	5, // 1: convocore.webhooks.v1.SubscribeRequest.channels:type_name -> convocore.webhooks.v1.Channel
+	6, // 2: convocore.webhooks.v1.SubscribeRequest.from_time:type_name -> google.protobuf.Timestamp
+	7, // 3: convocore.webhooks.v1.SubscribeResponse.event:type_name -> convocore.webhooks.v1.Event
+	3, // 4: convocore.webhooks.v1.SubscribeResponse.heartbeat:type_name -> convocore.webhooks.v1.Heartbeat
+	2, // 5: convocore.webhooks.v1.SubscribeResponse.events:type_name -> convocore.webhooks.v1.EventBatch
+	7, // 6: convocore.webhooks.v1.EventBatch.events:type_name -> convocore.webhooks.v1.Event
+	6, // 7: convocore.webhooks.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	0, // 8: convocore.webhooks.v1.EventStreamService.Subscribe:input_type -> convocore.webhooks.v1.SubscribeRequest
+	1, // 9: convocore.webhooks.v1.EventStreamService.Subscribe:output_type -> convocore.webhooks.v1.SubscribeResponse
+	9, // [9:10] is the sub-list for method output_type
+	8, // [8:9] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_convocore_webhooks_v1_event_stream_service_proto_init() }
@@ -387,6 +472,7 @@ func file_convocore_webhooks_v1_event_stream_service_proto_init() {
 	file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[1].OneofWrappers = []any{
 		(*SubscribeResponse_Event)(nil),
 		(*SubscribeResponse_Heartbeat)(nil),
+		(*SubscribeResponse_Events)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -394,7 +480,7 @@ func file_convocore_webhooks_v1_event_stream_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_convocore_webhooks_v1_event_stream_service_proto_rawDesc), len(file_convocore_webhooks_v1_event_stream_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -45,6 +45,12 @@ PERMANENT_CODES = frozenset(
 )
 
 
+# How many events one response may carry unless the request says otherwise: a
+# busy stream then costs the gateway and this client far less per event, and
+# an idle one is as prompt. Iteration still yields one event at a time.
+DEFAULT_MAX_EVENTS_PER_RESPONSE = 100
+
+
 class StreamEnded(Exception):
     """The gateway ended a stream that never ends by itself; it is retried."""
 
@@ -56,7 +62,8 @@ class Subscription:
     none means from now). Once an event has been yielded, every resubscription
     asks for exactly the events after it. A subscription that starts from now
     and breaks before its first event starts from now again; set
-    `after_sequence` to make even that gap impossible.
+    `after_sequence` to make even that gap impossible. A request whose
+    `max_events_per_response` is 0 asks for `DEFAULT_MAX_EVENTS_PER_RESPONSE`.
 
     Breaks other than `PERMANENT_CODES` are retried: the first after
     `initial_backoff` seconds, doubling per consecutive failure up to
@@ -87,7 +94,11 @@ class Subscription:
         wait_for_ready: bool | None = None,
     ) -> None:
         self._stub = _service_grpc.EventStreamServiceStub(channel)
-        self._request = request if request is not None else _service_pb2.SubscribeRequest()
+        self._request = _service_pb2.SubscribeRequest()
+        if request is not None:
+            self._request.CopyFrom(request)
+        if self._request.max_events_per_response == 0:
+            self._request.max_events_per_response = DEFAULT_MAX_EVENTS_PER_RESPONSE
         self._initial_backoff = initial_backoff
         self._max_backoff = max(max_backoff, initial_backoff)
         self._on_retry = on_retry
@@ -120,12 +131,17 @@ class Subscription:
                     progressed = True
                     kind = response.WhichOneof("kind")
                     if kind == "event":
-                        event = response.event
+                        events = [response.event]
+                    elif kind == "events":
+                        events = response.events.events
+                    else:
+                        events = []
+                    for event in events:
                         if self._last_sequence is not None and event.sequence <= self._last_sequence:
                             continue  # Already yielded before a break.
                         self._last_sequence = event.sequence
                         yield event
-                    elif kind == "heartbeat" and self._on_heartbeat is not None:
+                    if kind == "heartbeat" and self._on_heartbeat is not None:
                         self._on_heartbeat(response.heartbeat)
                 error: Exception = StreamEnded("the gateway ended the stream")
             except grpc.RpcError as e:

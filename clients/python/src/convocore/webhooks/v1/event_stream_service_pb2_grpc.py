@@ -54,8 +54,8 @@ class EventStreamServiceServicer:
         Errors:
         - OUT_OF_RANGE: the start position is older than the oldest retained
         event; the message names the oldest sequence still available.
-        - INVALID_ARGUMENT: `after_sequence` is beyond the newest sequence, or a
-        filter value is invalid.
+        - INVALID_ARGUMENT: `after_sequence` is beyond the newest sequence, a
+        filter value is invalid, or `max_events_per_response` is above 1000.
         - RESOURCE_EXHAUSTED: the subscriber fell too far behind; the message
         names the last sequence it was sent, to resume after.
         - UNAVAILABLE: the gateway is shutting down; resume elsewhere or later.
