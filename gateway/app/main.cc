@@ -3,6 +3,8 @@
 // variable GATEWAY_<FLAG NAME IN UPPER CASE> (the command line wins); the
 // workspace secrets come from CONVOCORE_WORKSPACE_SECRET or
 // --workspace_secret_file, never from a flag's value.
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -131,6 +133,24 @@ int Fail(std::string_view message, int code) {
   return code;
 }
 
+// Each HTTP connection holds two descriptors (ours and Pistache's, see
+// gateway/http/server.cc), and the soft limit is often 1024 where the hard
+// one is far higher: take the hard one, as nginx and Go programs do.
+void RaiseOpenFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 ||
+      limit.rlim_cur >= limit.rlim_max) {
+    return;
+  }
+  const rlim_t soft = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    convocore::log::Warning(
+        "cannot raise the open file limit",
+        {{"soft", static_cast<std::uint64_t>(soft)}, {"errno", errno}});
+  }
+}
+
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Receives Convocore webhooks on POST /webhooks and streams them as "
@@ -176,6 +196,7 @@ int Main(int argc, char** argv) {
                 2);
   }
   convocore::log::Configure(options->log_level, options->log_format);
+  RaiseOpenFileLimit();
   for (const std::string& name :
        convocore::app::UnknownGatewayVariables(flag_names, Environment())) {
     convocore::log::Warning("environment variable names no flag; ignored",

@@ -1,6 +1,7 @@
 #include "gateway/http/server.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -75,6 +76,14 @@ std::optional<absl::StatusOr<std::uint64_t>> DeclaredLength(
 
 // What we keep per TCP connection, beside Pistache's parser.
 struct Connection {
+  explicit Connection(int pistache_fd)
+      : fd(::fcntl(pistache_fd, F_DUPFD_CLOEXEC, 0)) {}
+  ~Connection() {
+    if (fd >= 0) ::close(fd);
+  }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
   // When the first byte of the current request arrived.
   absl::Time request_start = absl::InfinitePast();
   // Whether the current request's headers have been looked at (413 on
@@ -83,6 +92,18 @@ struct Connection {
   // We answered with "Connection: close": input is discarded until the
   // client closes. Set by a webhook's callback too, on another thread.
   std::atomic<bool> closing{false};
+
+  // Our own descriptor of the socket (a duplicate of Pistache's), for
+  // responses written straight from the thread that has them. The socket
+  // stays open while a response still to be written holds this Connection,
+  // so that a response can never reach a later connection that reuses
+  // Pistache's descriptor number. -1 if it could not be made: responses then
+  // all go through Pistache's queue.
+  const int fd;
+  absl::Mutex write_mu;
+  // A response went through Pistache's queue (the socket was full): every
+  // later one follows it there, so that they stay in order.
+  bool queued ABSL_GUARDED_BY(write_mu) = false;
 };
 
 // Short enough for std::string's inline buffer: Pistache makes a string of it
@@ -93,7 +114,7 @@ std::shared_ptr<Connection> ConnectionOf(
     const std::shared_ptr<P::Tcp::Peer>& peer) {
   auto data = peer->tryGetData(kConnectionKey);
   if (data) return std::static_pointer_cast<Connection>(data);
-  auto connection = std::make_shared<Connection>();
+  auto connection = std::make_shared<Connection>(peer->fd());
   peer->putData(kConnectionKey, connection);
   return connection;
 }
@@ -182,13 +203,65 @@ struct InFlight {
   std::shared_ptr<HttpServer::State> state;
 };
 
+// Writes `bytes` to the connection from the calling thread when the socket
+// takes them at once, which is nearly always: Pistache's own path (a queue,
+// an eventfd to wake its thread, two epoll_ctl calls) cost more than the
+// rest of a response. Otherwise what is left goes through Pistache's queue.
+// Closes the connection once written when `close`.
+void Write(const std::shared_ptr<HttpServer::State>& state,
+           const std::shared_ptr<P::Tcp::Peer>& peer, Connection& connection,
+           std::string bytes, bool close) {
+  {
+    absl::MutexLock lock(&connection.write_mu);
+    if (!connection.queued && connection.fd >= 0) {
+      ssize_t written = ::send(connection.fd, bytes.data(), bytes.size(),
+                               MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (written == static_cast<ssize_t>(bytes.size())) {
+        // Half-close: the client reads the response, then the end of the
+        // stream; anything it still sends is read and discarded until it
+        // closes, so that no reset destroys the response.
+        if (close) ::shutdown(connection.fd, SHUT_WR);
+        return;
+      }
+      if (written < 0) {
+        // Anything but a full socket: the client is gone, which Pistache
+        // finds out on its side.
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return;
+        written = 0;
+      }
+      bytes.erase(0, written);
+      connection.queued = true;
+    }
+  }
+  const std::size_t size = bytes.size();
+  // Counted in flight until written, so that a drain waits for the bytes.
+  auto token = std::make_shared<InFlight>(state);
+  std::weak_ptr<P::Tcp::Peer> weak_peer = peer;
+  // The continuation goes straight on the transport's own promise, whose
+  // callbacks Pistache guards with its lock. Never on a promise chained from
+  // it (what ResponseWriter::send returns): Pistache resolves chained
+  // promises without that lock, and attaching to one from the committer
+  // while the HTTP thread resolves it crashed the gateway (SIGSEGV in
+  // Pistache's Promise, about once per 100,000 webhooks at 8,000/s under
+  // vegeta).
+  peer->send(P::RawBuffer(std::move(bytes), size))
+      .then(
+          [token, weak_peer, close](ssize_t) {
+            if (!close) return;
+            if (auto locked = weak_peer.lock()) {
+              ::shutdown(locked->fd(), SHUT_WR);
+            }
+          },
+          [token](std::exception_ptr) {});
+}
+
 // Writes `reply` to `peer` (nothing when the client is gone) and closes the
 // connection once written when `close`. Touches nothing of the connection's
 // parser, so that a webhook's callback can call it from any thread.
 void Respond(const std::shared_ptr<HttpServer::State>& state,
              const std::weak_ptr<P::Tcp::Peer>& weak_peer,
-             P::Http::Version version, Route route, const Reply& reply,
-             bool close) {
+             Connection& connection, P::Http::Version version, Route route,
+             const Reply& reply, bool close) {
   if (route == Route::kWebhooks && reply.code == 200 &&
       state->webhooks_ok != nullptr) {
     state->webhooks_ok->Increment();
@@ -201,31 +274,11 @@ void Respond(const std::shared_ptr<HttpServer::State>& state,
   // What Pistache's ResponseWriter does besides writing: the connection has
   // no request in progress (its idle timeout applies again).
   peer->setIdle(true);
-  std::string bytes = SerializeResponse(
-      reply, P::Http::versionString(version),
-      P::Http::codeString(static_cast<P::Http::Code>(reply.code)), close);
-  const std::size_t size = bytes.size();
-  // Counted in flight until written, so that a drain waits for the bytes.
-  auto token = std::make_shared<InFlight>(state);
-  // The continuation goes straight on the transport's own promise, whose
-  // callbacks Pistache guards with its lock. Never on a promise chained from
-  // it (what ResponseWriter::send returns): Pistache resolves chained
-  // promises without that lock, and attaching to one from the committer
-  // while the HTTP thread resolves it crashed the gateway (SIGSEGV in
-  // Pistache's Promise, about once per 100,000 webhooks at 8,000/s under
-  // vegeta).
-  peer->send(P::RawBuffer(std::move(bytes), size))
-      .then(
-          [token, weak_peer, close](ssize_t) {
-            if (!close) return;
-            // Half-close: the client reads the response, then the end of
-            // the stream; anything it still sends is read and discarded
-            // until it closes, so that no reset destroys the response.
-            if (auto locked = weak_peer.lock()) {
-              ::shutdown(locked->fd(), SHUT_WR);
-            }
-          },
-          [token](std::exception_ptr) {});
+  Write(state, peer, connection,
+        SerializeResponse(
+            reply, P::Http::versionString(version),
+            P::Http::codeString(static_cast<P::Http::Code>(reply.code)), close),
+        close);
 }
 
 // Pistache clones the handler for each of its threads; the clones share the
@@ -399,9 +452,8 @@ void Handler::OnHeaders(const std::shared_ptr<P::Tcp::Peer>& peer,
     Finish(peer, parser, connection, match.route, *refusal, /*close=*/true);
     return;
   }
-  static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
-  peer->send(P::RawBuffer(kContinue, sizeof(kContinue) - 1))
-      .then([](ssize_t) {}, [](std::exception_ptr) {});
+  Write(state_, peer, connection, "HTTP/1.1 100 Continue\r\n\r\n",
+        /*close=*/false);
 }
 
 std::optional<Reply> Handler::RefuseOnHeaders(const P::Http::Request& request,
@@ -505,7 +557,8 @@ void Handler::StartWebhook(const std::shared_ptr<P::Tcp::Peer>& peer,
         absl::ReaderMutexLock lock(&p.state->transport_mu);
         if (p.state->stopped) return;  // the transport is gone
         try {
-          Respond(p.state, p.peer, p.version, Route::kWebhooks, reply, close);
+          Respond(p.state, p.peer, *p.connection, p.version, Route::kWebhooks,
+                  reply, close);
         } catch (const std::exception& error) {
           // Pistache throws; the caller's thread (the hub's committer) must
           // not die of a client.
@@ -532,7 +585,7 @@ void Handler::Finish(const std::shared_ptr<P::Tcp::Peer>& peer,
                      Route route, const Reply& reply, bool close) {
   const P::Http::Version version = parser.request.version();
   Reset(parser, connection, close);
-  Respond(state_, peer, version, route, reply, close);
+  Respond(state_, peer, connection, version, route, reply, close);
 }
 
 void Handler::Reset(P::Http::RequestParser& parser, Connection& connection,

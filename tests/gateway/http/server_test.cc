@@ -80,7 +80,14 @@ class TestBackend : public HttpBackend {
     absl::MutexLock lock(&mu_);
     return readiness_;
   }
-  std::string RenderMetrics() const override { return "# metrics\n"; }
+  std::string RenderMetrics() const override {
+    absl::MutexLock lock(&mu_);
+    return metrics_;
+  }
+  void SetMetrics(std::string metrics) {
+    absl::MutexLock lock(&mu_);
+    metrics_ = std::move(metrics);
+  }
 
   void SetReadiness(absl::Status status) {
     absl::MutexLock lock(&mu_);
@@ -116,6 +123,7 @@ class TestBackend : public HttpBackend {
   std::vector<absl::Time> receive_times_ ABSL_GUARDED_BY(mu_);
   std::vector<Refusal> refusals_ ABSL_GUARDED_BY(mu_);
   absl::Status readiness_ ABSL_GUARDED_BY(mu_);
+  std::string metrics_ ABSL_GUARDED_BY(mu_) = "# metrics\n";
   std::atomic<std::uint64_t> sequence_{0};
   absl::Notification entered_;
   bool released_ ABSL_GUARDED_BY(mu_) = false;
@@ -354,6 +362,30 @@ TEST_F(HttpServerTest, GarbageIs400AndTheServerGoesOn) {
 
 // Pistache answers "Connection: Close" when the request has no Connection
 // header; HTTP/1.1 means keep-alive then.
+TEST_F(HttpServerTest, AResponseTooLargeForTheSocketArrivesWholeAndInOrder) {
+  // More than the socket buffers take at once: the server writes what fits
+  // and hands the rest to Pistache's queue.
+  const std::string big(32 << 20, 'm');
+  backend_.SetMetrics(big);
+  auto connection = Connect();
+  ASSERT_TRUE(connection.ok()) << connection.status();
+  auto metrics = connection->Exchange(Request("GET", "/metrics", ""));
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_EQ(metrics->code, 200);
+  EXPECT_TRUE(metrics->body == big)
+      << "a body of " << metrics->body.size() << " bytes, not the "
+      << big.size() << " sent";
+  // Later responses on the connection come after it.
+  for (int i = 0; i < 3; ++i) {
+    auto webhook = connection->Exchange(
+        Request("POST", "/webhooks", absl::StrCat("{\"n\":", i, "}"),
+                "Content-Type: application/json\r\n"));
+    ASSERT_TRUE(webhook.ok()) << webhook.status();
+    EXPECT_EQ(webhook->code, 200);
+  }
+  EXPECT_EQ(InFlightSettledAt(0), 0);
+}
+
 TEST_F(HttpServerTest, KeepAliveHoldsWithoutAConnectionHeader) {
   absl::StatusOr<RawConnection> connection = Connect();
   ASSERT_TRUE(connection.ok());
