@@ -184,13 +184,14 @@ class Gateway:
 
 
 class Subscribers:
-    def __init__(self, build_dir, workdir, grpc_port, streams, expect=0):
+    def __init__(self, build_dir, workdir, grpc_port, streams, events_per_response, expect=0):
         ready = os.path.join(workdir, f"ready-{streams}-{time.time_ns()}")
         self.out = tempfile.TemporaryFile(mode="w+")
         self.proc = Proc([os.path.join(build_dir, "bench/e2e/bench_subscriber"),
                           f"--target=127.0.0.1:{grpc_port}", f"--streams={streams}",
                           f"--channels={min(streams, 4)}", f"--expect={expect}",
-                          "--idle_exit_ms=3000", f"--ready_file={ready}"],
+                          "--idle_exit_ms=3000", f"--ready_file={ready}",
+                          f"--max_events_per_response={events_per_response}"],
                          stdout=self.out)
         end = time.time() + 30
         while not os.path.exists(ready):
@@ -234,13 +235,17 @@ def pistache_baseline(args):
         yield f"http://127.0.0.1:{port}/webhooks"
 
 
-def run_gateway_load(args, workdir, store, streams, mode="plain", rate=0):
+def run_gateway_load(args, workdir, store, streams, mode="plain", rate=0,
+                     events_per_response=None):
     """One load run through the gateway with `streams` subscribers: wrk as
     fast as possible (closed loop, args.connections), or with `rate`
-    bench/loadgen offering exactly that many webhooks/s (open loop)."""
+    bench/loadgen offering exactly that many webhooks/s (open loop).
+    Subscribers ask for args.events_per_response unless told otherwise."""
+    if events_per_response is None:
+        events_per_response = args.events_per_response
     gw = Gateway(args.build_dir, workdir, store, args.http_threads)
     try:
-        subs = Subscribers(args.build_dir, workdir, gw.grpc_port, streams)
+        subs = Subscribers(args.build_dir, workdir, gw.grpc_port, streams, events_per_response)
         before = gw.accepted()
         _, _, cpu0 = proc_stats(gw.proc.p.pid)
         if rate:
@@ -252,6 +257,7 @@ def run_gateway_load(args, workdir, store, streams, mode="plain", rate=0):
         sub = subs.result()
         return {
             "store": store, "streams": streams, "mode": mode, "wrk": load,
+            "events_per_response": events_per_response,
             "accepted": accepted, "accepted_per_s": (accepted - before) / args.seconds,
             "subscriber": sub,
             "lost": max(0, accepted * streams - sub["events_total"]),
@@ -266,7 +272,7 @@ def soak(args, workdir):
     gw = Gateway(args.build_dir, workdir, args.store, args.http_threads)
     rows = []
     try:
-        subs = Subscribers(args.build_dir, workdir, gw.grpc_port, 1)
+        subs = Subscribers(args.build_dir, workdir, gw.grpc_port, 1, args.events_per_response)
         load = subprocess.Popen(
             loadgen_command(args.build_dir, gw.url, args.soak_seconds, args.soak_rate),
             stdout=subprocess.PIPE, text=True)
@@ -312,6 +318,9 @@ def main():
     ap.add_argument("--latency_rates", type=lambda t: [int(x) for x in t.split(",") if x],
                     default=[5000, 10000, 15000],
                     help="comma-separated fixed rates for the latency sweep")
+    ap.add_argument("--events_per_response", type=int, default=100,
+                    help="the subscribers' max_events_per_response (the Go and Python "
+                         "helpers' default); the comparison also runs once with 0")
     ap.add_argument("--isolate", action="store_true",
                     help="give each server a session (scheduler autogroup) of its own")
     args = ap.parse_args()
@@ -357,6 +366,12 @@ def main():
                             r = run_gateway_load(args, workdir, store, 1, mode)
                             r["pistache_rps"] = base
                             runs.append(r)
+                # What batches are worth: the same with one event per response.
+                print("Pistache, then the gateway at full load: store=memory, plain, "
+                      "1 subscriber, one event per response", flush=True)
+                base = wrk(pistache_url, args.seconds, args.connections, "plain")["rps"]
+                single = run_gateway_load(args, workdir, "memory", 1, "plain", events_per_response=0)
+                single["pistache_rps"] = base
             bases = sorted(r["pistache_rps"] for r in runs)
             pist = bases[len(bases) // 2]
             # Latency at half the throughput target (70% of the framework's
@@ -375,13 +390,18 @@ def main():
             for streams in (1, 10, 100):
                 print(f"fan-out: {streams} subscribers at ~{args.fanout_rate}/s", flush=True)
                 fan.append(run_gateway_load(args, workdir, "disk", streams, "plain", args.fanout_rate))
+            print(f"fan-out: 100 subscribers at ~{args.fanout_rate}/s, one event per response",
+                  flush=True)
+            fan.append(run_gateway_load(args, workdir, "disk", 100, "plain", args.fanout_rate,
+                                        events_per_response=0))
 
             lines += [
                 f"Baselines ({args.seconds} s each, wrk {args.connections} connections, "
                 f"{args.http_threads} server threads): nginx {nginx:,.0f} req/s; "
                 f"minimal Pistache handler {bases[0]:,.0f}..{bases[-1]:,.0f} req/s "
                 f"(median {pist:,.0f}; measured before each full-load run, which is "
-                f"compared with it).",
+                f"compared with it). Subscribers ask for up to "
+                f"{args.events_per_response} events per response unless the row says otherwise.",
                 "",
                 "| run | accepted/s | vs Pistache | vs nginx | lost | cut off | e2e p50 | p99 | p99.9 | peak RSS | CPU ms / 1000 events |",
                 "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -396,11 +416,16 @@ def main():
             for r in runs:
                 conn = "Connection: keep-alive" if r["mode"] == "keepalive" else "no Connection header"
                 lines.append(row(f"full load, store={r['store']}, {conn}, 1 subscriber", r))
+            lines.append(row("full load, store=memory, no Connection header, 1 subscriber, "
+                             "one event per response", single))
             for r in half:
                 lines.append(row(f"{half_rate:,}/s offered (half of 70% of Pistache's rate), "
                                  f"store={r['store']}", r))
+            def per_response(r):
+                return ", one event per response" if r["events_per_response"] <= 1 else ""
             for r in fan:
-                lines.append(row(f"{r['streams']} subscribers at {args.fanout_rate:,}/s offered, store=disk", r))
+                lines.append(row(f"{r['streams']} subscribers at {args.fanout_rate:,}/s offered, "
+                                 f"store=disk{per_response(r)}", r))
             lines += ["", "End-to-end latency by offered rate (one subscriber):", "",
                       "| offered/s | store | e2e p50 | p99 | p99.9 | CPU ms / 1000 events |",
                       "|---|---|---|---|---|---|"]
@@ -409,12 +434,16 @@ def main():
                 lines.append(f"| {r['wrk']['rps']:,.0f} | {r['store']} | {lat['p50'] / 1000:.2f} ms "
                              f"| {lat['p99'] / 1000:.2f} ms | {lat['p999'] / 1000:.2f} ms "
                              f"| {r['cpu_ms_per_1000']:.1f} |")
-            lines += ["", "| subscribers | offered/s | accepted/s | deliveries/s | lost | cut off |",
-                      "|---|---|---|---|---|---|"]
+            lines += ["", "| subscribers | events per response | offered/s | accepted/s "
+                      "| deliveries/s | lost | cut off | e2e p50 | p99 |",
+                      "|---|---|---|---|---|---|---|---|---|"]
             for r in fan:
                 s = r["subscriber"]
-                lines.append(f"| {r['streams']} | {r['wrk']['rps']:,.0f} | {r['accepted_per_s']:,.0f} "
-                             f"| {s['deliveries_per_s']:,.0f} | {r['lost']} | {s['cut_off']} |")
+                lat = s["latency_us"]
+                epr = "one" if r["events_per_response"] <= 1 else f"up to {r['events_per_response']}"
+                lines.append(f"| {r['streams']} | {epr} | {r['wrk']['rps']:,.0f} "
+                             f"| {r['accepted_per_s']:,.0f} | {s['deliveries_per_s']:,.0f} | {r['lost']} "
+                             f"| {s['cut_off']} | {lat['p50'] / 1000:.2f} ms | {lat['p99'] / 1000:.2f} ms |")
         text = "\n".join(lines) + "\n"
         print()
         print(text)
