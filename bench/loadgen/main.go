@@ -111,6 +111,56 @@ func (w *worker) reset() {
 	}
 }
 
+type job struct{ due time.Time }
+
+// slot is one connection's worker, fed through jobs.
+type slot struct{ jobs chan job }
+
+// pool hands each due request to the connection that became idle last, as
+// HTTP clients' connection pools do (Go's net/http among them): the few
+// connections a rate needs stay warm, and the others are dialled only when
+// requests pile up, so that a stall still finds a free connection, up to
+// -connections. Handed out in turn (goroutines reading one channel), every
+// request went to the connection idle the longest: at 256 connections that
+// cost the gateway 6-10 µs more per request and doubled its p99.
+type pool struct {
+	mu      sync.Mutex
+	idle    []*slot // the most recently idle last
+	backlog []job   // waiting for a connection, oldest first
+	pending sync.WaitGroup
+}
+
+func (p *pool) submit(j job) {
+	p.pending.Add(1)
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		s := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		s.jobs <- j
+		return
+	}
+	p.backlog = append(p.backlog, j)
+	p.mu.Unlock()
+}
+
+// serve runs j on s, then the backlog, then makes s idle again.
+func (p *pool) serve(s *slot, j job, run func(job)) {
+	for {
+		run(j)
+		p.pending.Done()
+		p.mu.Lock()
+		if len(p.backlog) == 0 {
+			p.idle = append(p.idle, s)
+			p.mu.Unlock()
+			return
+		}
+		j = p.backlog[0]
+		p.backlog = p.backlog[1:]
+		p.mu.Unlock()
+	}
+}
+
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "host:port of the gateway")
 	path := flag.String("path", "/webhooks", "request path")
@@ -128,28 +178,31 @@ func main() {
 		os.Exit(2)
 	}
 
-	type job struct{ due time.Time }
-	jobs := make(chan job, 1<<20)
 	var mu sync.Mutex
 	var res result
 	var latencies []time.Duration
 	var wg sync.WaitGroup
 	base := int64(1718035200000) + time.Now().UnixNano()/1000%10_000_000_000
 	var counter int64
-	for i := 0; i < *conns; i++ {
+	p := &pool{}
+	slots := make([]*slot, *conns)
+	for i := range slots {
+		s := &slot{jobs: make(chan job, 1)}
+		slots[i] = s
+		p.idle = append(p.idle, s)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			w := &worker{addr: *addr, host: *addr, path: *path}
 			defer w.reset()
 			var local []time.Duration
-			for j := range jobs {
+			run := func(j job) {
 				mu.Lock()
 				counter++
 				n := counter
 				mu.Unlock()
-				p := parts[n%int64(len(parts))]
-				code, err := w.do(p[0], p[1], base+n)
+				part := parts[n%int64(len(parts))]
+				code, err := w.do(part[0], part[1], base+n)
 				took := time.Since(j.due)
 				mu.Lock()
 				res.Completed++
@@ -166,6 +219,9 @@ func main() {
 				}
 				mu.Unlock()
 				local = append(local, took)
+			}
+			for j := range s.jobs {
+				p.serve(s, j, run)
 			}
 			mu.Lock()
 			latencies = append(latencies, local...)
@@ -185,12 +241,15 @@ func main() {
 			time.Sleep(max(d, *tick))
 		}
 		for now := time.Now(); !next.After(now) && next.Before(end); next = next.Add(interval) {
-			jobs <- job{next}
+			p.submit(job{next})
 			res.Offered++
 		}
 	}
 	res.OfferedRate = float64(res.Offered) / time.Since(start).Seconds()
-	close(jobs)
+	p.pending.Wait()
+	for _, s := range slots {
+		close(s.jobs)
+	}
 	wg.Wait()
 
 	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
