@@ -73,8 +73,8 @@ absl::StatusOr<std::size_t> EventsPerResponse(
 // `events_bytes`: every event slice (SubscribeResponseSlice) is also, byte
 // for byte, one EventBatch.events entry, since both fields are number 1.
 grpc::Slice BatchHeaderSlice(std::size_t events_bytes) {
-  constexpr std::uint8_t kEventsTag =
-      (3 << 3) | 2;  // field 3, length-delimited
+  // Field 3, length-delimited.
+  constexpr std::uint8_t kEventsTag = (3 << 3) | 2;
   std::uint8_t header[1 + 5];
   header[0] = kEventsTag;
   const std::uint8_t* end =
