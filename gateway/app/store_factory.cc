@@ -46,7 +46,8 @@ absl::StatusOr<std::unique_ptr<hub::EventStore>> OpenEventStore(
                  {"durability",
                   std::string(store::DurabilityName(options.durability))},
                  {"last_sequence", (*disk)->Stats().last_sequence},
-                 {"dedup_ids_restored", restored}});
+                 {"dedup_ids_restored", restored},
+                 {"torn_tail_bytes_discarded", (*disk)->DiscardedTailBytes()}});
       return std::unique_ptr<hub::EventStore>(std::move(*disk));
     }
   }

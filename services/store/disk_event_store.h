@@ -1,17 +1,18 @@
 // The durable event log on local disk behind the hub's EventStore seam
-// (`--store=disk`, the default): an embedded SQLite database in WAL mode in
-// the data directory, so that an event the gateway acknowledged survives a
-// crash, a restart or a deploy.
+// (`--store=disk`, the default), so that an event the gateway acknowledged
+// survives a crash, a restart or a deploy.
 //
-// Why SQLite and not RocksDB: bench/store/engine_bench measures both appending
-// ~500 B events with one fsync per batch; SQLite (WAL, synchronous=FULL) is as
-// fast or faster at every batch size since both are bound by the fsync, and it
-// gives a time index, range deletes and crash recovery in one file with a far
-// smaller dependency. See the README for the figures.
+// An append-only log of segment files (format in log_format.h) with its
+// index in memory: an Append() is one write and one fdatasync, a read is
+// one pread per run of contiguous records, and retention deletes whole
+// segments. It replaced an SQLite database whose per-row B-tree work cost as
+// much as the fsync itself (see the README's Benchmarks); a data directory
+// that still holds that database (events.db) is imported on open.
 //
-// Files in the data directory: events.db, events.db-wal and events.db-shm
-// (SQLite's), and nothing else. The directory itself is locked (flock) for
-// the lifetime of the store: two processes never share one log.
+// Files in the data directory: events-NNNNNNNNNN.log (the segments, oldest
+// first) and log.meta (how far retention trimmed). The directory itself is
+// locked (flock) for the lifetime of the store: two processes never share
+// one log.
 #ifndef SERVICES_STORE_DISK_EVENT_STORE_H_
 #define SERVICES_STORE_DISK_EVENT_STORE_H_
 
@@ -31,18 +32,19 @@ namespace convocore::store {
 
 // When Append() returns OK, what the acknowledged batch survives.
 enum class Durability {
-  // Written and fsynced (fdatasync of the write-ahead log) before Append()
+  // Written and fsynced (fdatasync of the segment) before Append()
   // returns: survives a process crash, a kernel panic and a power loss,
   // provided the disk honours flushes. One fsync per batch, which the hub's
   // group commit shares among the events published together. The default,
   // and what a 200 means unless configured otherwise.
   kFsync,
-  // Written to the OS page cache but not fsynced; the log is fsynced only at
-  // checkpoints. Survives a process crash (SIGKILL, OOM kill, a bug) but NOT
-  // a kernel panic or power loss, which can lose the batches acknowledged
-  // since the last checkpoint (the log itself stays consistent: what is lost
-  // is a suffix, never a hole). For disposable environments and for hosts
-  // whose storage is already volatile.
+  // Written to the OS page cache but not fsynced; the log is fsynced in the
+  // background once per maintenance interval and whenever a segment fills.
+  // Survives a process crash (SIGKILL, OOM kill, a bug) but NOT a kernel
+  // panic or power loss, which can lose the batches acknowledged since the
+  // last of those fsyncs (the log itself stays consistent: what is lost is a
+  // suffix, never a hole). For disposable environments and for hosts whose
+  // storage is already volatile.
   kOsCache,
 };
 
@@ -59,22 +61,14 @@ struct DiskStoreOptions {
   hub::RetentionOptions retention;
   Durability durability = Durability::kFsync;
 
-  // How often the background maintenance runs: age retention, and, while
-  // the store cannot write, the probe that detects that it can again.
+  // How often the background maintenance runs: age retention, deleting
+  // trimmed segments, the os_cache fsync, and, while the store cannot
+  // write, the probe that detects that it can again.
   absl::Duration maintenance_interval = absl::Seconds(1);
-  // Trimming deletes at most this many events per transaction, so that
-  // Append() never waits for more than one such chunk; count and byte
-  // retention start trimming once a bound is exceeded by about this much.
-  std::size_t trim_chunk = 1000;
-  // The write-ahead log is copied into the database in the background once
-  // it holds this many 4 KiB pages, instead of inside the commit that crossed
-  // the threshold (which would stall that Append()).
-  int checkpoint_pages = 1000;
-  // Under steady load the background copy never catches up with the writer,
-  // and SQLite starts the log over only once it was wholly copied; past this
-  // many pages (64 MiB) the tail is copied under the writer's lock so that it
-  // does, bounding the log's size.
-  int wal_reset_pages = 16384;
+  // A segment takes no more batches once it holds this many bytes. Retention
+  // deletes whole segments, so the disk holds up to one segment more than
+  // the retention bounds.
+  std::size_t segment_bytes = 8 << 20;
 };
 
 // An event's de-duplication record, without the event bytes.
@@ -105,6 +99,11 @@ class DiskEventStore : public hub::EventStore {
   // window.
   virtual absl::StatusOr<std::vector<StoredEventId>> ReadIdsAfter(
       std::uint64_t after_sequence, std::size_t max_events) const = 0;
+
+  // How many bytes Open() cut off the newest segment: a batch whose write a
+  // crash interrupted (never acknowledged with fsync durability), or damage
+  // at the end of the log. For the operator's log line; 0 normally.
+  virtual std::uint64_t DiscardedTailBytes() const = 0;
 };
 
 // Visits, oldest first, the ids of the events a restart must remember for

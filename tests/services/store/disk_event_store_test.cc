@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
@@ -28,6 +29,8 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/store/log_format.h"
+#include "services/store/sqlite.h"
 #include "tests/services/store/fault_injection.h"
 #include "tests/services/store/test_events.h"
 
@@ -119,6 +122,25 @@ class DiskEventStoreTest : public ::testing::Test {
     return store.ok() ? std::move(*store) : nullptr;
   }
   std::unique_ptr<DiskEventStore> Open() { return Open(Options()); }
+
+  // The log's segment files, oldest first.
+  std::vector<std::filesystem::path> SegmentFiles() const {
+    std::vector<std::filesystem::path> files;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_)) {
+      if (entry.path().extension() == ".log") files.push_back(entry.path());
+    }
+    std::sort(files.begin(), files.end());
+    return files;
+  }
+
+  static void FlipByte(const std::filesystem::path& file, std::uintmax_t at) {
+    std::fstream stream(file, std::ios::binary | std::ios::in | std::ios::out);
+    stream.seekg(static_cast<std::streamoff>(at));
+    const char byte = static_cast<char>(stream.get() ^ 0x5a);
+    stream.seekp(static_cast<std::streamoff>(at));
+    stream.put(byte);
+    ASSERT_TRUE(stream.good()) << "cannot damage " << file;
+  }
 
   std::vector<StoredEvent> ReadAll(const DiskEventStore& store) {
     absl::StatusOr<std::vector<StoredEvent>> events =
@@ -276,7 +298,6 @@ TEST_F(DiskEventStoreTest, FindsTheFirstSequenceAtOrAfterATime) {
 TEST_F(DiskEventStoreTest, TrimsByCountInTheBackground) {
   DiskStoreOptions options = Options();
   options.retention.max_events = 10;
-  options.trim_chunk = 4;
   auto store = Open(options);
   ASSERT_NE(store, nullptr);
   for (std::uint64_t first = 1; first <= 25; first += 5) {
@@ -293,39 +314,41 @@ TEST_F(DiskEventStoreTest, TrimsByCountInTheBackground) {
   EXPECT_EQ(*store->FirstSequenceAtOrAfter(absl::InfinitePast()), 16u);
 }
 
-// Under steady appends a background (passive) checkpoint never finds the
-// log wholly copied, so SQLite would never start it over; the store must
-// bound it anyway. Before the fix the log grew by every commit (9.7 GB in a
-// 5-minute soak) and the database file was never written at all.
-TEST_F(DiskEventStoreTest, WriteAheadLogStaysBoundedUnderSteadyAppends) {
+// Retention frees disk by deleting whole segments once every event in them
+// is trimmed; the trim point it records first keeps the counts and the
+// high-water mark across a restart.
+TEST_F(DiskEventStoreTest, RetentionDeletesWholeSegments) {
   DiskStoreOptions options = Options();
-  options.durability = Durability::kOsCache;  // many commits, quickly
-  options.retention.max_events = 500;
-  options.checkpoint_pages = 20;
-  options.wal_reset_pages = 100;  // 400 KiB
+  options.segment_bytes = 8 << 10;  // ~14 events of ~560 bytes
+  options.retention.max_events = 50;
+  std::uintmax_t log_bytes = 0;
+  {
+    auto store = Open(options);
+    ASSERT_NE(store, nullptr);
+    for (std::uint64_t first = 1; first <= 2000; first += 5) {
+      ASSERT_TRUE(store->Append(Batch(first, 5)).ok());
+    }
+    EXPECT_EQ(store->Stats().retained_events, 50u);
+    // 2,000 events went through ~140 segments; a handful remain.
+    ASSERT_TRUE(Eventually([&] { return SegmentFiles().size() <= 6; }))
+        << SegmentFiles().size() << " segments left";
+    for (const std::filesystem::path& segment : SegmentFiles()) {
+      log_bytes += std::filesystem::file_size(segment);
+    }
+    EXPECT_LT(log_bytes, 50u * 600 + 2 * options.segment_bytes);
+    EXPECT_THAT(Sequences(ReadAll(*store)),
+                ElementsAreArray(Range(1951, 2000)));
+  }
   auto store = Open(options);
   ASSERT_NE(store, nullptr);
-  const std::filesystem::path wal = dir_ / "events.db-wal";
-  const std::filesystem::path db = dir_ / "events.db";
-
-  // ~4,000 commits of at least two pages each: 30+ MiB written to the log.
-  // The pause paces the writer like steady traffic; it synchronises nothing.
-  constexpr std::uint64_t kCommits = 4000;
-  std::uintmax_t largest_wal = 0;
-  for (std::uint64_t sequence = 1; sequence <= kCommits; ++sequence) {
-    ASSERT_TRUE(store->Append(Batch(sequence, 1)).ok());
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
-    if (sequence % 100 == 0) {
-      std::error_code ignored;
-      largest_wal =
-          std::max(largest_wal, std::filesystem::file_size(wal, ignored));
-    }
-  }
-  // The log was copied into the database and started over: it stays within
-  // a few resets' worth of pages, far below what was written through it.
-  EXPECT_GT(std::filesystem::file_size(db), 16u * 4096);
-  EXPECT_LT(largest_wal, 8u << 20) << "the write-ahead log kept growing";
-  EXPECT_EQ(store->Stats().last_sequence, kCommits);
+  const hub::StoreStats stats = store->Stats();
+  EXPECT_EQ(stats.first_sequence, 1951u);
+  EXPECT_EQ(stats.last_sequence, 2000u);
+  EXPECT_EQ(stats.retained_events, 50u);
+  EXPECT_EQ(stats.trimmed_events_total, 1950u);
+  const std::vector<StoredEvent> events = ReadAll(*store);
+  EXPECT_THAT(Sequences(events), ElementsAreArray(Range(1951, 2000)));
+  ExpectGenerated(events);
 }
 
 TEST_F(DiskEventStoreTest, TrimsByBytesInTheBackground) {
@@ -381,7 +404,6 @@ TEST_F(DiskEventStoreTest,
        ReadersSeeContiguousEventsWhileAppendingAndTrimming) {
   DiskStoreOptions options = Options();
   options.retention.max_events = 300;
-  options.trim_chunk = 50;
   auto store = Open(options);
   ASSERT_NE(store, nullptr);
 
@@ -433,13 +455,89 @@ TEST_F(DiskEventStoreTest, RefusesADirectoryAnotherStoreHolds) {
       << second.status();
 }
 
-TEST_F(DiskEventStoreTest, RefusesACorruptLog) {
+TEST_F(DiskEventStoreTest, RefusesAFileThatIsNotASegment) {
   std::filesystem::create_directories(dir_);
-  std::ofstream(dir_ / "events.db") << std::string(8192, 'x');
+  std::ofstream(dir_ / "events-0000000001.log") << std::string(8192, 'x');
   absl::StatusOr<std::unique_ptr<DiskEventStore>> store =
       DiskEventStore::Open(Options());
   EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss)
       << store.status();
+}
+
+// Damage followed by newer segments is not a crash's torn tail: the log
+// cannot say which acknowledged events it lost, so it does not open.
+TEST_F(DiskEventStoreTest, RefusesALogWhoseOlderSegmentIsDamaged) {
+  DiskStoreOptions options = Options();
+  options.segment_bytes = 8 << 10;
+  {
+    auto store = Open(options);
+    ASSERT_NE(store, nullptr);
+    for (std::uint64_t first = 1; first <= 100; first += 5) {
+      ASSERT_TRUE(store->Append(Batch(first, 5)).ok());
+    }
+  }
+  ASSERT_GE(SegmentFiles().size(), 3u);
+  FlipByte(SegmentFiles()[1], 1000);
+  absl::StatusOr<std::unique_ptr<DiskEventStore>> store =
+      DiskEventStore::Open(options);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss)
+      << store.status();
+  EXPECT_THAT(std::string(store.status().message()),
+              ::testing::HasSubstr(SegmentFiles()[1].filename().string()));
+}
+
+// What a crash leaves after the last complete batch (records of a batch
+// whose Append() never returned, half a record) is cut off on open, and the
+// log goes on from the last acknowledged batch.
+TEST_F(DiskEventStoreTest, CutsATornTailOffTheNewestSegment) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Append(Batch(1, 3)).ok());
+    ASSERT_TRUE(store->Append(Batch(4, 3)).ok());
+  }
+  std::string torn;
+  for (std::uint64_t sequence = 7; sequence <= 8; ++sequence) {
+    log_format::AppendRecord(MakeEvent(sequence), /*ends_batch=*/false, &torn);
+  }
+  std::string last;
+  log_format::AppendRecord(MakeEvent(9), /*ends_batch=*/true, &last);
+  torn.append(last, 0, last.size() / 2);
+  ASSERT_EQ(SegmentFiles().size(), 1u);
+  const std::uintmax_t committed =
+      std::filesystem::file_size(SegmentFiles()[0]);
+  std::ofstream(SegmentFiles()[0], std::ios::binary | std::ios::app) << torn;
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(store->DiscardedTailBytes(), torn.size());
+    EXPECT_EQ(std::filesystem::file_size(SegmentFiles()[0]), committed);
+    EXPECT_EQ(store->Stats().last_sequence, 6u);
+    EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAreArray(Range(1, 6)));
+    ASSERT_TRUE(store->Append(Batch(7, 3)).ok());
+  }
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->DiscardedTailBytes(), 0u);
+  const std::vector<StoredEvent> events = ReadAll(*store);
+  EXPECT_THAT(Sequences(events), ElementsAreArray(Range(1, 9)));
+  ExpectGenerated(events);
+}
+
+// Damage after open is caught by the record's checksum when it is read,
+// instead of streaming wrong bytes.
+TEST_F(DiskEventStoreTest, ReadsFailOnARecordDamagedOnDisk) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Append(Batch(1, 3)).ok());
+  FlipByte(SegmentFiles()[0],
+           std::filesystem::file_size(SegmentFiles()[0]) - 10);
+  absl::StatusOr<std::vector<StoredEvent>> events = store->ReadAfter(0, 10);
+  EXPECT_EQ(events.status().code(), absl::StatusCode::kDataLoss)
+      << events.status();
+  absl::StatusOr<std::vector<StoredEvent>> intact = store->ReadAfter(0, 2);
+  ASSERT_TRUE(intact.ok()) << intact.status();
+  EXPECT_THAT(Sequences(*intact), ElementsAre(1, 2));
 }
 
 TEST_F(DiskEventStoreTest, RefusesADataDirThatIsAFile) {
@@ -675,19 +773,20 @@ TEST_F(DiskEventStoreTest, UnwritableLogAtRuntimeIsUnavailableThenRecovers) {
   // A file system remounted read-only cannot be simulated while the log is
   // open (the remount is refused), and root ignores permission bits; the
   // immutable attribute makes every write to the open log fail instead.
-  const std::filesystem::path wal = dir_ / "events.db-wal";
-  if (const int error = SetImmutable(wal, true); error != 0) {
-    GTEST_SKIP() << "cannot set the immutable attribute on " << wal
+  ASSERT_EQ(SegmentFiles().size(), 1u);
+  const std::filesystem::path segment = SegmentFiles()[0];
+  if (const int error = SetImmutable(segment, true); error != 0) {
+    GTEST_SKIP() << "cannot set the immutable attribute on " << segment
                  << " (needs root and a file system like ext4): "
                  << std::strerror(error);
   }
-  absl::Cleanup writable = [&] { SetImmutable(wal, false); };
+  absl::Cleanup writable = [&] { SetImmutable(segment, false); };
 
   EXPECT_EQ(store->Append(Batch(4, 3)).code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(store->Health().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(store->Stats().last_sequence, 3u);
 
-  ASSERT_EQ(SetImmutable(wal, false), 0);
+  ASSERT_EQ(SetImmutable(segment, false), 0);
   ASSERT_TRUE(Eventually([&] { return store->Health().ok(); }))
       << store->Health();
   ASSERT_TRUE(store->Append(Batch(4, 3)).ok());
@@ -696,6 +795,124 @@ TEST_F(DiskEventStoreTest, UnwritableLogAtRuntimeIsUnavailableThenRecovers) {
   store = Open();
   ASSERT_NE(store, nullptr);
   EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAreArray(Range(1, 6)));
+}
+
+// --- Upgrading from the SQLite log of earlier versions.
+
+// Writes events.db as the SQLite store (schema version 1) left it: events
+// `first`..`last` retained, `high_water` and `trimmed` in its meta table.
+void WriteLegacyLog(const std::filesystem::path& dir, std::uint64_t first,
+                    std::uint64_t last, std::uint64_t high_water,
+                    std::uint64_t trimmed) {
+  std::filesystem::create_directories(dir);
+  absl::StatusOr<sqlite::Connection> db = sqlite::Connection::Open(
+      (dir / "events.db").string(), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  ASSERT_TRUE(db.ok()) << db.status();
+  ASSERT_TRUE(db->Exec("PRAGMA journal_mode = WAL").ok());
+  ASSERT_TRUE(db->Exec(R"sql(
+    CREATE TABLE events (sequence INTEGER PRIMARY KEY,
+                         receive_time_ns INTEGER NOT NULL,
+                         id TEXT NOT NULL, event BLOB NOT NULL);
+    CREATE INDEX events_by_receive_time ON events (receive_time_ns);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)
+      WITHOUT ROWID;
+    CREATE TABLE probe (id INTEGER PRIMARY KEY, filler BLOB NOT NULL);
+    INSERT INTO meta (key, value) VALUES ('schema_version', 1);
+  )sql")
+                  .ok());
+  absl::StatusOr<sqlite::Statement> meta =
+      db->Prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)");
+  ASSERT_TRUE(meta.ok());
+  for (const auto& [key, value] :
+       {std::pair{"last_sequence", high_water},
+        std::pair{"trimmed_events_total", trimmed}}) {
+    meta->Reset();
+    meta->BindText(1, key);
+    meta->BindInt64(2, static_cast<std::int64_t>(value));
+    ASSERT_TRUE(meta->Run().ok());
+  }
+  absl::StatusOr<sqlite::Statement> insert = db->Prepare(
+      "INSERT INTO events (sequence, receive_time_ns, id, event) "
+      "VALUES (?1, ?2, ?3, ?4)");
+  ASSERT_TRUE(insert.ok());
+  for (std::uint64_t sequence = first; first > 0 && sequence <= last;
+       ++sequence) {
+    const StoredEvent event = MakeEvent(sequence);
+    insert->Reset();
+    insert->BindInt64(1, static_cast<std::int64_t>(sequence));
+    insert->BindInt64(2, absl::ToUnixNanos(event.receive_time));
+    insert->BindText(3, event.id);
+    insert->BindBlob(4, *event.event_bytes);
+    ASSERT_TRUE(insert->Run().ok());
+  }
+}
+
+TEST_F(DiskEventStoreTest, ImportsTheSqliteLogOfAnEarlierVersion) {
+  // 2,500 events: more than one import batch and more than one segment.
+  WriteLegacyLog(dir_, 101, 2600, 2600, 100);
+  DiskStoreOptions options = Options();
+  options.segment_bytes = 256 << 10;
+  {
+    auto store = Open(options);
+    ASSERT_NE(store, nullptr);
+    EXPECT_FALSE(std::filesystem::exists(dir_ / "events.db"));
+    EXPECT_FALSE(std::filesystem::exists(dir_ / "events.db-wal"));
+    EXPECT_GT(SegmentFiles().size(), 1u);
+    const hub::StoreStats stats = store->Stats();
+    EXPECT_EQ(stats.first_sequence, 101u);
+    EXPECT_EQ(stats.last_sequence, 2600u);
+    EXPECT_EQ(stats.retained_events, 2500u);
+    EXPECT_EQ(stats.trimmed_events_total, 100u);
+    ASSERT_TRUE(store->Append(Batch(2601, 2)).ok());
+  }
+  auto store = Open(options);
+  ASSERT_NE(store, nullptr);
+  const std::vector<StoredEvent> events = ReadAll(*store);
+  EXPECT_THAT(Sequences(events), ElementsAreArray(Range(101, 2602)));
+  ExpectGenerated(events);
+  EXPECT_EQ(events.front().receive_time, EventTime(101));
+}
+
+// Subscribers resume by sequence: an upgrade must not hand out again the
+// sequences of events that were all trimmed before it.
+TEST_F(DiskEventStoreTest, ImportKeepsTheHighWaterMarkOfAnEmptyLog) {
+  WriteLegacyLog(dir_, 0, 0, 42, 42);
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->Stats().last_sequence, 42u);
+  EXPECT_EQ(store->Stats().retained_events, 0u);
+  EXPECT_EQ(store->Stats().trimmed_events_total, 42u);
+  EXPECT_EQ(store->Append(Batch(42, 1)).code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(store->Append(Batch(43, 1)).ok());
+  store.reset();
+  store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->Stats().last_sequence, 43u);
+  EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAre(43));
+}
+
+// A crash during the import leaves segments next to events.db; they are
+// the import's own and it starts over.
+TEST_F(DiskEventStoreTest, AnInterruptedImportStartsOver) {
+  WriteLegacyLog(dir_, 1, 30, 30, 0);
+  std::ofstream(dir_ / "events-0000000001.log") << "half an import";
+  std::ofstream(dir_ / "events-0000000002.log") << "";
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAreArray(Range(1, 30)));
+  EXPECT_EQ(SegmentFiles().size(), 1u);
+}
+
+TEST_F(DiskEventStoreTest, RefusesALegacyDatabaseThatIsCorrupt) {
+  std::filesystem::create_directories(dir_);
+  std::ofstream(dir_ / "events.db") << std::string(8192, 'x');
+  absl::StatusOr<std::unique_ptr<DiskEventStore>> store =
+      DiskEventStore::Open(Options());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss)
+      << store.status();
+  // Nothing was thrown away: the operator can still recover it by hand.
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "events.db"));
 }
 
 }  // namespace

@@ -1,0 +1,115 @@
+// The on-disk format of the durable event log, with no I/O: how a segment
+// file and its records are laid out, checksummed and parsed, and how a
+// segment read back after a crash is split into what was committed and the
+// torn tail that was not.
+//
+// A segment file is a 16-byte header followed by records, each a 40-byte
+// header, the event's de-duplication id and the serialized event. Every
+// integer is little-endian. The records of one Append() are written together
+// and the last one carries kEndsBatch: a batch whose last record is missing
+// or damaged was never acknowledged, so recovery drops it whole.
+//
+//   record header: u64 checksum   XXH3-64 of the rest of the record
+//                  u32 id_size
+//                  u32 event_size
+//                  u64 sequence
+//                  i64 receive_time_ns
+//                  u32 flags      kEndsBatch
+//                  u32 reserved   zero
+#ifndef SERVICES_STORE_LOG_FORMAT_H_
+#define SERVICES_STORE_LOG_FORMAT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "services/hub/event_store.h"
+
+namespace convocore::store::log_format {
+
+inline constexpr std::size_t kSegmentHeaderSize = 16;
+inline constexpr std::size_t kRecordHeaderSize = 40;
+// Bounds a damaged header's sizes before anything is allocated for them.
+inline constexpr std::uint32_t kMaxIdSize = 64 << 10;
+inline constexpr std::uint32_t kMaxEventSize = 256 << 20;
+inline constexpr std::uint32_t kEndsBatch = 1;
+
+// The header every segment file starts with.
+std::string SegmentHeader();
+// kDataLoss when `header` is not a segment header; kFailedPrecondition when
+// it is one of a newer format than this binary reads.
+absl::Status CheckSegmentHeader(absl::string_view header);
+
+struct RecordHeader {
+  std::uint64_t checksum = 0;
+  std::uint32_t id_size = 0;
+  std::uint32_t event_size = 0;
+  std::uint64_t sequence = 0;
+  std::int64_t receive_time_ns = 0;
+  std::uint32_t flags = 0;
+
+  std::size_t RecordSize() const {
+    return kRecordHeaderSize + id_size + event_size;
+  }
+};
+
+// kInvalidArgument when `event` cannot be stored (no bytes, or an id or
+// event larger than the format allows).
+absl::Status CheckStorable(const hub::StoredEvent& event);
+
+// Appends `event`'s record to `out`. The event must pass CheckStorable().
+void AppendRecord(const hub::StoredEvent& event, bool ends_batch,
+                  std::string* out);
+
+// Parses the first kRecordHeaderSize bytes of `bytes`; kDataLoss when they
+// are too few or describe an impossible record.
+absl::StatusOr<RecordHeader> ParseRecordHeader(absl::string_view bytes);
+
+// A whole record (header included) parsed and checksummed.
+struct Record {
+  RecordHeader header;
+  absl::string_view id;
+  absl::string_view event;
+};
+// kDataLoss when `bytes` does not start with a whole, intact record.
+absl::StatusOr<Record> ParseRecord(absl::string_view bytes);
+
+// What a segment file holds, read back whole.
+struct RecordLocation {
+  RecordHeader header;
+  std::uint64_t offset = 0;
+};
+struct SegmentScan {
+  // The records of every complete batch, in file order.
+  std::vector<RecordLocation> records;
+  // Where the last complete batch ends: the file's committed length.
+  std::uint64_t committed_size = kSegmentHeaderSize;
+  // Why the bytes after committed_size are not part of the log; empty when
+  // there are none.
+  std::string torn_tail;
+};
+// Splits `file` (a segment's whole content) into complete batches and a
+// torn tail. Errors only when the segment header is wrong or records out of
+// sequence order (kDataLoss); a damaged record ends the scan as a torn tail,
+// whose caller decides whether that is a crash's leftover or corruption.
+absl::StatusOr<SegmentScan> ScanSegment(absl::string_view file);
+
+// The log's trimming state, kept beside the segments because trimming may
+// delete every segment that held events.
+struct Meta {
+  // Every event with sequence <= this was trimmed; the log's high-water
+  // mark when nothing is retained.
+  std::uint64_t trimmed_through = 0;
+  std::uint64_t trimmed_events_total = 0;
+};
+std::string EncodeMeta(const Meta& meta);
+// kDataLoss when `bytes` is not an intact EncodeMeta() result.
+absl::StatusOr<Meta> DecodeMeta(absl::string_view bytes);
+
+}  // namespace convocore::store::log_format
+
+#endif  // SERVICES_STORE_LOG_FORMAT_H_

@@ -1,0 +1,164 @@
+#include "services/store/log_format.h"
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/services/store/test_events.h"
+
+namespace convocore::store::log_format {
+namespace {
+
+using ::convocore::store::testing::EventBytes;
+using ::convocore::store::testing::EventId;
+using ::convocore::store::testing::EventTime;
+using ::convocore::store::testing::MakeEvent;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+// A segment holding `batches`, each a list of sequences.
+std::string Segment(std::initializer_list<std::initializer_list<int>> batches) {
+  std::string file = SegmentHeader();
+  for (const auto& batch : batches) {
+    int index = 0;
+    for (const int sequence : batch) {
+      AppendRecord(MakeEvent(sequence),
+                   ++index == static_cast<int>(batch.size()), &file);
+    }
+  }
+  return file;
+}
+
+std::vector<std::uint64_t> ScannedSequences(const SegmentScan& scan) {
+  std::vector<std::uint64_t> sequences;
+  for (const RecordLocation& record : scan.records) {
+    sequences.push_back(record.header.sequence);
+  }
+  return sequences;
+}
+
+TEST(LogFormatTest, RecordsRoundTrip) {
+  std::string bytes;
+  AppendRecord(MakeEvent(7), /*ends_batch=*/true, &bytes);
+  ASSERT_EQ(bytes.size(),
+            kRecordHeaderSize + EventId(7).size() + EventBytes(7).size());
+  absl::StatusOr<Record> record = ParseRecord(bytes);
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_EQ(record->header.sequence, 7u);
+  EXPECT_EQ(record->header.receive_time_ns, absl::ToUnixNanos(EventTime(7)));
+  EXPECT_EQ(record->header.flags, kEndsBatch);
+  EXPECT_EQ(record->id, EventId(7));
+  EXPECT_EQ(record->event, EventBytes(7));
+  EXPECT_EQ(record->header.RecordSize(), bytes.size());
+}
+
+TEST(LogFormatTest, EveryDamagedByteFailsTheRecord) {
+  std::string bytes;
+  AppendRecord(MakeEvent(3), /*ends_batch=*/true, &bytes);
+  for (std::size_t at = 0; at < bytes.size(); ++at) {
+    std::string damaged = bytes;
+    damaged[at] = static_cast<char>(damaged[at] ^ 0x01);
+    EXPECT_EQ(ParseRecord(damaged).status().code(), absl::StatusCode::kDataLoss)
+        << "byte " << at;
+  }
+  EXPECT_EQ(ParseRecord(bytes.substr(0, bytes.size() - 1)).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(ParseRecord(bytes.substr(0, 10)).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
+TEST(LogFormatTest, RefusesEventsTheFormatCannotHold) {
+  hub::StoredEvent event = MakeEvent(1);
+  EXPECT_TRUE(CheckStorable(event).ok());
+  event.id.assign(kMaxIdSize + 1, 'i');
+  EXPECT_EQ(CheckStorable(event).code(), absl::StatusCode::kInvalidArgument);
+  event = MakeEvent(1);
+  event.event_bytes = nullptr;
+  EXPECT_EQ(CheckStorable(event).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(LogFormatTest, ScansCompleteBatches) {
+  const std::string file = Segment({{1, 2, 3}, {4}, {5, 6}});
+  absl::StatusOr<SegmentScan> scan = ScanSegment(file);
+  ASSERT_TRUE(scan.ok()) << scan.status();
+  EXPECT_THAT(ScannedSequences(*scan),
+              ::testing::ElementsAre(1, 2, 3, 4, 5, 6));
+  EXPECT_EQ(scan->committed_size, file.size());
+  EXPECT_THAT(scan->torn_tail, IsEmpty());
+  EXPECT_EQ(scan->records[1].offset,
+            kSegmentHeaderSize + scan->records[0].header.RecordSize());
+}
+
+TEST(LogFormatTest, AnEmptySegmentHasNoRecords) {
+  absl::StatusOr<SegmentScan> scan = ScanSegment(SegmentHeader());
+  ASSERT_TRUE(scan.ok());
+  EXPECT_THAT(scan->records, IsEmpty());
+  EXPECT_EQ(scan->committed_size, kSegmentHeaderSize);
+}
+
+// The batch being written at a crash: intact records without the one that
+// ends the batch are dropped with it.
+TEST(LogFormatTest, DropsABatchWithoutItsLastRecord) {
+  const std::string committed = Segment({{1, 2}});
+  std::string file = committed;
+  AppendRecord(MakeEvent(3), /*ends_batch=*/false, &file);
+  AppendRecord(MakeEvent(4), /*ends_batch=*/false, &file);
+  absl::StatusOr<SegmentScan> scan = ScanSegment(file);
+  ASSERT_TRUE(scan.ok());
+  EXPECT_THAT(ScannedSequences(*scan), ::testing::ElementsAre(1, 2));
+  EXPECT_EQ(scan->committed_size, committed.size());
+  EXPECT_THAT(scan->torn_tail, HasSubstr("without its last record"));
+}
+
+TEST(LogFormatTest, StopsAtHalfARecordOrZeros) {
+  const std::string committed = Segment({{1}, {2}});
+  for (const std::string& tail :
+       {Segment({{3}}).substr(kSegmentHeaderSize, 30),
+        Segment({{3}}).substr(kSegmentHeaderSize, 300),
+        std::string(4096, '\0')}) {
+    absl::StatusOr<SegmentScan> scan = ScanSegment(committed + tail);
+    ASSERT_TRUE(scan.ok());
+    EXPECT_THAT(ScannedSequences(*scan), ::testing::ElementsAre(1, 2));
+    EXPECT_EQ(scan->committed_size, committed.size());
+    EXPECT_THAT(scan->torn_tail,
+                HasSubstr(absl::StrCat("at offset ", committed.size())));
+  }
+}
+
+TEST(LogFormatTest, RefusesRecordsOutOfSequenceOrder) {
+  EXPECT_EQ(ScanSegment(Segment({{1, 3}, {2}})).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(ScanSegment(Segment({{5}, {5}})).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
+TEST(LogFormatTest, ChecksTheSegmentHeader) {
+  EXPECT_EQ(ScanSegment("not a segment at all").status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(ScanSegment("").status().code(), absl::StatusCode::kDataLoss);
+  std::string newer = SegmentHeader();
+  newer[8] = 2;  // the version field
+  const absl::Status status = CheckSegmentHeader(newer);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("version 2"));
+}
+
+TEST(LogFormatTest, MetaRoundTripsAndDetectsDamage) {
+  const std::string bytes =
+      EncodeMeta({.trimmed_through = 1234, .trimmed_events_total = 99});
+  absl::StatusOr<Meta> meta = DecodeMeta(bytes);
+  ASSERT_TRUE(meta.ok()) << meta.status();
+  EXPECT_EQ(meta->trimmed_through, 1234u);
+  EXPECT_EQ(meta->trimmed_events_total, 99u);
+  for (std::size_t at = 0; at < bytes.size(); ++at) {
+    std::string damaged = bytes;
+    damaged[at] = static_cast<char>(damaged[at] ^ 0x10);
+    EXPECT_EQ(DecodeMeta(damaged).status().code(), absl::StatusCode::kDataLoss);
+  }
+  EXPECT_EQ(DecodeMeta("").status().code(), absl::StatusCode::kDataLoss);
+}
+
+}  // namespace
+}  // namespace convocore::store::log_format
