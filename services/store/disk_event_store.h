@@ -10,9 +10,9 @@
 // that still holds that database (events.db) is imported on open.
 //
 // Files in the data directory: events-NNNNNNNNNN.log (the segments, oldest
-// first) and log.meta (how far retention trimmed). The directory itself is
-// locked (flock) for the lifetime of the store: two processes never share
-// one log.
+// first; the newest may be one made ahead of need, zero-filled) and log.meta
+// (how far retention trimmed). The directory itself is locked (flock) for the
+// lifetime of the store: two processes never share one log.
 #ifndef SERVICES_STORE_DISK_EVENT_STORE_H_
 #define SERVICES_STORE_DISK_EVENT_STORE_H_
 

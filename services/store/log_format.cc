@@ -183,6 +183,12 @@ absl::StatusOr<SegmentScan> ScanSegment(absl::string_view file) {
                                   ": a batch without its last record");
   }
   scan.records.resize(batch_start);
+  if (!scan.torn_tail.empty() &&
+      file.find_first_not_of('\0', scan.committed_size) ==
+          absl::string_view::npos) {
+    scan.torn_tail.clear();
+    scan.zero_tail = true;
+  }
   return scan;
 }
 

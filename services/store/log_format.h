@@ -89,13 +89,18 @@ struct SegmentScan {
   // Where the last complete batch ends: the file's committed length.
   std::uint64_t committed_size = kSegmentHeaderSize;
   // Why the bytes after committed_size are not part of the log; empty when
-  // there are none.
+  // there are none, or when they are all zeros.
   std::string torn_tail;
+  // The bytes after committed_size are zeros: space written ahead of the
+  // appends (a preallocated segment), or a batch none of whose pages
+  // reached the disk. Neither is damage.
+  bool zero_tail = false;
 };
 // Splits `file` (a segment's whole content) into complete batches and a
-// torn tail. Errors only when the segment header is wrong or records out of
-// sequence order (kDataLoss); a damaged record ends the scan as a torn tail,
-// whose caller decides whether that is a crash's leftover or corruption.
+// torn tail or a zero tail. Errors only when the segment header is wrong or
+// records out of sequence order (kDataLoss); a damaged record ends the scan as
+// a torn tail, whose caller decides whether that is a crash's leftover or
+// corruption.
 absl::StatusOr<SegmentScan> ScanSegment(absl::string_view file);
 
 // The log's trimming state, kept beside the segments because trimming may

@@ -3,13 +3,14 @@
 // after its Append() returned OK ("ack FIRST LAST"), one write(2) per line so
 // that a SIGKILL never leaves half a line in the pipe.
 //
-//   disk_store_crash_child DATA_DIR fsync|os_cache
+//   disk_store_crash_child DATA_DIR fsync|os_cache SEGMENT_BYTES
 #include <unistd.h>
 
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "services/store/disk_event_store.h"
 #include "tests/services/store/test_events.h"
@@ -29,13 +30,21 @@ void Say(const std::string& line) {
 int main(int argc, char** argv) {
   using convocore::store::DiskEventStore;
   using convocore::store::DiskStoreOptions;
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: %s DATA_DIR fsync|os_cache\n", argv[0]);
+  if (argc != 4) {
+    std::fprintf(stderr, "usage: %s DATA_DIR fsync|os_cache SEGMENT_BYTES\n",
+                 argv[0]);
     return 2;
   }
   DiskStoreOptions options;
   options.data_dir = argv[1];
   options.retention = {};  // keep everything: the test reads it all back
+  // Small segments, so that kills land around rollovers and the segments
+  // maintenance makes ahead.
+  if (!absl::SimpleAtoi(argv[3], &options.segment_bytes)) {
+    std::fprintf(stderr, "bad SEGMENT_BYTES: %s\n", argv[3]);
+    return 2;
+  }
+  options.maintenance_interval = absl::Milliseconds(2);
   std::string error;
   if (!AbslParseFlag(argv[2], &options.durability, &error)) {
     std::fprintf(stderr, "%s\n", error.c_str());

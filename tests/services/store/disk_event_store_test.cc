@@ -524,6 +524,38 @@ TEST_F(DiskEventStoreTest, CutsATornTailOffTheNewestSegment) {
   ExpectGenerated(events);
 }
 
+// Maintenance makes the next segment ahead of time; a crash can then leave
+// the torn batch in the segment before it, which is no damage either.
+TEST_F(DiskEventStoreTest, CutsATornTailOffASegmentFollowedByAPreparedOne) {
+  DiskStoreOptions options = Options();
+  options.segment_bytes = 16 << 10;  // prepared once 8 KiB are written
+  {
+    auto store = Open(options);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Append(Batch(1, 20)).ok());  // ~11 KiB
+    ASSERT_TRUE(Eventually([&] { return SegmentFiles().size() == 2; }));
+  }
+  std::string torn;
+  log_format::AppendRecord(MakeEvent(21), /*ends_batch=*/false, &torn);
+  std::ofstream(SegmentFiles()[0], std::ios::binary | std::ios::app) << torn;
+  {
+    auto store = Open(options);
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(store->DiscardedTailBytes(), torn.size());
+    EXPECT_EQ(store->Stats().last_sequence, 20u);
+    ASSERT_TRUE(store->Append(Batch(21, 5)).ok());
+  }
+  auto store = Open(options);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->DiscardedTailBytes(), 0u);
+  const std::vector<StoredEvent> events = ReadAll(*store);
+  EXPECT_THAT(Sequences(events), ElementsAreArray(Range(1, 25)));
+  ExpectGenerated(events);
+  // The new batch went into the prepared segment, written ahead with zeros.
+  EXPECT_EQ(std::filesystem::file_size(SegmentFiles()[1]),
+            options.segment_bytes);
+}
+
 // Damage after open is caught by the record's checksum when it is read,
 // instead of streaming wrong bytes.
 TEST_F(DiskEventStoreTest, ReadsFailOnARecordDamagedOnDisk) {
@@ -618,9 +650,11 @@ Report RunAndKillChild(const std::filesystem::path& dir, Durability durability,
   posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
   const std::string dir_arg = dir.string();
   const std::string mode_arg = AbslUnparseFlag(durability);
+  std::string segment_arg = "65536";
   char* argv[] = {const_cast<char*>(DISK_STORE_CRASH_CHILD),
                   const_cast<char*>(dir_arg.c_str()),
-                  const_cast<char*>(mode_arg.c_str()), nullptr};
+                  const_cast<char*>(mode_arg.c_str()), segment_arg.data(),
+                  nullptr};
   pid_t pid = 0;
   const int spawned = posix_spawn(&pid, DISK_STORE_CRASH_CHILD, &actions,
                                   nullptr, argv, environ);

@@ -112,19 +112,40 @@ TEST(LogFormatTest, DropsABatchWithoutItsLastRecord) {
   EXPECT_THAT(scan->torn_tail, HasSubstr("without its last record"));
 }
 
-TEST(LogFormatTest, StopsAtHalfARecordOrZeros) {
+TEST(LogFormatTest, StopsAtHalfARecordOrGarbage) {
   const std::string committed = Segment({{1}, {2}});
   for (const std::string& tail :
        {Segment({{3}}).substr(kSegmentHeaderSize, 30),
         Segment({{3}}).substr(kSegmentHeaderSize, 300),
-        std::string(4096, '\0')}) {
+        Segment({{3}}).substr(kSegmentHeaderSize, 300) +
+            std::string(4096, '\0'),
+        std::string(4096, 'x')}) {
     absl::StatusOr<SegmentScan> scan = ScanSegment(committed + tail);
     ASSERT_TRUE(scan.ok());
     EXPECT_THAT(ScannedSequences(*scan), ::testing::ElementsAre(1, 2));
     EXPECT_EQ(scan->committed_size, committed.size());
     EXPECT_THAT(scan->torn_tail,
                 HasSubstr(absl::StrCat("at offset ", committed.size())));
+    EXPECT_FALSE(scan->zero_tail);
   }
+}
+
+// Zeros after the last batch are space written ahead of the appends, not
+// damage.
+TEST(LogFormatTest, AZeroTailIsNotTorn) {
+  const std::string committed = Segment({{1, 2}});
+  absl::StatusOr<SegmentScan> scan =
+      ScanSegment(committed + std::string(1 << 20, '\0'));
+  ASSERT_TRUE(scan.ok());
+  EXPECT_THAT(ScannedSequences(*scan), ::testing::ElementsAre(1, 2));
+  EXPECT_EQ(scan->committed_size, committed.size());
+  EXPECT_THAT(scan->torn_tail, IsEmpty());
+  EXPECT_TRUE(scan->zero_tail);
+
+  scan = ScanSegment(SegmentHeader() + std::string(4096, '\0'));
+  ASSERT_TRUE(scan.ok());
+  EXPECT_THAT(scan->records, IsEmpty());
+  EXPECT_TRUE(scan->zero_tail);
 }
 
 TEST(LogFormatTest, RefusesRecordsOutOfSequenceOrder) {
