@@ -1,8 +1,9 @@
-// Chooses the embedded engine behind the durable store by measurement: appends
+// Chooses the engine behind the durable store by measurement: appends
 // batches of realistic (~500 B) events with one fsync per batch, the way the
 // hub's group commit calls EventStore::Append, and prints appends/s and
-// events/s for SQLite (WAL, synchronous=FULL) and, when built with it, RocksDB
-// (WriteOptions.sync). Not a test: it prints figures.
+// events/s for the store's segment log (services/store, what the gateway
+// uses), SQLite (WAL, synchronous=FULL, what it used before) and, when built
+// with it, RocksDB (WriteOptions.sync). Not a test: it prints figures.
 //
 // RocksDB is measured only when librocksdb-dev is installed at configure
 // time (`apt-get install librocksdb-dev`); the gateway does not need it.
@@ -10,6 +11,7 @@
 //   store_engine_bench [--dir=/path/on/the/real/disk] [--seconds=2]
 //                      [--rounds=3]
 #include <sqlite3.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -28,6 +30,8 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/time/clock.h"
+#include "services/store/disk_event_store.h"
 
 #ifdef STORE_BENCH_WITH_ROCKSDB
 #include "rocksdb/db.h"
@@ -65,12 +69,26 @@ std::string BigEndianKey(std::uint64_t sequence) {
   return key;
 }
 
-// Runs `append_batch(first_sequence)` until `seconds` have passed and
-// returns appends/s.
-double Measure(std::string_view engine, int batch_size, double seconds,
-               const std::function<bool(std::uint64_t)>& append_batch) {
+struct Rate {
+  double appends_per_second = 0;
+  // Process CPU (user + system) per appended event: on a machine whose cores
+  // are busy with the rest of the gateway, this is what an engine costs.
+  double cpu_us_per_event = 0;
+};
+
+double ProcessCpuMicros() {
+  rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  return (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1e6 +
+         usage.ru_utime.tv_usec + usage.ru_stime.tv_usec;
+}
+
+// Runs `append_batch(first_sequence)` until `seconds` have passed.
+Rate Measure(std::string_view engine, int batch_size, double seconds,
+             const std::function<bool(std::uint64_t)>& append_batch) {
   std::uint64_t next = 1;
   std::uint64_t batches = 0;
+  const double cpu_start = ProcessCpuMicros();
   const auto start = Clock::now();
   const auto deadline = start + std::chrono::duration<double>(seconds);
   while (Clock::now() < deadline) {
@@ -84,7 +102,11 @@ double Measure(std::string_view engine, int batch_size, double seconds,
   }
   const double elapsed =
       std::chrono::duration<double>(Clock::now() - start).count();
-  return batches / elapsed;
+  return Rate{
+      .appends_per_second = batches / elapsed,
+      .cpu_us_per_event = (ProcessCpuMicros() - cpu_start) /
+                          static_cast<double>(batches * batch_size),
+  };
 }
 
 bool Exec(sqlite3* db, const char* sql) {
@@ -97,8 +119,8 @@ bool Exec(sqlite3* db, const char* sql) {
   return true;
 }
 
-double BenchSqlite(const std::filesystem::path& dir, int batch_size,
-                   double seconds) {
+Rate BenchSqlite(const std::filesystem::path& dir, int batch_size,
+                 double seconds) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   sqlite3* db = nullptr;
@@ -118,7 +140,7 @@ double BenchSqlite(const std::filesystem::path& dir, int batch_size,
   sqlite3_prepare_v2(db, "INSERT INTO events VALUES (?, ?, ?, ?)", -1, &insert,
                      nullptr);
   std::mt19937_64 rng(42);
-  const double rate =
+  const Rate rate =
       Measure("sqlite", batch_size, seconds, [&](std::uint64_t first) {
         if (!Exec(db, "BEGIN")) return false;
         for (int i = 0; i < batch_size; ++i) {
@@ -142,9 +164,42 @@ double BenchSqlite(const std::filesystem::path& dir, int batch_size,
   return rate;
 }
 
+Rate BenchSegmentLog(const std::filesystem::path& dir, int batch_size,
+                     double seconds) {
+  std::filesystem::remove_all(dir);
+  convocore::store::DiskStoreOptions options;
+  options.data_dir = dir.string();
+  options.retention = {};  // keep everything, as the other engines do
+  auto store = convocore::store::DiskEventStore::Open(options);
+  if (!store.ok()) {
+    std::fprintf(stderr, "segment log open failed: %s\n",
+                 store.status().ToString().c_str());
+    std::exit(1);
+  }
+  std::mt19937_64 rng(42);
+  std::vector<convocore::hub::StoredEvent> batch(batch_size);
+  const Rate rate =
+      Measure("segments", batch_size, seconds, [&](std::uint64_t first) {
+        for (int i = 0; i < batch_size; ++i) {
+          const std::uint64_t sequence = first + i;
+          batch[i] = convocore::hub::StoredEvent{
+              .sequence = sequence,
+              .receive_time = absl::Now(),
+              .id = "evt_" + std::to_string(sequence),
+              .event_bytes = std::make_shared<const std::string>(
+                  RealisticEvent(sequence, rng)),
+          };
+        }
+        return (*store)->Append(batch).ok();
+      });
+  store->reset();
+  std::filesystem::remove_all(dir);
+  return rate;
+}
+
 #ifdef STORE_BENCH_WITH_ROCKSDB
-double BenchRocksdb(const std::filesystem::path& dir, int batch_size,
-                    double seconds) {
+Rate BenchRocksdb(const std::filesystem::path& dir, int batch_size,
+                  double seconds) {
   std::filesystem::remove_all(dir);
   rocksdb::Options options;
   options.create_if_missing = true;
@@ -157,7 +212,7 @@ double BenchRocksdb(const std::filesystem::path& dir, int batch_size,
   rocksdb::WriteOptions write_options;
   write_options.sync = true;
   std::mt19937_64 rng(42);
-  const double rate =
+  const Rate rate =
       Measure("rocksdb", batch_size, seconds, [&](std::uint64_t first) {
         rocksdb::WriteBatch batch;
         for (int i = 0; i < batch_size; ++i) {
@@ -178,7 +233,7 @@ double BenchRocksdb(const std::filesystem::path& dir, int batch_size,
 
 struct Engine {
   std::string_view name;
-  double (*bench)(const std::filesystem::path&, int, double);
+  Rate (*bench)(const std::filesystem::path&, int, double);
 };
 
 int main(int argc, char** argv) {
@@ -187,6 +242,7 @@ int main(int argc, char** argv) {
   const double seconds = absl::GetFlag(FLAGS_seconds);
   const int rounds = std::max(1, absl::GetFlag(FLAGS_rounds));
   const std::vector<Engine> engines = {
+      {"segments", &BenchSegmentLog},
       {"sqlite", &BenchSqlite},
 #ifdef STORE_BENCH_WITH_ROCKSDB
       {"rocksdb", &BenchRocksdb},
@@ -197,16 +253,18 @@ int main(int argc, char** argv) {
               dir.c_str(), rounds);
   // Rounds interleave the engines so that a noisy neighbour on a shared disk
   // hurts both alike; the median of the rounds is reported.
-  std::map<std::pair<std::string_view, int>, std::vector<double>> rates;
+  std::map<std::pair<std::string_view, int>, std::vector<Rate>> rates;
   for (int round = 0; round < rounds; ++round) {
     for (const int batch_size : batch_sizes) {
       for (const Engine& engine : engines) {
-        const double rate =
+        const Rate rate =
             engine.bench(dir / std::string(engine.name), batch_size, seconds);
         rates[{engine.name, batch_size}].push_back(rate);
-        std::printf("round %d %-8.*s batch=%-3d %9.0f appends/s\n", round,
-                    static_cast<int>(engine.name.size()), engine.name.data(),
-                    batch_size, rate);
+        std::printf(
+            "round %d %-8.*s batch=%-3d %9.0f appends/s %6.1f us CPU "
+            "per event\n",
+            round, static_cast<int>(engine.name.size()), engine.name.data(),
+            batch_size, rate.appends_per_second, rate.cpu_us_per_event);
         std::fflush(stdout);
       }
     }
@@ -214,12 +272,21 @@ int main(int argc, char** argv) {
   std::printf("median:\n");
   for (const int batch_size : batch_sizes) {
     for (const Engine& engine : engines) {
-      std::vector<double>& r = rates[{engine.name, batch_size}];
-      std::sort(r.begin(), r.end());
-      const double median = r[r.size() / 2];
-      std::printf("%-8.*s batch=%-3d %9.0f appends/s %10.0f events/s\n",
-                  static_cast<int>(engine.name.size()), engine.name.data(),
-                  batch_size, median, median * batch_size);
+      std::vector<Rate>& r = rates[{engine.name, batch_size}];
+      std::vector<double> appends;
+      std::vector<double> cpu;
+      for (const Rate& rate : r) {
+        appends.push_back(rate.appends_per_second);
+        cpu.push_back(rate.cpu_us_per_event);
+      }
+      std::sort(appends.begin(), appends.end());
+      std::sort(cpu.begin(), cpu.end());
+      const double median = appends[appends.size() / 2];
+      std::printf(
+          "%-8.*s batch=%-3d %9.0f appends/s %10.0f events/s %6.1f us CPU "
+          "per event\n",
+          static_cast<int>(engine.name.size()), engine.name.data(), batch_size,
+          median, median * batch_size, cpu[cpu.size() / 2]);
     }
   }
   return 0;

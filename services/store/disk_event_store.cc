@@ -419,7 +419,7 @@ class SegmentLogStore final : public DiskEventStore {
         torn_ordinal_ = ordinal;
         torn_committed_size_ = scan->committed_size;
         torn_reason = scan->torn_tail;
-        discarded_tail_bytes_ = content->size() - scan->committed_size;
+        discarded_tail_bytes_ = scan->torn_size;
       }
       for (const log_format::RecordLocation& record : scan->records) {
         const log_format::RecordHeader& header = record.header;
@@ -464,7 +464,7 @@ class SegmentLogStore final : public DiskEventStore {
   // off a torn tail. kUnavailable when the directory cannot be written.
   absl::Status OpenWriter() ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
     if (absl::Status cut = CutTornTail(); !cut.ok()) return cut;
-    if (active_ordinal_ == 0) return CreateSegment(1);
+    if (active_ordinal_ == 0) return CreateFirstSegment();
     const std::string path = Path(SegmentName(active_ordinal_));
     const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
     if (fd < 0) return ErrnoStatus(absl::StrCat("cannot open ", path));
@@ -572,6 +572,14 @@ class SegmentLogStore final : public DiskEventStore {
     absl::StatusOr<int> fd = MakeSegmentFile(ordinal, 0);
     if (!fd.ok()) return fd.status();
     return SwitchTo(ordinal, *fd);
+  }
+
+  // The first segment of a new log, zero-filled like those made ahead when
+  // the disk has room for that, else plain.
+  absl::Status CreateFirstSegment() ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
+    absl::StatusOr<int> fd = MakeSegmentFile(1, options_.segment_bytes);
+    if (!fd.ok()) return CreateSegment(1);
+    return SwitchTo(1, *fd);
   }
 
   // Starts the next segment: the one maintenance prepared if it is ready,
@@ -903,7 +911,7 @@ class SegmentLogStore final : public DiskEventStore {
     unlink(Path(kMetaFile).c_str());
 
     absl::MutexLock writer_lock(&writer_mu_);
-    if (absl::Status created = CreateSegment(1); !created.ok()) {
+    if (absl::Status created = CreateFirstSegment(); !created.ok()) {
       return created;
     }
     std::uint64_t imported_last = 0;

@@ -183,11 +183,15 @@ absl::StatusOr<SegmentScan> ScanSegment(absl::string_view file) {
                                   ": a batch without its last record");
   }
   scan.records.resize(batch_start);
-  if (!scan.torn_tail.empty() &&
-      file.find_first_not_of('\0', scan.committed_size) ==
-          absl::string_view::npos) {
-    scan.torn_tail.clear();
-    scan.zero_tail = true;
+  if (!scan.torn_tail.empty()) {
+    const std::size_t last_data = file.find_last_not_of('\0');
+    if (last_data == absl::string_view::npos ||
+        last_data < scan.committed_size) {
+      scan.torn_tail.clear();
+      scan.zero_tail = true;
+    } else {
+      scan.torn_size = last_data + 1 - scan.committed_size;
+    }
   }
   return scan;
 }

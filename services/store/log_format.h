@@ -91,6 +91,8 @@ struct SegmentScan {
   // Why the bytes after committed_size are not part of the log; empty when
   // there are none, or when they are all zeros.
   std::string torn_tail;
+  // How many bytes of the torn tail are not trailing zeros.
+  std::uint64_t torn_size = 0;
   // The bytes after committed_size are zeros: space written ahead of the
   // appends (a preallocated segment), or a batch none of whose pages
   // reached the disk. Neither is damage.

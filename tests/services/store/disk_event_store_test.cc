@@ -133,6 +133,25 @@ class DiskEventStoreTest : public ::testing::Test {
     return files;
   }
 
+  // Where a segment's records end: segments are zero-filled ahead of the
+  // appends, so the file's size does not tell.
+  static std::uintmax_t DataEnd(const std::filesystem::path& file) {
+    std::ifstream stream(file, std::ios::binary);
+    const std::string content((std::istreambuf_iterator<char>(stream)),
+                              std::istreambuf_iterator<char>());
+    return content.find_last_not_of('\0') + 1;
+  }
+
+  // Writes `bytes` where the records end, as a crash mid-Append leaves them.
+  static void WriteAtDataEnd(const std::filesystem::path& file,
+                             const std::string& bytes) {
+    const std::uintmax_t end = DataEnd(file);
+    std::fstream stream(file, std::ios::binary | std::ios::in | std::ios::out);
+    stream.seekp(static_cast<std::streamoff>(end));
+    stream.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    ASSERT_TRUE(stream.good()) << "cannot write to " << file;
+  }
+
   static void FlipByte(const std::filesystem::path& file, std::uintmax_t at) {
     std::fstream stream(file, std::ios::binary | std::ios::in | std::ios::out);
     stream.seekg(static_cast<std::streamoff>(at));
@@ -504,14 +523,13 @@ TEST_F(DiskEventStoreTest, CutsATornTailOffTheNewestSegment) {
   log_format::AppendRecord(MakeEvent(9), /*ends_batch=*/true, &last);
   torn.append(last, 0, last.size() / 2);
   ASSERT_EQ(SegmentFiles().size(), 1u);
-  const std::uintmax_t committed =
-      std::filesystem::file_size(SegmentFiles()[0]);
-  std::ofstream(SegmentFiles()[0], std::ios::binary | std::ios::app) << torn;
+  const std::uintmax_t committed = DataEnd(SegmentFiles()[0]);
+  WriteAtDataEnd(SegmentFiles()[0], torn);
   {
     auto store = Open();
     ASSERT_NE(store, nullptr);
     EXPECT_EQ(store->DiscardedTailBytes(), torn.size());
-    EXPECT_EQ(std::filesystem::file_size(SegmentFiles()[0]), committed);
+    EXPECT_EQ(DataEnd(SegmentFiles()[0]), committed);
     EXPECT_EQ(store->Stats().last_sequence, 6u);
     EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAreArray(Range(1, 6)));
     ASSERT_TRUE(store->Append(Batch(7, 3)).ok());
@@ -537,7 +555,7 @@ TEST_F(DiskEventStoreTest, CutsATornTailOffASegmentFollowedByAPreparedOne) {
   }
   std::string torn;
   log_format::AppendRecord(MakeEvent(21), /*ends_batch=*/false, &torn);
-  std::ofstream(SegmentFiles()[0], std::ios::binary | std::ios::app) << torn;
+  WriteAtDataEnd(SegmentFiles()[0], torn);
   {
     auto store = Open(options);
     ASSERT_NE(store, nullptr);
@@ -562,8 +580,7 @@ TEST_F(DiskEventStoreTest, ReadsFailOnARecordDamagedOnDisk) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->Append(Batch(1, 3)).ok());
-  FlipByte(SegmentFiles()[0],
-           std::filesystem::file_size(SegmentFiles()[0]) - 10);
+  FlipByte(SegmentFiles()[0], DataEnd(SegmentFiles()[0]) - 10);
   absl::StatusOr<std::vector<StoredEvent>> events = store->ReadAfter(0, 10);
   EXPECT_EQ(events.status().code(), absl::StatusCode::kDataLoss)
       << events.status();

@@ -127,6 +127,8 @@ TEST(LogFormatTest, StopsAtHalfARecordOrGarbage) {
     EXPECT_THAT(scan->torn_tail,
                 HasSubstr(absl::StrCat("at offset ", committed.size())));
     EXPECT_FALSE(scan->zero_tail);
+    EXPECT_EQ(scan->torn_size,
+              tail.substr(0, tail.find_last_not_of('\0') + 1).size());
   }
 }
 
