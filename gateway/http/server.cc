@@ -75,7 +75,7 @@ std::optional<absl::StatusOr<std::uint64_t>> DeclaredLength(
 }
 
 // What we keep per TCP connection, beside Pistache's parser.
-struct Connection {
+struct Connection : std::enable_shared_from_this<Connection> {
   explicit Connection(int pistache_fd)
       : fd(::fcntl(pistache_fd, F_DUPFD_CLOEXEC, 0)) {}
   ~Connection() {
@@ -101,9 +101,10 @@ struct Connection {
   // all go through Pistache's queue.
   const int fd;
   absl::Mutex write_mu;
-  // A response went through Pistache's queue (the socket was full): every
-  // later one follows it there, so that they stay in order.
-  bool queued ABSL_GUARDED_BY(write_mu) = false;
+  // Responses handed to Pistache's queue (the socket was full) and not yet
+  // written: while there are any, later ones follow them there, so that
+  // they stay in order; then responses are written directly again.
+  std::size_t queued ABSL_GUARDED_BY(write_mu) = 0;
 };
 
 // Short enough for std::string's inline buffer: Pistache makes a string of it
@@ -213,7 +214,7 @@ void Write(const std::shared_ptr<HttpServer::State>& state,
            std::string bytes, bool close) {
   {
     absl::MutexLock lock(&connection.write_mu);
-    if (!connection.queued && connection.fd >= 0) {
+    if (connection.queued == 0 && connection.fd >= 0) {
       ssize_t written = ::send(connection.fd, bytes.data(), bytes.size(),
                                MSG_NOSIGNAL | MSG_DONTWAIT);
       if (written == static_cast<ssize_t>(bytes.size())) {
@@ -230,13 +231,17 @@ void Write(const std::shared_ptr<HttpServer::State>& state,
         written = 0;
       }
       bytes.erase(0, written);
-      connection.queued = true;
     }
+    ++connection.queued;
   }
   const std::size_t size = bytes.size();
   // Counted in flight until written, so that a drain waits for the bytes.
   auto token = std::make_shared<InFlight>(state);
   std::weak_ptr<P::Tcp::Peer> weak_peer = peer;
+  auto dequeued = [self = connection.shared_from_this()] {
+    absl::MutexLock lock(&self->write_mu);
+    --self->queued;
+  };
   // The continuation goes straight on the transport's own promise, whose
   // callbacks Pistache guards with its lock. Never on a promise chained from
   // it (what ResponseWriter::send returns): Pistache resolves chained
@@ -246,13 +251,14 @@ void Write(const std::shared_ptr<HttpServer::State>& state,
   // vegeta).
   peer->send(P::RawBuffer(std::move(bytes), size))
       .then(
-          [token, weak_peer, close](ssize_t) {
+          [token, weak_peer, close, dequeued](ssize_t) {
+            dequeued();
             if (!close) return;
             if (auto locked = weak_peer.lock()) {
               ::shutdown(locked->fd(), SHUT_WR);
             }
           },
-          [token](std::exception_ptr) {});
+          [token, dequeued](std::exception_ptr) { dequeued(); });
 }
 
 // Writes `reply` to `peer` (nothing when the client is gone) and closes the

@@ -375,13 +375,22 @@ TEST_F(HttpServerTest, AResponseTooLargeForTheSocketArrivesWholeAndInOrder) {
   EXPECT_TRUE(metrics->body == big)
       << "a body of " << metrics->body.size() << " bytes, not the "
       << big.size() << " sent";
-  // Later responses on the connection come after it.
-  for (int i = 0; i < 3; ++i) {
-    auto webhook = connection->Exchange(
-        Request("POST", "/webhooks", absl::StrCat("{\"n\":", i, "}"),
-                "Content-Type: application/json\r\n"));
-    ASSERT_TRUE(webhook.ok()) << webhook.status();
-    EXPECT_EQ(webhook->code, 200);
+  // Later responses on the connection come after it, written directly again
+  // once it is out; and the queue takes over again when the socket is full.
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 3; ++i) {
+      auto webhook = connection->Exchange(
+          Request("POST", "/webhooks", absl::StrCat("{\"n\":", i, "}"),
+                  "Content-Type: application/json\r\n"));
+      ASSERT_TRUE(webhook.ok()) << webhook.status();
+      EXPECT_EQ(webhook->code, 200);
+    }
+    if (round == 0) {
+      metrics = connection->Exchange(Request("GET", "/metrics", ""));
+      ASSERT_TRUE(metrics.ok()) << metrics.status();
+      EXPECT_TRUE(metrics->body == big)
+          << "a body of " << metrics->body.size() << " bytes";
+    }
   }
   EXPECT_EQ(InFlightSettledAt(0), 0);
 }
