@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "xxhash.h"
 
 namespace convocore::gateway {
 
@@ -20,14 +21,6 @@ namespace convocore::gateway {
 struct ClaimTicket::State {
   absl::Notification done;
   absl::Status status;
-  std::uint64_t sequence = 0;
-};
-
-struct Deduplicator::Entry {
-  std::string id;
-  absl::Time seen;
-  // Set while the first delivery is in flight.
-  std::shared_ptr<ClaimTicket::State> in_flight;
   std::uint64_t sequence = 0;
 };
 
@@ -95,34 +88,61 @@ void ClaimTicket::Settle(absl::Status status, std::uint64_t sequence) {
   state_->done.Notify();
 }
 
+namespace {
+
+// The arrival order starts with room for this many keys (or the window, if
+// smaller) and doubles as needed; the window's records likewise.
+constexpr std::size_t kInitialReserve = 1 << 20;
+
+// Record::sequence of an id whose first delivery is in flight; no stored
+// sequence comes near it.
+constexpr std::uint64_t kInFlight = ~std::uint64_t{0};
+
+}  // namespace
+
 Deduplicator::Deduplicator(DeduplicatorOptions options)
     : options_([&] {
         options.max_entries = std::max<std::size_t>(options.max_entries, 1);
         return options;
-      }()) {}
+      }()) {
+  // Sized once for the window, so that filling it does not reallocate the
+  // table again and again on the way up.
+  const std::size_t reserve =
+      std::min<std::size_t>(options_.max_entries, kInitialReserve);
+  records_.reserve(reserve);
+  order_.resize(reserve);
+}
 
 Deduplicator::~Deduplicator() = default;
 
+Deduplicator::Key Deduplicator::KeyOf(std::string_view id) {
+  const XXH128_hash_t hash = XXH3_128bits(id.data(), id.size());
+  return absl::MakeUint128(hash.high64, hash.low64);
+}
+
 absl::StatusOr<ClaimTicket> Deduplicator::Claim(std::string_view id,
                                                 absl::Time now) {
+  const Key key = KeyOf(id);
   std::shared_ptr<ClaimTicket::State> first;
   {
     absl::MutexLock lock(&mu_);
     ExpireLocked(now);
-    if (auto it = index_.find(id); it != index_.end()) {
-      Entry& entry = *it->second;
-      if (now - entry.seen >= options_.max_age) {
-        // Out of the window but not yet at the front of the expiry order.
-        EraseLocked(it->second);
-      } else if (entry.in_flight == nullptr) {
-        return ClaimTicket(entry.sequence);
+    if (auto it = records_.find(key); it != records_.end()) {
+      const Record& record = it->second;
+      if (now - absl::FromUnixNanos(record.seen_unix_ns) >= options_.max_age) {
+        // Out of the window but not yet at the front of the arrival order.
+        EraseLocked(key);
+      } else if (record.sequence != kInFlight) {
+        return ClaimTicket(record.sequence);
       } else {
-        first = entry.in_flight;
+        first = in_flight_.at(key);
       }
     }
     if (first == nullptr) {
       auto state = std::make_shared<ClaimTicket::State>();
-      InsertLocked(Entry{std::string(id), now, state});
+      InsertLocked(key, Record{.sequence = kInFlight,
+                               .seen_unix_ns = absl::ToUnixNanos(now)});
+      in_flight_[key] = state;
       return ClaimTicket(this, std::string(id), std::move(state));
     }
   }
@@ -141,17 +161,16 @@ absl::StatusOr<ClaimTicket> Deduplicator::Claim(std::string_view id,
 
 void Deduplicator::Restore(std::string_view id, std::uint64_t sequence,
                            absl::Time seen) {
+  const Key key = KeyOf(id);
   absl::MutexLock lock(&mu_);
-  if (auto it = index_.find(id); it != index_.end()) {
-    if (it->second->in_flight != nullptr) return;
-    EraseLocked(it->second);
-  }
-  InsertLocked(Entry{std::string(id), seen, nullptr, sequence});
+  if (in_flight_.contains(key)) return;
+  InsertLocked(key, Record{.sequence = sequence,
+                           .seen_unix_ns = absl::ToUnixNanos(seen)});
 }
 
 std::size_t Deduplicator::size() const {
   absl::MutexLock lock(&mu_);
-  return index_.size();
+  return records_.size();
 }
 
 std::size_t Deduplicator::waiting() const {
@@ -160,34 +179,80 @@ std::size_t Deduplicator::waiting() const {
 
 void Deduplicator::Settle(std::string_view id, const ClaimTicket::State* state,
                           bool stored, std::uint64_t sequence) {
+  const Key key = KeyOf(id);
   absl::MutexLock lock(&mu_);
-  auto it = index_.find(id);
-  // The entry may have been evicted, or replaced after it expired.
-  if (it == index_.end() || it->second->in_flight.get() != state) return;
+  auto it = in_flight_.find(key);
+  // The record may have been evicted, or replaced after it expired.
+  if (it == in_flight_.end() || it->second.get() != state) return;
+  in_flight_.erase(it);
   if (stored) {
-    it->second->in_flight = nullptr;
-    it->second->sequence = sequence;
+    records_.at(key).sequence = sequence;
   } else {
-    EraseLocked(it->second);
+    records_.erase(key);
   }
 }
 
 void Deduplicator::ExpireLocked(absl::Time now) {
-  while (!entries_.empty() && now - entries_.front().seen >= options_.max_age) {
-    EraseLocked(entries_.begin());
+  const std::int64_t expired_before = absl::ToUnixNanos(now - options_.max_age);
+  while (order_size_ > 0) {
+    const auto it = records_.find(order_[order_start_]);
+    if (it != records_.end() && it->second.position == oldest_position_ &&
+        it->second.seen_unix_ns > expired_before) {
+      return;
+    }
+    PopOldestLocked();
   }
 }
 
-void Deduplicator::EraseLocked(Entries::iterator entry) {
-  index_.erase(std::string_view(entry->id));
-  entries_.erase(entry);
+void Deduplicator::EraseLocked(const Key& key) {
+  records_.erase(key);
+  in_flight_.erase(key);
 }
 
-void Deduplicator::InsertLocked(Entry entry) {
-  entries_.push_back(std::move(entry));
-  index_.emplace(std::string_view(entries_.back().id),
-                 std::prev(entries_.end()));
-  while (index_.size() > options_.max_entries) EraseLocked(entries_.begin());
+void Deduplicator::InsertLocked(const Key& key, Record record) {
+  if (order_size_ == order_.size()) MakeRoomLocked();
+  record.position = oldest_position_ + order_size_;
+  order_[(order_start_ + order_size_) % order_.size()] = key;
+  ++order_size_;
+  // Replacing a record leaves its old key in the order, to be skipped.
+  records_[key] = record;
+  while (records_.size() > options_.max_entries) PopOldestLocked();
+}
+
+void Deduplicator::MakeRoomLocked() {
+  // Mostly keys of erased or replaced records (failed deliveries, say, while
+  // the store is down): dropped in place, so that they never push live ids
+  // out of the window. Otherwise the ring doubles.
+  const bool compact = records_.size() <= order_size_ / 2;
+  std::vector<Key> next(compact ? order_.size()
+                                : std::max<std::size_t>(order_.size() * 2, 16));
+  // New positions start past every old one, so that no leftover matches.
+  const std::uint64_t base = oldest_position_ + order_size_;
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < order_size_; ++i) {
+    const Key& key = order_[(order_start_ + i) % order_.size()];
+    const auto it = records_.find(key);
+    if (it == records_.end() || it->second.position != oldest_position_ + i) {
+      continue;
+    }
+    it->second.position = base + kept;
+    next[kept++] = key;
+  }
+  order_ = std::move(next);
+  order_start_ = 0;
+  order_size_ = kept;
+  oldest_position_ = base;
+}
+
+void Deduplicator::PopOldestLocked() {
+  const Key& key = order_[order_start_];
+  const auto it = records_.find(key);
+  if (it != records_.end() && it->second.position == oldest_position_) {
+    EraseLocked(key);
+  }
+  order_start_ = (order_start_ + 1) % order_.size();
+  --order_size_;
+  ++oldest_position_;
 }
 
 }  // namespace convocore::gateway

@@ -162,6 +162,69 @@ TEST(DeduplicatorTest, ForgetsTheOldestBeyondMaxEntries) {
   EXPECT_TRUE(dedup.Claim("evt_a", kT0)->is_new());
 }
 
+// Failed deliveries are forgotten, and so many of them (the store down for a
+// while) never push the ids that were stored out of the window.
+TEST(DeduplicatorTest, ManyFailuresKeepTheStoredIdsInTheWindow) {
+  Deduplicator dedup({.max_entries = 3});
+  dedup.Claim("evt_a", kT0)->Complete(7);
+  for (int i = 0; i < 1000; ++i) {
+    absl::StatusOr<ClaimTicket> failing =
+        dedup.Claim(absl::StrCat("evt_failing_", i), kT0);
+    ASSERT_TRUE(failing.ok());
+    ASSERT_TRUE(failing->is_new());
+    failing->Fail(absl::UnavailableError("the disk is full"));
+  }
+  dedup.Claim("evt_b", kT0)->Complete(8);
+  EXPECT_EQ(dedup.size(), 2u);
+  absl::StatusOr<ClaimTicket> a = dedup.Claim("evt_a", kT0);
+  ASSERT_TRUE(a.ok());
+  EXPECT_FALSE(a->is_new());
+  EXPECT_EQ(a->sequence(), 7u);
+  EXPECT_TRUE(dedup.Claim("evt_failing_999", kT0)->is_new());
+}
+
+// Replaced records leave their old place in the arrival order; the window
+// still counts each id once and evicts in order.
+TEST(DeduplicatorTest, RestoringAnIdAgainMovesItToTheNewest) {
+  Deduplicator dedup({.max_entries = 2});
+  dedup.Restore("evt_a", 1, kT0);
+  dedup.Restore("evt_b", 2, kT0);
+  dedup.Restore("evt_a", 3, kT0);  // now newer than evt_b
+  dedup.Claim("evt_c", kT0)->Complete(4);
+  EXPECT_EQ(dedup.size(), 2u);
+  EXPECT_EQ(dedup.Claim("evt_a", kT0)->sequence(), 3u);
+  EXPECT_TRUE(dedup.Claim("evt_b", kT0)->is_new());
+}
+
+// The arrival order is a ring that grows and drops its leftovers in place;
+// a long run through a small window exercises both.
+TEST(DeduplicatorTest, AWindowKeepsExactlyTheNewestIdsOverALongRun) {
+  constexpr int kWindow = 100;
+  Deduplicator dedup({.max_entries = kWindow});
+  for (int i = 0; i < 5000; ++i) {
+    absl::StatusOr<ClaimTicket> ticket =
+        dedup.Claim(absl::StrCat("evt_", i), kT0);
+    ASSERT_TRUE(ticket.ok());
+    ASSERT_TRUE(ticket->is_new()) << i;
+    if (i % 3 == 0) {
+      ticket->Fail(absl::UnavailableError("down"));
+    } else {
+      ticket->Complete(i);
+    }
+  }
+  std::size_t remembered = 0;
+  for (int i = 5000 - 1; i >= 0 && remembered < kWindow; --i) {
+    if (i % 3 == 0) continue;
+    absl::StatusOr<ClaimTicket> again =
+        dedup.Claim(absl::StrCat("evt_", i), kT0);
+    ASSERT_TRUE(again.ok());
+    ASSERT_FALSE(again->is_new()) << i;
+    EXPECT_EQ(again->sequence(), static_cast<std::uint64_t>(i));
+    ++remembered;
+  }
+  EXPECT_EQ(dedup.size(), static_cast<std::size_t>(kWindow));
+}
+
 TEST(DeduplicatorTest, RestoredIdsAreDuplicatesWithinTheWindow) {
   Deduplicator dedup({.max_age = absl::Hours(1)});
   dedup.Restore("evt_a", 41, kT0);
