@@ -306,8 +306,9 @@ class SegmentLogStore final : public DiskEventStore {
     const std::int64_t time_ns = absl::ToUnixNanos(time);
     absl::MutexLock lock(&state_mu_);
     // The hub hands over receive times that never decrease, but a clock
-    // stepped back across a restart breaks that; a scan is right regardless
-    // (about 50 µs per 100,000 events), a binary search would not be.
+    // stepped back across a restart breaks that; a scan (4 MB of index for
+    // 100,000 events, once per subscription from a time) is right
+    // regardless, a binary search would not be.
     for (const IndexEntry& entry : index_) {
       if (entry.receive_time_ns >= time_ns) return entry.sequence;
     }
