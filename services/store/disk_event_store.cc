@@ -491,7 +491,26 @@ class SegmentLogStore final : public DiskEventStore {
       return status;
     }
     write_fd_ = fd;
+    RemoveEmptySegments();
     return absl::OkStatus();
+  }
+
+  // Deletes the segments before the active one that hold no records: made
+  // ahead by an earlier start that then took no appends, or cut to nothing
+  // as a torn tail. Each start makes one ahead, so without this a sidecar
+  // restarted without traffic would gain a segment's worth of disk per
+  // start. A failed unlink is left for the next start.
+  void RemoveEmptySegments() ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
+    absl::MutexLock lock(&state_mu_);
+    for (auto it = segments_.begin(); it != segments_.end();) {
+      if (it->first >= active_ordinal_ ||
+          last_in_segment_.contains(it->first) ||
+          unlink(it->second->path.c_str()) != 0) {
+        ++it;
+        continue;
+      }
+      it = segments_.erase(it);
+    }
   }
 
   // Cuts the torn tail Load() found off its segment, unless that is the

@@ -582,6 +582,44 @@ TEST_F(DiskEventStoreTest, CutsATornTailOffASegmentFollowedByAPreparedOne) {
             options.segment_bytes);
 }
 
+// Each start makes a next segment ahead; a sidecar restarted again and again
+// without traffic must not pile up the empty ones the starts before made.
+TEST_F(DiskEventStoreTest, RestartsWithoutTrafficDoNotPileUpEmptySegments) {
+  DiskStoreOptions options = Options();
+  options.segment_bytes = 16 << 10;
+  auto prepared = [&] {
+    const std::vector<std::filesystem::path> files = SegmentFiles();
+    std::error_code ignored;
+    return !files.empty() &&
+           std::filesystem::file_size(files.back(), ignored) ==
+               options.segment_bytes;
+  };
+  {
+    auto store = Open(options);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Append(Batch(1, 3)).ok());
+    ASSERT_TRUE(Eventually([&] { return SegmentFiles().size() == 2; }));
+    ASSERT_TRUE(Eventually(prepared));
+  }
+  for (int restart = 0; restart < 4; ++restart) {
+    const std::filesystem::path newest = SegmentFiles().back();
+    auto store = Open(options);
+    ASSERT_NE(store, nullptr);
+    // This start made its own next segment.
+    ASSERT_TRUE(Eventually(
+        [&] { return SegmentFiles().back() != newest && prepared(); }));
+    EXPECT_EQ(store->Stats().last_sequence, 3u);
+  }
+  // The segment with the events, the empty one appended to next, and the
+  // one made ahead.
+  EXPECT_LE(SegmentFiles().size(), 3u);
+  auto store = Open(options);
+  ASSERT_NE(store, nullptr);
+  EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAre(1, 2, 3));
+  ASSERT_TRUE(store->Append(Batch(4, 2)).ok());
+  EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAre(1, 2, 3, 4, 5));
+}
+
 // Damage after open is caught by the record's checksum when it is read,
 // instead of streaming wrong bytes.
 TEST_F(DiskEventStoreTest, ReadsFailOnARecordDamagedOnDisk) {
