@@ -318,9 +318,34 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
   absl::StatusOr<std::unique_ptr<hub::EventStore>> store =
       OpenEventStore(options, p.deduplicator.get(), absl::Now());
   if (!store.ok()) return store.status();
+  metrics::Histogram& append_seconds =
+      p.registry
+          .AddHistogram(
+              "gateway_store_append_seconds",
+              "How long the store took to write one group commit (and, with "
+              "--store=disk --durability=fsync, to fsync it): the floor of "
+              "every acknowledgement's latency.",
+              // Fine below 2 ms, where a healthy disk's fsync lies.
+              {0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0005, 0.00075,
+               0.001,   0.0015, 0.002,   0.003,  0.005,  0.01,   0.025,
+               0.05,    0.1,    0.25,    0.5,    1,      2.5,    5})
+          .Get();
+  metrics::Histogram& append_events =
+      p.registry
+          .AddHistogram("gateway_store_append_events",
+                        "Events per group commit: how many acknowledgements "
+                        "share one store write.",
+                        {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024})
+          .Get();
   absl::StatusOr<std::unique_ptr<hub::EventHub>> hub = hub::EventHub::Create(
-      std::move(*store), hub::HubOptions{.subscriber_queue_limit =
-                                             options.subscriber_queue_limit});
+      std::move(*store),
+      hub::HubOptions{
+          .subscriber_queue_limit = options.subscriber_queue_limit,
+          .on_append = [&append_seconds, &append_events](absl::Duration took,
+                                                         std::size_t events) {
+            append_seconds.Observe(absl::ToDoubleSeconds(took));
+            append_events.Observe(static_cast<double>(events));
+          }});
   if (!hub.ok()) {
     return absl::Status(
         hub.status().code(),

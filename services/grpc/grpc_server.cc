@@ -2,6 +2,7 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <cmath>
@@ -103,6 +104,7 @@ void GrpcServer::RefreshHealth() {
 }
 
 void GrpcServer::TimerLoop() {
+  pthread_setname_np(pthread_self(), "grpc-timer");
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     wake_.wait_for(lock, absl::ToChronoNanoseconds(tick_));

@@ -1,5 +1,7 @@
 #include "services/hub/event_hub.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <future>
 #include <utility>
@@ -260,6 +262,8 @@ void EventHub::PublishAsync(v1::Event event, PublishCallback done) {
 }
 
 void EventHub::CommitLoop() {
+  // Named for top -H and perf, where an unnamed thread shows the process name.
+  pthread_setname_np(pthread_self(), "hub-commit");
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     if (!pending_events_.empty()) {
@@ -291,7 +295,9 @@ void EventHub::CommitBatchLocked(std::unique_lock<std::mutex>& lock) {
   committing_events_ = n;
 
   lock.unlock();
+  const absl::Time append_start = absl::Now();
   absl::Status status = store_->Append(events);
+  if (options_.on_append) options_.on_append(absl::Now() - append_start, n);
   if (status.ok()) {
     FanOut(events, infos);
   } else {
@@ -476,6 +482,7 @@ void EventHub::ScheduleCatchUp(std::shared_ptr<State> state) {
 }
 
 void EventHub::CatchUpLoop() {
+  pthread_setname_np(pthread_self(), "hub-catch-up");
   while (true) {
     std::shared_ptr<State> state;
     {

@@ -30,6 +30,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -60,6 +61,11 @@ struct HubOptions {
   std::size_t catch_up_chunk = 512;
   // Upper bound on the events of one EventStore::Append (group commit).
   std::size_t max_batch_events = 1024;
+  // Called on the committer after each EventStore::Append, successful or
+  // not, with how long it took and how many events it held: the store's
+  // write (and fsync) latency is most of a durable acknowledgement's, so an
+  // operator needs to see it. Must be cheap and must not call the hub.
+  std::function<void(absl::Duration took, std::size_t events)> on_append;
 };
 
 struct HubStats {

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -791,6 +792,7 @@ class SegmentLogStore final : public DiskEventStore {
   }
 
   void MaintenanceLoop() {
+    pthread_setname_np(pthread_self(), "store-maint");
     for (;;) {
       {
         absl::MutexLock lock(&wake_mu_);

@@ -352,6 +352,11 @@ TEST_F(GatewayIntegrationTest, MetricsParseAndCountWhatWasSent) {
             1);
   EXPECT_EQ(SampleValue(*samples, "gateway_ingest_latency_seconds_count"), 17);
   EXPECT_EQ(SampleValue(*samples, "gateway_events_published_total"), 16);
+  // Every group commit is timed, and together they hold every event.
+  EXPECT_EQ(SampleValue(*samples, "gateway_store_append_events_sum"), 16);
+  EXPECT_EQ(SampleValue(*samples, "gateway_store_append_seconds_count"),
+            SampleValue(*samples, "gateway_commit_batches_total"));
+  EXPECT_GT(SampleValue(*samples, "gateway_store_append_seconds_sum"), 0);
   EXPECT_EQ(SampleValue(*samples, "gateway_last_sequence"), 16);
   EXPECT_EQ(SampleValue(*samples, "gateway_retained_events"), 16);
   EXPECT_GT(SampleValue(*samples, "gateway_retained_bytes"), 0);

@@ -413,6 +413,44 @@ TEST_F(EventHubTest, AFailedWriteIsUnavailableNeverStreamedAndNotReused) {
   EXPECT_EQ(stats.last_sequence, 2u);
 }
 
+TEST_F(EventHubTest, ReportsEachAppendWithItsDurationAndSizeFailedOnesToo) {
+  struct Append {
+    absl::Duration took;
+    std::size_t events;
+  };
+  absl::Mutex mu;
+  std::vector<Append> appends;
+  HubOptions options;
+  options.on_append = [&](absl::Duration took, std::size_t events) {
+    absl::MutexLock lock(&mu);
+    appends.push_back({took, events});
+  };
+  Start({}, options);
+
+  // A write held up for 30 ms reports at least that.
+  store_->SetBlocked(true);
+  std::thread publisher(
+      [&] { Publish(MakeEvent(v1::EVENT_TYPE_WEBHOOK_TEST)); });
+  const absl::Time deadline = absl::Now() + kTimeout;
+  while (store_->batch_sizes().empty() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  absl::SleepFor(absl::Milliseconds(30));
+  store_->SetBlocked(false);
+  publisher.join();
+
+  store_->SetFail(true);
+  EXPECT_FALSE(hub_->Publish(MakeEvent(v1::EVENT_TYPE_WEBHOOK_TEST)).ok());
+  store_->SetFail(false);
+
+  absl::MutexLock lock(&mu);
+  ASSERT_EQ(appends.size(), 2u);
+  EXPECT_GE(appends[0].took, absl::Milliseconds(30));
+  EXPECT_LT(appends[0].took, kTimeout);
+  EXPECT_EQ(appends[0].events, 1u);
+  EXPECT_EQ(appends[1].events, 1u);
+}
+
 TEST_F(EventHubTest, CatchUpIsFlowControlledNotCutOff) {
   Start({}, HubOptions{.subscriber_queue_limit = 8, .catch_up_chunk = 3});
   for (int i = 0; i < 200; ++i) Publish(MakeEvent(v1::EVENT_TYPE_WEBHOOK_TEST));
