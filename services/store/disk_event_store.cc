@@ -67,9 +67,14 @@ std::optional<std::uint32_t> ParseSegmentName(absl::string_view name) {
   return ordinal;
 }
 
-absl::Status ErrnoStatus(absl::string_view context, int error = errno) {
+// `context` and `subject` are joined here, after errno is read: a caller's
+// StrCat() could run after errno was read as a default argument (the order
+// is unspecified), and an allocation may change errno.
+absl::Status ErrnoStatus(absl::string_view context,
+                         absl::string_view subject = "") {
+  const int error = errno;
   return absl::UnavailableError(
-      absl::StrCat(context, ": ", std::strerror(error)));
+      absl::StrCat(context, subject, ": ", std::strerror(error)));
 }
 
 absl::Status WriteAll(int fd, absl::string_view bytes, std::uint64_t offset,
@@ -79,7 +84,7 @@ absl::Status WriteAll(int fd, absl::string_view bytes, std::uint64_t offset,
         pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset));
     if (written < 0) {
       if (errno == EINTR) continue;
-      return ErrnoStatus(absl::StrCat("cannot write ", what));
+      return ErrnoStatus("cannot write ", what);
     }
     bytes.remove_prefix(static_cast<std::size_t>(written));
     offset += static_cast<std::uint64_t>(written);
@@ -94,7 +99,7 @@ absl::Status ReadAll(int fd, char* out, std::size_t size, std::uint64_t offset,
     const ssize_t got = pread(fd, out, size, static_cast<off_t>(offset));
     if (got < 0) {
       if (errno == EINTR) continue;
-      return ErrnoStatus(absl::StrCat("cannot read ", what));
+      return ErrnoStatus("cannot read ", what);
     }
     if (got == 0) {
       return absl::DataLossError(
@@ -109,8 +114,7 @@ absl::Status ReadAll(int fd, char* out, std::size_t size, std::uint64_t offset,
 
 absl::StatusOr<std::string> ReadWholeFile(int fd, absl::string_view what) {
   struct stat info;
-  if (fstat(fd, &info) != 0)
-    return ErrnoStatus(absl::StrCat("cannot stat ", what));
+  if (fstat(fd, &info) != 0) return ErrnoStatus("cannot stat ", what);
   std::string content(static_cast<std::size_t>(info.st_size), '\0');
   if (absl::Status status =
           ReadAll(fd, content.data(), content.size(), 0, what);
@@ -121,8 +125,7 @@ absl::StatusOr<std::string> ReadWholeFile(int fd, absl::string_view what) {
 }
 
 absl::Status SyncData(int fd, absl::string_view what) {
-  if (fdatasync(fd) != 0)
-    return ErrnoStatus(absl::StrCat("cannot fsync ", what));
+  if (fdatasync(fd) != 0) return ErrnoStatus("cannot fsync ", what);
   return absl::OkStatus();
 }
 
@@ -380,7 +383,7 @@ class SegmentLogStore final : public DiskEventStore {
       }
       meta = *decoded;
     } else if (errno != ENOENT) {
-      return ErrnoStatus(absl::StrCat("cannot open ", Path(kMetaFile)));
+      return ErrnoStatus("cannot open ", Path(kMetaFile));
     }
 
     absl::StatusOr<std::vector<std::uint32_t>> ordinals = ListSegments();
@@ -394,7 +397,7 @@ class SegmentLogStore final : public DiskEventStore {
       const std::uint32_t ordinal = (*ordinals)[i];
       const std::string path = Path(SegmentName(ordinal));
       const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) return ErrnoStatus(absl::StrCat("cannot open ", path));
+      if (fd < 0) return ErrnoStatus("cannot open ", path);
       auto segment = std::make_shared<Segment>(ordinal, path, fd);
       absl::StatusOr<std::string> content = ReadWholeFile(fd, path);
       if (!content.ok()) return content.status();
@@ -475,7 +478,7 @@ class SegmentLogStore final : public DiskEventStore {
     if (active_ordinal_ == 0) return CreateFirstSegment();
     const std::string path = Path(SegmentName(active_ordinal_));
     const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
-    if (fd < 0) return ErrnoStatus(absl::StrCat("cannot open ", path));
+    if (fd < 0) return ErrnoStatus("cannot open ", path);
     absl::Status status;
     if (write_end_ < log_format::kSegmentHeaderSize) {
       write_end_ = log_format::kSegmentHeaderSize;
@@ -484,7 +487,7 @@ class SegmentLogStore final : public DiskEventStore {
     // A zero tail is space written ahead for appends: kept, not cut.
     if (status.ok() && !zero_tail_ &&
         ftruncate(fd, static_cast<off_t>(write_end_)) != 0) {
-      status = ErrnoStatus(absl::StrCat("cannot truncate ", path));
+      status = ErrnoStatus("cannot truncate ", path);
     }
     if (status.ok()) status = SyncData(fd, path);
     if (!status.ok()) {
@@ -521,10 +524,10 @@ class SegmentLogStore final : public DiskEventStore {
     if (torn_ordinal_ == 0) return absl::OkStatus();
     const std::string path = Path(SegmentName(torn_ordinal_));
     const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
-    if (fd < 0) return ErrnoStatus(absl::StrCat("cannot open ", path));
+    if (fd < 0) return ErrnoStatus("cannot open ", path);
     absl::Status status;
     if (ftruncate(fd, static_cast<off_t>(torn_committed_size_)) != 0) {
-      status = ErrnoStatus(absl::StrCat("cannot truncate ", path));
+      status = ErrnoStatus("cannot truncate ", path);
     }
     if (status.ok()) status = SyncData(fd, path);
     close(fd);
@@ -547,7 +550,7 @@ class SegmentLogStore final : public DiskEventStore {
     const std::string path = Path(SegmentName(ordinal));
     const int fd =
         open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) return ErrnoStatus(absl::StrCat("cannot create ", path));
+    if (fd < 0) return ErrnoStatus("cannot create ", path);
     absl::Status status = WriteAll(fd, log_format::SegmentHeader(), 0, path);
     if (preallocate > log_format::kSegmentHeaderSize) {
       const std::string zeros(
@@ -575,8 +578,8 @@ class SegmentLogStore final : public DiskEventStore {
     }
     if (status.ok()) status = SyncData(fd, path);
     if (status.ok() && fsync(dir_fd_) != 0) {
-      status = ErrnoStatus(
-          absl::StrCat("cannot fsync the data directory ", options_.data_dir));
+      status =
+          ErrnoStatus("cannot fsync the data directory ", options_.data_dir);
     }
     if (!status.ok()) {
       close(fd);
@@ -593,8 +596,8 @@ class SegmentLogStore final : public DiskEventStore {
     const std::string path = Path(SegmentName(ordinal));
     const int read_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (read_fd < 0) {
-      const absl::Status status = ErrnoStatus(
-          absl::StrCat("cannot duplicate the descriptor of ", path));
+      const absl::Status status =
+          ErrnoStatus("cannot duplicate the descriptor of ", path);
       close(fd);
       unlink(path.c_str());
       return status;
@@ -882,12 +885,12 @@ class SegmentLogStore final : public DiskEventStore {
     const std::string temp = Path(kMetaTempFile);
     const int fd =
         open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return ErrnoStatus(absl::StrCat("cannot create ", temp));
+    if (fd < 0) return ErrnoStatus("cannot create ", temp);
     absl::Status status = WriteAll(fd, log_format::EncodeMeta(meta), 0, temp);
     if (status.ok() && durable) status = SyncData(fd, temp);
     close(fd);
     if (status.ok() && rename(temp.c_str(), Path(kMetaFile).c_str()) != 0) {
-      status = ErrnoStatus(absl::StrCat("cannot rename ", temp));
+      status = ErrnoStatus("cannot rename ", temp);
     }
     if (status.ok() && durable && fsync(dir_fd_) != 0) {
       status = ErrnoStatus("cannot fsync the data directory");
@@ -994,7 +997,7 @@ class SegmentLogStore final : public DiskEventStore {
     for (const char* suffix : kLegacyDbSuffixes) {
       const std::string path = db_path + suffix;
       if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-        return ErrnoStatus(absl::StrCat("cannot remove ", path));
+        return ErrnoStatus("cannot remove ", path);
       }
     }
     if (fsync(dir_fd_) != 0)
@@ -1090,8 +1093,7 @@ absl::StatusOr<std::unique_ptr<DiskEventStore>> DiskEventStore::Open(
   const int dir_fd =
       open(options.data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir_fd < 0) {
-    return ErrnoStatus(
-        absl::StrCat("cannot open the data directory ", options.data_dir));
+    return ErrnoStatus("cannot open the data directory ", options.data_dir);
   }
   if (flock(dir_fd, LOCK_EX | LOCK_NB) != 0) {
     const int error = errno;
@@ -1102,7 +1104,7 @@ absl::StatusOr<std::unique_ptr<DiskEventStore>> DiskEventStore::Open(
                        " is in use by another process"));
     }
     errno = error;
-    return ErrnoStatus(absl::StrCat("cannot lock ", options.data_dir));
+    return ErrnoStatus("cannot lock ", options.data_dir);
   }
   auto store = std::make_unique<SegmentLogStore>(std::move(options), dir_fd);
   const absl::Status status = store->Initialize();
