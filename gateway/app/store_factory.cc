@@ -48,6 +48,12 @@ absl::StatusOr<std::unique_ptr<hub::EventStore>> OpenEventStore(
                  {"last_sequence", (*disk)->Stats().last_sequence},
                  {"dedup_ids_restored", restored},
                  {"torn_tail_bytes_discarded", (*disk)->DiscardedTailBytes()}});
+      if ((*disk)->DiscardedDamagedMeta()) {
+        log::Warning(
+            "the event log's trim record (log.meta) was damaged and is "
+            "rebuilt: retention trimmed again from its bounds",
+            {{"data_dir", options.data_dir}});
+      }
       return std::unique_ptr<hub::EventStore>(std::move(*disk));
     }
   }

@@ -231,7 +231,7 @@ class SegmentLogStore final : public DiskEventStore {
             "sequence ", batch.front().sequence,
             " is not after the last stored one, ", stats_.last_sequence));
       }
-      if (write_fd_ < 0) return health_;
+      if (write_fd_ < 0 || sync_failed_) return health_;
     }
 
     const absl::Status status = WriteBatch(batch);
@@ -324,6 +324,8 @@ class SegmentLogStore final : public DiskEventStore {
     return stats_;
   }
 
+  bool DiscardedDamagedMeta() const override { return discarded_damaged_meta_; }
+
   std::uint64_t DiscardedTailBytes() const override {
     return discarded_tail_bytes_;
   }
@@ -371,17 +373,22 @@ class SegmentLogStore final : public DiskEventStore {
   // durable.
   absl::Status Load() {
     log_format::Meta meta;
+    // Needed only when no segment holds a record (see the end).
+    absl::Status meta_damage;
     const int meta_fd = open(Path(kMetaFile).c_str(), O_RDONLY | O_CLOEXEC);
     if (meta_fd >= 0) {
       absl::StatusOr<std::string> bytes = ReadWholeFile(meta_fd, kMetaFile);
       close(meta_fd);
       if (!bytes.ok()) return bytes.status();
       absl::StatusOr<log_format::Meta> decoded = log_format::DecodeMeta(*bytes);
-      if (!decoded.ok()) {
-        return absl::DataLossError(
-            absl::StrCat(Path(kMetaFile), ": ", decoded.status().message()));
+      if (decoded.ok()) {
+        meta = *decoded;
+      } else {
+        meta_damage = absl::DataLossError(
+            absl::StrCat(Path(kMetaFile), ": ", decoded.status().message(),
+                         ", and no segment holds an event: the log's "
+                         "high-water mark is unknown"));
       }
-      meta = *decoded;
     } else if (errno != ENOENT) {
       return ErrnoStatus("cannot open ", Path(kMetaFile));
     }
@@ -458,6 +465,12 @@ class SegmentLogStore final : public DiskEventStore {
       write_end_ = scan->committed_size;
       zero_tail_ = scan->zero_tail;
     }
+    if (!meta_damage.ok()) {
+      // Without log.meta, every record was indexed: retention (below) trims
+      // again from its bounds, and the newest record is the high-water mark.
+      if (last_sequence == 0) return meta_damage;
+      discarded_damaged_meta_ = true;
+    }
     stats_.retained_events = index_.size();
     stats_.first_sequence = index_.empty() ? 0 : index_.front().sequence;
     stats_.last_sequence = std::max(last_sequence, meta.trimmed_through);
@@ -480,21 +493,30 @@ class SegmentLogStore final : public DiskEventStore {
     const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
     if (fd < 0) return ErrnoStatus("cannot open ", path);
     absl::Status status;
-    if (write_end_ < log_format::kSegmentHeaderSize) {
-      write_end_ = log_format::kSegmentHeaderSize;
+    // write_end_ moves only once the header is durable: a failure here (a
+    // full disk at start) is retried whole by maintenance, never skipped.
+    std::uint64_t end = write_end_;
+    const bool half_made = end < log_format::kSegmentHeaderSize;
+    if (half_made) {
+      end = log_format::kSegmentHeaderSize;
       status = WriteAll(fd, log_format::SegmentHeader(), 0, path);
     }
     // A zero tail is space written ahead for appends: kept, not cut.
     if (status.ok() && !zero_tail_ &&
-        ftruncate(fd, static_cast<off_t>(write_end_)) != 0) {
+        ftruncate(fd, static_cast<off_t>(end)) != 0) {
       status = ErrnoStatus("cannot truncate ", path);
     }
     if (status.ok()) status = SyncData(fd, path);
+    // Neither may its directory entry be, if a crash cut its making short.
+    if (status.ok() && half_made && fsync(dir_fd_) != 0) {
+      status = ErrnoStatus("cannot fsync the data directory");
+    }
     if (!status.ok()) {
       close(fd);
       return status;
     }
     write_fd_ = fd;
+    write_end_ = end;
     RemoveEmptySegments();
     return absl::OkStatus();
   }
@@ -661,8 +683,16 @@ class SegmentLogStore final : public DiskEventStore {
       if (absl::Status rolled = RollOver(); !rolled.ok()) return rolled;
     }
     buffer_.clear();
+    // Each batch is written only once everything before it is durable
+    // (the previous batch's fsync, a repair's, or OpenWriter()'s).
+    const std::uint32_t flags = options_.durability == Durability::kFsync
+                                    ? log_format::kWrittenAfterSync
+                                    : 0;
     for (std::size_t i = 0; i < batch.size(); ++i) {
-      log_format::AppendRecord(batch[i], i + 1 == batch.size(), &buffer_);
+      log_format::AppendRecord(
+          batch[i],
+          flags | (i + 1 == batch.size() ? log_format::kEndsBatch : 0),
+          &buffer_);
     }
     absl::Status status =
         WriteAll(write_fd_, buffer_, write_end_, "the active segment");
@@ -838,14 +868,16 @@ class SegmentLogStore final : public DiskEventStore {
     }
     absl::MutexLock state_lock(&state_mu_);
     health_ = status.ok() ? absl::OkStatus() : UnavailableBecause(status);
+    if (status.ok()) sync_failed_ = false;
     return status.ok();
   }
 
   // Records how far retention trimmed, then deletes the segments that hold
   // only trimmed events and are older than the newest segment with records:
   // the newest record stays on disk, so the high-water mark never depends on
-  // log.meta, which is therefore not fsynced (after a power loss a stale one
-  // only makes retention trim again).
+  // log.meta, whose rename is therefore not fsynced (after a power loss a
+  // stale one only makes retention trim again; its content is, so that the
+  // rename cannot leave an empty file).
   void DeleteTrimmedSegments() {
     log_format::Meta meta;
     std::vector<std::shared_ptr<const Segment>> deletable;
@@ -880,14 +912,16 @@ class SegmentLogStore final : public DiskEventStore {
     }
   }
 
-  // `durable`: fsynced, with the rename, before returning.
+  // Replaces log.meta with a file whose content is durable before the
+  // rename: some file systems (XFS; ext4 with noauto_da_alloc) may otherwise
+  // leave an empty file after a power loss. `durable`: the rename too.
   absl::Status WriteMeta(const log_format::Meta& meta, bool durable) {
     const std::string temp = Path(kMetaTempFile);
     const int fd =
         open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return ErrnoStatus("cannot create ", temp);
     absl::Status status = WriteAll(fd, log_format::EncodeMeta(meta), 0, temp);
-    if (status.ok() && durable) status = SyncData(fd, temp);
+    if (status.ok()) status = SyncData(fd, temp);
     close(fd);
     if (status.ok() && rename(temp.c_str(), Path(kMetaFile).c_str()) != 0) {
       status = ErrnoStatus("cannot rename ", temp);
@@ -938,7 +972,17 @@ class SegmentLogStore final : public DiskEventStore {
       if (it == segments_.end()) return;
       active = it->second;
     }
-    fdatasync(active->fd);  // a failure shows in the next Append's fsync
+    // The descriptor shares its open file with the writer's, so this call
+    // takes the kernel's write-back error for both: nothing else would see
+    // it, since appends do not fsync in this mode.
+    if (fdatasync(active->fd) == 0) return;
+    const absl::Status failed =
+        ErrnoStatus("cannot fsync the active segment ", active->path);
+    absl::MutexLock lock(&state_mu_);
+    // Until a probe write proves the disk again (RecoverIfUnhealthy()),
+    // appends are refused rather than answered on a failing disk.
+    sync_failed_ = true;
+    health_ = UnavailableBecause(failed);
   }
 
   // --- Import --------------------------------------------------------------
@@ -1009,6 +1053,7 @@ class SegmentLogStore final : public DiskEventStore {
   const int dir_fd_;
   // Set by Load(), before any other thread runs.
   std::uint64_t discarded_tail_bytes_ = 0;
+  bool discarded_damaged_meta_ = false;
   // Set when the destructor starts: a paced fill stops.
   std::atomic<bool> closing_{false};
 
@@ -1036,6 +1081,8 @@ class SegmentLogStore final : public DiskEventStore {
   mutable absl::Mutex state_mu_;
   StoreStats stats_ ABSL_GUARDED_BY(state_mu_);
   absl::Status health_ ABSL_GUARDED_BY(state_mu_);
+  // os_cache: a background fsync failed; set until a probe succeeds.
+  bool sync_failed_ ABSL_GUARDED_BY(state_mu_) = false;
   std::deque<IndexEntry> index_ ABSL_GUARDED_BY(state_mu_);
   std::map<std::uint32_t, std::shared_ptr<const Segment>> segments_
       ABSL_GUARDED_BY(state_mu_);

@@ -104,6 +104,11 @@ class DiskEventStore : public hub::EventStore {
   // crash interrupted (never acknowledged with fsync durability), or damage
   // at the end of the log. For the operator's log line; 0 normally.
   virtual std::uint64_t DiscardedTailBytes() const = 0;
+
+  // The trim record (log.meta) that Open() found damaged and did without:
+  // the newest segment with records holds the high-water mark, and
+  // retention trimmed again from the bounds. For the operator's log line.
+  virtual bool DiscardedDamagedMeta() const = 0;
 };
 
 // Visits, oldest first, the ids of the events a restart must remember for

@@ -87,7 +87,7 @@ absl::Status CheckStorable(const hub::StoredEvent& event) {
   return absl::OkStatus();
 }
 
-void AppendRecord(const hub::StoredEvent& event, bool ends_batch,
+void AppendRecord(const hub::StoredEvent& event, std::uint32_t flags,
                   std::string* out) {
   const std::size_t start = out->size();
   const std::size_t size =
@@ -100,7 +100,7 @@ void AppendRecord(const hub::StoredEvent& event, bool ends_batch,
   Store(record + kSequenceAt, event.sequence);
   Store(record + kReceiveTimeAt,
         static_cast<std::int64_t>(absl::ToUnixNanos(event.receive_time)));
-  Store(record + kFlagsAt, ends_batch ? kEndsBatch : std::uint32_t{0});
+  Store(record + kFlagsAt, flags);
   Store(record + kReservedAt, std::uint32_t{0});
   std::memcpy(record + kRecordHeaderSize, event.id.data(), event.id.size());
   std::memcpy(record + kRecordHeaderSize + event.id.size(),
@@ -123,7 +123,7 @@ absl::StatusOr<RecordHeader> ParseRecordHeader(absl::string_view bytes) {
       .flags = Load<std::uint32_t>(at + kFlagsAt),
   };
   if (header.id_size > kMaxIdSize || header.event_size > kMaxEventSize ||
-      (header.flags & ~kEndsBatch) != 0 ||
+      (header.flags & ~(kEndsBatch | kWrittenAfterSync)) != 0 ||
       Load<std::uint32_t>(at + kReservedAt) != 0) {
     return absl::DataLossError("a record header with impossible fields");
   }
@@ -150,6 +150,46 @@ absl::StatusOr<Record> ParseRecord(absl::string_view bytes) {
   };
 }
 
+namespace {
+
+// Looks past damage at `damaged` for proof that the damaged bytes had been
+// durable: the end of a batch, then a record written after a sync. A batch
+// torn by a crash is the last one written, so no batch can follow it. Tries
+// every offset, since the damaged record's size cannot be trusted; zeros
+// (space made ahead) are passed over cheaply, as no record has a sequence
+// at or below `previous_sequence`.
+absl::Status CheckDamageIsTornTail(absl::string_view file,
+                                   std::uint64_t damaged,
+                                   std::uint64_t previous_sequence) {
+  bool batch_ended = false;
+  std::uint64_t offset = damaged + 1;
+  while (offset + kRecordHeaderSize <= file.size()) {
+    const char* at = file.data() + offset;
+    if (Load<std::uint64_t>(at + kSequenceAt) <= previous_sequence ||
+        Load<std::uint32_t>(at + kReservedAt) != 0) {
+      ++offset;
+      continue;
+    }
+    absl::StatusOr<Record> record = ParseRecord(file.substr(offset));
+    if (!record.ok()) {
+      ++offset;
+      continue;
+    }
+    if (batch_ended && (record->header.flags & kWrittenAfterSync) != 0) {
+      return absl::DataLossError(absl::StrCat(
+          "damaged at offset ", damaged, ", but record ",
+          record->header.sequence, " at offset ", offset,
+          " is intact and was written after the damaged bytes were durable: "
+          "acknowledged events are corrupt, not cut short by a crash"));
+    }
+    if ((record->header.flags & kEndsBatch) != 0) batch_ended = true;
+    offset += record->header.RecordSize();
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<SegmentScan> ScanSegment(absl::string_view file) {
   if (absl::Status status = CheckSegmentHeader(file); !status.ok()) {
     return status;
@@ -161,6 +201,11 @@ absl::StatusOr<SegmentScan> ScanSegment(absl::string_view file) {
   while (offset < file.size()) {
     absl::StatusOr<Record> record = ParseRecord(file.substr(offset));
     if (!record.ok()) {
+      if (absl::Status torn =
+              CheckDamageIsTornTail(file, offset, previous_sequence);
+          !torn.ok()) {
+        return torn;
+      }
       scan.torn_tail =
           absl::StrCat("at offset ", offset, ": ", record.status().message());
       break;

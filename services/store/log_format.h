@@ -7,14 +7,18 @@
 // header, the event's de-duplication id and the serialized event. Every
 // integer is little-endian. The records of one Append() are written together
 // and the last one carries kEndsBatch: a batch whose last record is missing
-// or damaged was never acknowledged, so recovery drops it whole.
+// or damaged was never acknowledged, so recovery drops it whole. Records
+// written with --durability=fsync also carry kWrittenAfterSync: everything
+// before their batch in the segment was durable when it was written, so
+// damage before an intact batch end followed by such a record is corruption
+// of acknowledged events, not a crash's torn batch.
 //
 //   record header: u64 checksum   XXH3-64 of the rest of the record
 //                  u32 id_size
 //                  u32 event_size
 //                  u64 sequence
 //                  i64 receive_time_ns
-//                  u32 flags      kEndsBatch
+//                  u32 flags      kEndsBatch | kWrittenAfterSync
 //                  u32 reserved   zero
 #ifndef SERVICES_STORE_LOG_FORMAT_H_
 #define SERVICES_STORE_LOG_FORMAT_H_
@@ -37,6 +41,7 @@ inline constexpr std::size_t kRecordHeaderSize = 40;
 inline constexpr std::uint32_t kMaxIdSize = 64 << 10;
 inline constexpr std::uint32_t kMaxEventSize = 256 << 20;
 inline constexpr std::uint32_t kEndsBatch = 1;
+inline constexpr std::uint32_t kWrittenAfterSync = 2;
 
 // The header every segment file starts with.
 std::string SegmentHeader();
@@ -61,8 +66,9 @@ struct RecordHeader {
 // event larger than the format allows).
 absl::Status CheckStorable(const hub::StoredEvent& event);
 
-// Appends `event`'s record to `out`. The event must pass CheckStorable().
-void AppendRecord(const hub::StoredEvent& event, bool ends_batch,
+// Appends `event`'s record, with `flags` (kEndsBatch, kWrittenAfterSync), to
+// `out`. The event must pass CheckStorable().
+void AppendRecord(const hub::StoredEvent& event, std::uint32_t flags,
                   std::string* out);
 
 // Parses the first kRecordHeaderSize bytes of `bytes`; kDataLoss when they
@@ -99,10 +105,12 @@ struct SegmentScan {
   bool zero_tail = false;
 };
 // Splits `file` (a segment's whole content) into complete batches and a
-// torn tail or a zero tail. Errors only when the segment header is wrong or
-// records out of sequence order (kDataLoss); a damaged record ends the scan as
-// a torn tail, whose caller decides whether that is a crash's leftover or
-// corruption.
+// torn tail or a zero tail. kDataLoss when the segment header is wrong,
+// records are out of sequence order, or a damaged record is followed by the
+// end of a batch and then a record written after a sync (the damaged bytes
+// had been durable). Other damage ends the scan as a torn tail, whose caller
+// decides whether that can be a crash's leftover (only in the newest segment
+// with records).
 absl::StatusOr<SegmentScan> ScanSegment(absl::string_view file);
 
 // The log's trimming state, kept beside the segments because trimming may

@@ -49,6 +49,7 @@ using ::convocore::store::testing::ScopedMount;
 using ::convocore::store::testing::SetImmutable;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
+using ::testing::HasSubstr;
 
 std::vector<StoredEvent> Batch(std::uint64_t first, std::size_t count,
                                std::optional<absl::Time> time = {}) {
@@ -150,6 +151,19 @@ class DiskEventStoreTest : public ::testing::Test {
     stream.seekp(static_cast<std::streamoff>(end));
     stream.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     ASSERT_TRUE(stream.good()) << "cannot write to " << file;
+  }
+
+  // Mounts a 2 MiB tmpfs on the data directory, for a disk that fills;
+  // empty, or why it could not.
+  std::string MountSmallTmpfs(ScopedMount& mount) {
+    std::filesystem::create_directories(dir_);
+    if (const int error = mount.MountTmpfs(dir_, "size=2m"); error != 0) {
+      return absl::StrCat(
+          "cannot mount a small tmpfs to fill (needs root with "
+          "CAP_SYS_ADMIN): ",
+          std::strerror(error));
+    }
+    return "";
   }
 
   static void FlipByte(const std::filesystem::path& file, std::uintmax_t at) {
@@ -521,10 +535,10 @@ TEST_F(DiskEventStoreTest, CutsATornTailOffTheNewestSegment) {
   }
   std::string torn;
   for (std::uint64_t sequence = 7; sequence <= 8; ++sequence) {
-    log_format::AppendRecord(MakeEvent(sequence), /*ends_batch=*/false, &torn);
+    log_format::AppendRecord(MakeEvent(sequence), /*flags=*/0, &torn);
   }
   std::string last;
-  log_format::AppendRecord(MakeEvent(9), /*ends_batch=*/true, &last);
+  log_format::AppendRecord(MakeEvent(9), log_format::kEndsBatch, &last);
   torn.append(last, 0, last.size() / 2);
   // The first segment holds the batches; a second may be made ahead.
   ASSERT_FALSE(SegmentFiles().empty());
@@ -566,7 +580,7 @@ TEST_F(DiskEventStoreTest, CutsATornTailOffASegmentFollowedByAPreparedOne) {
     }));
   }
   std::string torn;
-  log_format::AppendRecord(MakeEvent(21), /*ends_batch=*/false, &torn);
+  log_format::AppendRecord(MakeEvent(21), /*flags=*/0, &torn);
   WriteAtDataEnd(SegmentFiles()[0], torn);
   {
     auto store = Open(options);
@@ -622,6 +636,115 @@ TEST_F(DiskEventStoreTest, RestartsWithoutTrafficDoNotPileUpEmptySegments) {
   EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAre(1, 2, 3));
   ASSERT_TRUE(store->Append(Batch(4, 2)).ok());
   EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAre(1, 2, 3, 4, 5));
+}
+
+// Acknowledged batches after damage in the newest segment prove it is no
+// crash's torn tail: cutting it would lose them and reuse their sequences.
+TEST_F(DiskEventStoreTest, RefusesDamageFollowedByAcknowledgedBatches) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Append(Batch(1, 3)).ok());
+    ASSERT_TRUE(store->Append(Batch(4, 3)).ok());
+    ASSERT_TRUE(store->Append(Batch(7, 3)).ok());
+  }
+  const std::uintmax_t end = DataEnd(SegmentFiles()[0]);
+  FlipByte(SegmentFiles()[0], log_format::kSegmentHeaderSize + 60);
+  absl::StatusOr<std::unique_ptr<DiskEventStore>> store =
+      DiskEventStore::Open(Options());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss)
+      << store.status();
+  EXPECT_THAT(store.status().message(),
+              HasSubstr(SegmentFiles()[0].filename().string()));
+  EXPECT_THAT(store.status().message(), HasSubstr("record 4 at offset"));
+  EXPECT_EQ(DataEnd(SegmentFiles()[0]), end);  // nothing was cut
+}
+
+// A crash while the first segment after a rollover was being made leaves
+// it empty; if the disk is then full at start, writing its header fails.
+// Maintenance must write it again once there is room, not skip it: appends
+// behind 16 zero bytes would be acknowledged into a file no start can read.
+TEST_F(DiskEventStoreTest, WritesAHalfMadeSegmentsHeaderAgainAfterAFullDisk) {
+  ScopedMount mount;
+  if (const std::string why = MountSmallTmpfs(mount); !why.empty()) {
+    GTEST_SKIP() << why;
+  }
+  DiskStoreOptions options = Options();
+  options.segment_bytes = 64 << 10;
+  {
+    auto store = Open(options);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Append(Batch(1, 4)).ok());
+  }
+  for (const auto& file : SegmentFiles()) {
+    if (file != SegmentFiles().front()) std::filesystem::remove(file);
+  }
+  std::ofstream(dir_ / "events-0000000002.log").close();  // 0 bytes
+  const std::filesystem::path filler = dir_ / "filler";
+  ASSERT_TRUE(FillFileSystem(filler));
+  {
+    auto store = Open(options);
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(store->Health().code(), absl::StatusCode::kUnavailable);
+    std::filesystem::remove(filler);
+    ASSERT_TRUE(Eventually([&] { return store->Health().ok(); }))
+        << store->Health();
+    ASSERT_TRUE(store->Append(Batch(5, 4)).ok());
+  }
+  {
+    auto store = Open(options);
+    ASSERT_NE(store, nullptr);
+    EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAreArray(Range(1, 8)));
+  }
+}
+
+// log.meta only says how far retention trimmed: when it is damaged and a
+// segment holds records (which carry the high-water mark), the log opens
+// and retention trims again.
+TEST_F(DiskEventStoreTest,
+       DoesWithoutADamagedTrimRecordWhenSegmentsHoldEvents) {
+  DiskStoreOptions options = Options();
+  options.retention.max_events = 5;
+  {
+    auto store = Open(options);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Append(Batch(1, 10)).ok());
+    ASSERT_TRUE(
+        Eventually([&] { return std::filesystem::exists(dir_ / "log.meta"); }));
+  }
+  std::filesystem::resize_file(dir_ / "log.meta", 0);
+  auto store = Open(options);
+  ASSERT_NE(store, nullptr);
+  EXPECT_TRUE(store->DiscardedDamagedMeta());
+  EXPECT_EQ(store->Stats().last_sequence, 10u);
+  EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAreArray(Range(6, 10)));
+  ASSERT_TRUE(store->Append(Batch(11, 1)).ok());
+}
+
+// ...but when no segment holds one, log.meta alone has the high-water mark,
+// and guessing it could reuse sequences.
+TEST_F(DiskEventStoreTest, RefusesADamagedTrimRecordThatAloneHoldsTheMark) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+  }
+  {
+    std::ofstream meta(dir_ / "log.meta", std::ios::binary);
+    meta << log_format::EncodeMeta(
+        {.trimmed_through = 7, .trimmed_events_total = 7});
+  }
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    EXPECT_FALSE(store->DiscardedDamagedMeta());
+    EXPECT_EQ(store->Stats().last_sequence, 7u);
+  }
+  FlipByte(dir_ / "log.meta", 9);
+  absl::StatusOr<std::unique_ptr<DiskEventStore>> store =
+      DiskEventStore::Open(Options());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss)
+      << store.status();
+  EXPECT_THAT(store.status().message(), HasSubstr("high-water mark"));
 }
 
 // Damage after open is caught by the record's checksum when it is read,
@@ -796,12 +919,9 @@ INSTANTIATE_TEST_SUITE_P(Durability, CrashRecoveryTest,
 // --- Faults: full disk and unwritable directories, then recovery.
 
 TEST_F(DiskEventStoreTest, FullDiskIsUnavailableThenRecovers) {
-  std::filesystem::create_directories(dir_);
   ScopedMount mount;
-  if (const int error = mount.MountTmpfs(dir_, "size=2m"); error != 0) {
-    GTEST_SKIP() << "cannot mount a small tmpfs to fill (needs root with "
-                    "CAP_SYS_ADMIN): "
-                 << std::strerror(error);
+  if (const std::string why = MountSmallTmpfs(mount); !why.empty()) {
+    GTEST_SKIP() << why;
   }
   const std::filesystem::path filler = dir_ / "filler";
   auto store = Open();

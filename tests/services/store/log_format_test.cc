@@ -18,17 +18,31 @@ using ::convocore::store::testing::MakeEvent;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-// A segment holding `batches`, each a list of sequences.
-std::string Segment(std::initializer_list<std::initializer_list<int>> batches) {
+// A segment holding `batches`, each a list of sequences, every record with
+// `flags` besides kEndsBatch on the last of each batch.
+std::string Segment(std::initializer_list<std::initializer_list<int>> batches,
+                    std::uint32_t flags = 0) {
   std::string file = SegmentHeader();
   for (const auto& batch : batches) {
     int index = 0;
     for (const int sequence : batch) {
-      AppendRecord(MakeEvent(sequence),
-                   ++index == static_cast<int>(batch.size()), &file);
+      const bool last = ++index == static_cast<int>(batch.size());
+      AppendRecord(MakeEvent(sequence), flags | (last ? kEndsBatch : 0u),
+                   &file);
     }
   }
   return file;
+}
+
+// The offset of the record of `sequence` in `file`, a Segment().
+std::size_t OffsetOf(const std::string& file, std::uint64_t sequence) {
+  std::size_t offset = kSegmentHeaderSize;
+  while (true) {
+    absl::StatusOr<RecordHeader> header =
+        ParseRecordHeader(absl::string_view(file).substr(offset));
+    if (!header.ok() || header->sequence == sequence) return offset;
+    offset += header->RecordSize();
+  }
 }
 
 std::vector<std::uint64_t> ScannedSequences(const SegmentScan& scan) {
@@ -41,7 +55,7 @@ std::vector<std::uint64_t> ScannedSequences(const SegmentScan& scan) {
 
 TEST(LogFormatTest, RecordsRoundTrip) {
   std::string bytes;
-  AppendRecord(MakeEvent(7), /*ends_batch=*/true, &bytes);
+  AppendRecord(MakeEvent(7), kEndsBatch, &bytes);
   ASSERT_EQ(bytes.size(),
             kRecordHeaderSize + EventId(7).size() + EventBytes(7).size());
   absl::StatusOr<Record> record = ParseRecord(bytes);
@@ -56,7 +70,7 @@ TEST(LogFormatTest, RecordsRoundTrip) {
 
 TEST(LogFormatTest, EveryDamagedByteFailsTheRecord) {
   std::string bytes;
-  AppendRecord(MakeEvent(3), /*ends_batch=*/true, &bytes);
+  AppendRecord(MakeEvent(3), kEndsBatch, &bytes);
   for (std::size_t at = 0; at < bytes.size(); ++at) {
     std::string damaged = bytes;
     damaged[at] = static_cast<char>(damaged[at] ^ 0x01);
@@ -103,8 +117,8 @@ TEST(LogFormatTest, AnEmptySegmentHasNoRecords) {
 TEST(LogFormatTest, DropsABatchWithoutItsLastRecord) {
   const std::string committed = Segment({{1, 2}});
   std::string file = committed;
-  AppendRecord(MakeEvent(3), /*ends_batch=*/false, &file);
-  AppendRecord(MakeEvent(4), /*ends_batch=*/false, &file);
+  AppendRecord(MakeEvent(3), /*flags=*/0, &file);
+  AppendRecord(MakeEvent(4), /*flags=*/0, &file);
   absl::StatusOr<SegmentScan> scan = ScanSegment(file);
   ASSERT_TRUE(scan.ok());
   EXPECT_THAT(ScannedSequences(*scan), ::testing::ElementsAre(1, 2));
@@ -130,6 +144,42 @@ TEST(LogFormatTest, StopsAtHalfARecordOrGarbage) {
     EXPECT_EQ(scan->torn_size,
               tail.substr(0, tail.find_last_not_of('\0') + 1).size());
   }
+}
+
+// With fsync durability a batch is written only once everything before it
+// is durable: damage followed by a batch's end and then such a record hit
+// acknowledged events, and is no crash's torn tail.
+TEST(LogFormatTest, DamageBeforeALaterSyncedBatchIsCorruption) {
+  std::string file = Segment({{1, 2}, {3, 4}, {5}}, kWrittenAfterSync);
+  file[OffsetOf(file, 1) + kRecordHeaderSize + 2] ^= 0x01;
+  absl::StatusOr<SegmentScan> scan = ScanSegment(file);
+  EXPECT_EQ(scan.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(scan.status().message(),
+              HasSubstr(absl::StrCat("record 3 at offset ", OffsetOf(file, 3),
+                                     " is intact")));
+}
+
+// Power can fail with only some of the last batch's pages on disk: its own
+// intact end proves nothing, since no batch follows it.
+TEST(LogFormatTest, DamageInTheLastBatchIsATornTail) {
+  std::string file = Segment({{1, 2}, {3, 4, 5}}, kWrittenAfterSync);
+  file[OffsetOf(file, 3) + kRecordHeaderSize + 2] ^= 0x01;
+  absl::StatusOr<SegmentScan> scan = ScanSegment(file);
+  ASSERT_TRUE(scan.ok()) << scan.status();
+  EXPECT_THAT(ScannedSequences(*scan), ::testing::ElementsAre(1, 2));
+  EXPECT_THAT(scan->torn_tail,
+              HasSubstr(absl::StrCat("at offset ", OffsetOf(file, 3))));
+}
+
+// os_cache writes batches without syncing between them, so after a power
+// loss any of the recent ones may have holes: cut, not refused.
+TEST(LogFormatTest, DamageBeforeBatchesNotWrittenAfterSyncIsATornTail) {
+  std::string file = Segment({{1, 2}, {3, 4}, {5}});
+  file[OffsetOf(file, 3) + kRecordHeaderSize + 2] ^= 0x01;
+  absl::StatusOr<SegmentScan> scan = ScanSegment(file);
+  ASSERT_TRUE(scan.ok()) << scan.status();
+  EXPECT_THAT(ScannedSequences(*scan), ::testing::ElementsAre(1, 2));
+  EXPECT_FALSE(scan->torn_tail.empty());
 }
 
 // Zeros after the last batch are space written ahead of the appends, not
