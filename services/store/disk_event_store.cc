@@ -132,8 +132,8 @@ absl::Status SyncData(int fd, absl::string_view what) {
 // One segment file, open for reading for as long as anyone may read it: a
 // segment retention deletes stays readable by the reads already under way.
 struct Segment {
-  Segment(std::uint32_t ordinal, std::string path, int fd)
-      : ordinal(ordinal), path(std::move(path)), fd(fd) {}
+  Segment(std::uint32_t ordinal, std::string path, int fd, std::uint32_t salt)
+      : ordinal(ordinal), path(std::move(path)), fd(fd), salt(salt) {}
   ~Segment() { close(fd); }
   Segment(const Segment&) = delete;
   Segment& operator=(const Segment&) = delete;
@@ -141,6 +141,13 @@ struct Segment {
   const std::uint32_t ordinal;
   const std::string path;
   const int fd;
+  const std::uint32_t salt;  // of its records' checksums
+};
+
+// A segment file made, with its header, and not yet appended to.
+struct MadeSegment {
+  int fd;
+  std::uint32_t salt;
 };
 
 // Where a retained event's record is; 40 bytes per event in memory.
@@ -231,7 +238,11 @@ class SegmentLogStore final : public DiskEventStore {
             "sequence ", batch.front().sequence,
             " is not after the last stored one, ", stats_.last_sequence));
       }
-      if (write_fd_ < 0 || sync_failed_) return health_;
+      if (write_fd_ < 0 || sync_failed_) {
+        return health_.ok()
+                   ? absl::UnavailableError("the event log cannot be written")
+                   : health_;
+      }
     }
 
     const absl::Status status = WriteBatch(batch);
@@ -242,7 +253,9 @@ class SegmentLogStore final : public DiskEventStore {
         health_ = UnavailableBecause(status);
         return health_;
       }
-      health_ = absl::OkStatus();
+      // A background fsync that failed meanwhile (os_cache) keeps the store
+      // unavailable: only a probe clears that (RecoverIfUnhealthy()).
+      if (!sync_failed_) health_ = absl::OkStatus();
       // WriteBatch() may have started a new segment: the batch is what ends
       // the active one.
       std::uint64_t offset = write_end_ - buffer_.size();
@@ -405,14 +418,16 @@ class SegmentLogStore final : public DiskEventStore {
       const std::string path = Path(SegmentName(ordinal));
       const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
       if (fd < 0) return ErrnoStatus("cannot open ", path);
-      auto segment = std::make_shared<Segment>(ordinal, path, fd);
       absl::StatusOr<std::string> content = ReadWholeFile(fd, path);
-      if (!content.ok()) return content.status();
-      segments_[ordinal] = segment;
+      if (!content.ok()) {
+        close(fd);
+        return content.status();
+      }
       if (content->size() < log_format::kSegmentHeaderSize ||
           content->find_first_not_of('\0') == std::string::npos) {
         // Being made at a crash (by MakeSegmentFile(), before its fsync):
         // no batch went into it. OpenWriter() writes the header again.
+        segments_[ordinal] = std::make_shared<Segment>(ordinal, path, fd, 0);
         active_ordinal_ = ordinal;
         write_end_ = 0;
         zero_tail_ = true;
@@ -421,9 +436,12 @@ class SegmentLogStore final : public DiskEventStore {
       absl::StatusOr<log_format::SegmentScan> scan =
           log_format::ScanSegment(*content);
       if (!scan.ok()) {
+        close(fd);
         return absl::Status(scan.status().code(),
                             absl::StrCat(path, ": ", scan.status().message()));
       }
+      segments_[ordinal] =
+          std::make_shared<Segment>(ordinal, path, fd, scan->salt);
       // A torn tail is the batch a crash interrupted only in the newest
       // segment with records; the segments after it may be empty, made
       // ahead by PrepareNextSegment().
@@ -463,6 +481,7 @@ class SegmentLogStore final : public DiskEventStore {
       }
       active_ordinal_ = ordinal;
       write_end_ = scan->committed_size;
+      write_salt_ = scan->salt;
       zero_tail_ = scan->zero_tail;
     }
     if (!meta_damage.ok()) {
@@ -496,10 +515,12 @@ class SegmentLogStore final : public DiskEventStore {
     // write_end_ moves only once the header is durable: a failure here (a
     // full disk at start) is retried whole by maintenance, never skipped.
     std::uint64_t end = write_end_;
+    std::uint32_t salt = write_salt_;
     const bool half_made = end < log_format::kSegmentHeaderSize;
     if (half_made) {
       end = log_format::kSegmentHeaderSize;
-      status = WriteAll(fd, log_format::SegmentHeader(), 0, path);
+      salt = log_format::NewSalt();
+      status = WriteAll(fd, log_format::SegmentHeader(salt), 0, path);
     }
     // A zero tail is space written ahead for appends: kept, not cut.
     if (status.ok() && !zero_tail_ &&
@@ -515,8 +536,21 @@ class SegmentLogStore final : public DiskEventStore {
       close(fd);
       return status;
     }
+    if (half_made) {
+      // Its reader must check records against the new salt.
+      const int read_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      if (read_fd < 0) {
+        status = ErrnoStatus("cannot duplicate the descriptor of ", path);
+        close(fd);
+        return status;
+      }
+      absl::MutexLock state_lock(&state_mu_);
+      segments_[active_ordinal_] =
+          std::make_shared<Segment>(active_ordinal_, path, read_fd, salt);
+    }
     write_fd_ = fd;
     write_end_ = end;
+    write_salt_ = salt;
     RemoveEmptySegments();
     return absl::OkStatus();
   }
@@ -566,14 +600,16 @@ class SegmentLogStore final : public DiskEventStore {
   // because the committer's fdatasync waits behind whatever is in the
   // disk's queue; 8 MiB take about 0.2 s this way. Stops early (kCancelled)
   // when the store closes.
-  absl::StatusOr<int> MakeSegmentFile(std::uint32_t ordinal,
-                                      std::size_t preallocate,
-                                      bool paced) const {
+  absl::StatusOr<MadeSegment> MakeSegmentFile(std::uint32_t ordinal,
+                                              std::size_t preallocate,
+                                              bool paced) const {
     const std::string path = Path(SegmentName(ordinal));
     const int fd =
         open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) return ErrnoStatus("cannot create ", path);
-    absl::Status status = WriteAll(fd, log_format::SegmentHeader(), 0, path);
+    const std::uint32_t salt = log_format::NewSalt();
+    absl::Status status =
+        WriteAll(fd, log_format::SegmentHeader(salt), 0, path);
     if (preallocate > log_format::kSegmentHeaderSize) {
       const std::string zeros(
           std::min<std::size_t>(preallocate, paced ? kZeroFillChunk : 1 << 20),
@@ -608,46 +644,49 @@ class SegmentLogStore final : public DiskEventStore {
       unlink(path.c_str());
       return status;
     }
-    return fd;
+    return MadeSegment{.fd = fd, .salt = salt};
   }
 
-  // Makes segment `ordinal`, whose file `fd` MakeSegmentFile() made, the one
-  // appended to. Takes `fd` over, also on failure.
-  absl::Status SwitchTo(std::uint32_t ordinal, int fd)
+  // Makes segment `ordinal`, whose file MakeSegmentFile() made, the one
+  // appended to. Takes its descriptor over, also on failure.
+  absl::Status SwitchTo(std::uint32_t ordinal, MadeSegment made)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
     const std::string path = Path(SegmentName(ordinal));
-    const int read_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    const int read_fd = fcntl(made.fd, F_DUPFD_CLOEXEC, 0);
     if (read_fd < 0) {
       const absl::Status status =
           ErrnoStatus("cannot duplicate the descriptor of ", path);
-      close(fd);
+      close(made.fd);
       unlink(path.c_str());
       return status;
     }
     if (write_fd_ >= 0) close(write_fd_);
-    write_fd_ = fd;
+    write_fd_ = made.fd;
     write_end_ = log_format::kSegmentHeaderSize;
+    write_salt_ = made.salt;
     absl::MutexLock state_lock(&state_mu_);
     active_ordinal_ = ordinal;
-    segments_[ordinal] = std::make_shared<Segment>(ordinal, path, read_fd);
+    segments_[ordinal] =
+        std::make_shared<Segment>(ordinal, path, read_fd, made.salt);
     return absl::OkStatus();
   }
 
   absl::Status CreateSegment(std::uint32_t ordinal)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
-    absl::StatusOr<int> fd = MakeSegmentFile(ordinal, 0, /*paced=*/false);
-    if (!fd.ok()) return fd.status();
-    return SwitchTo(ordinal, *fd);
+    absl::StatusOr<MadeSegment> made =
+        MakeSegmentFile(ordinal, 0, /*paced=*/false);
+    if (!made.ok()) return made.status();
+    return SwitchTo(ordinal, *made);
   }
 
   // The first segment of a new log, zero-filled like those made ahead when
   // the disk has room for that, else plain.
   absl::Status CreateFirstSegment() ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
     // Unpaced: nothing is written yet, and the gateway is not ready before.
-    absl::StatusOr<int> fd =
+    absl::StatusOr<MadeSegment> made =
         MakeSegmentFile(1, options_.segment_bytes, /*paced=*/false);
-    if (!fd.ok()) return CreateSegment(1);
-    return SwitchTo(1, *fd);
+    if (!made.ok()) return CreateSegment(1);
+    return SwitchTo(1, *made);
   }
 
   // Starts the next segment: the one maintenance prepared if it is ready,
@@ -657,7 +696,7 @@ class SegmentLogStore final : public DiskEventStore {
     WakeMaintenance();
     if (next_fd_ >= 0) {
       const int fd = std::exchange(next_fd_, -1);
-      return SwitchTo(next_ordinal_, fd);
+      return SwitchTo(next_ordinal_, MadeSegment{.fd = fd, .salt = next_salt_});
     }
     // Past the one being prepared, whose maker then finds it stale.
     return CreateSegment(std::max(active_ordinal_, preparing_ordinal_) + 1);
@@ -692,7 +731,7 @@ class SegmentLogStore final : public DiskEventStore {
       log_format::AppendRecord(
           batch[i],
           flags | (i + 1 == batch.size() ? log_format::kEndsBatch : 0),
-          &buffer_);
+          write_salt_, &buffer_);
     }
     absl::Status status =
         WriteAll(write_fd_, buffer_, write_end_, "the active segment");
@@ -799,7 +838,7 @@ class SegmentLogStore final : public DiskEventStore {
       absl::string_view rest = buffer;
       for (std::size_t i = first; i < end; ++i) {
         absl::StatusOr<log_format::Record> record =
-            log_format::ParseRecord(rest);
+            log_format::ParseRecord(rest, segment.salt);
         if (!record.ok() || record->header.sequence != entries[i].sequence) {
           return absl::DataLossError(absl::StrCat(
               segment.path, " at offset ", entries[i].offset, ": ",
@@ -949,17 +988,18 @@ class SegmentLogStore final : public DiskEventStore {
       ordinal = active_ordinal_ + 1;
       preparing_ordinal_ = ordinal;
     }
-    absl::StatusOr<int> fd =
+    absl::StatusOr<MadeSegment> made =
         MakeSegmentFile(ordinal, options_.segment_bytes, /*paced=*/true);
     absl::MutexLock lock(&writer_mu_);
     preparing_ordinal_ = 0;
-    if (!fd.ok()) return;  // RollOver() makes one itself
+    if (!made.ok()) return;  // RollOver() makes one itself
     if (active_ordinal_ + 1 != ordinal) {
-      close(*fd);  // the committer rolled over past it meanwhile
+      close(made->fd);  // the committer rolled over past it meanwhile
       unlink(Path(SegmentName(ordinal)).c_str());
       return;
     }
-    next_fd_ = *fd;
+    next_fd_ = made->fd;
+    next_salt_ = made->salt;
     next_ordinal_ = ordinal;
   }
 
@@ -972,9 +1012,10 @@ class SegmentLogStore final : public DiskEventStore {
       if (it == segments_.end()) return;
       active = it->second;
     }
-    // The descriptor shares its open file with the writer's, so this call
-    // takes the kernel's write-back error for both: nothing else would see
-    // it, since appends do not fsync in this mode.
+    // Appends do not fsync in this mode, so nothing else would see the
+    // kernel's write-back error (for a segment made by this process this
+    // descriptor even shares the writer's open file, whose error report this
+    // call then takes).
     if (fdatasync(active->fd) == 0) return;
     const absl::Status failed =
         ErrnoStatus("cannot fsync the active segment ", active->path);
@@ -1063,6 +1104,8 @@ class SegmentLogStore final : public DiskEventStore {
   int write_fd_ ABSL_GUARDED_BY(writer_mu_) = -1;
   // Where the active segment's committed records end.
   std::uint64_t write_end_ ABSL_GUARDED_BY(writer_mu_) = 0;
+  // The active segment's salt, for the records appended to it.
+  std::uint32_t write_salt_ ABSL_GUARDED_BY(writer_mu_) = 0;
   // A failed write may have left bytes past write_end_.
   bool needs_repair_ ABSL_GUARDED_BY(writer_mu_) = false;
   std::string buffer_ ABSL_GUARDED_BY(writer_mu_);
@@ -1074,6 +1117,7 @@ class SegmentLogStore final : public DiskEventStore {
   std::uint64_t torn_committed_size_ ABSL_GUARDED_BY(writer_mu_) = 0;
   // The next segment, made ahead by maintenance; -1 until it is ready.
   int next_fd_ ABSL_GUARDED_BY(writer_mu_) = -1;
+  std::uint32_t next_salt_ ABSL_GUARDED_BY(writer_mu_) = 0;
   std::uint32_t next_ordinal_ ABSL_GUARDED_BY(writer_mu_) = 0;
   // The ordinal maintenance is making now; 0 when none.
   std::uint32_t preparing_ordinal_ ABSL_GUARDED_BY(writer_mu_) = 0;

@@ -4,6 +4,7 @@
 
 #include <bit>
 #include <cstring>
+#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -15,7 +16,8 @@ static_assert(std::endian::native == std::endian::little,
               "the log is written in the host's byte order, little-endian");
 
 constexpr char kSegmentMagic[8] = {'C', 'V', 'C', 'E', 'V', 'L', 'O', 'G'};
-constexpr std::uint32_t kSegmentVersion = 1;
+constexpr std::uint32_t kSegmentVersion = 2;
+constexpr std::uint32_t kUnsaltedSegmentVersion = 1;
 constexpr char kMetaMagic[8] = {'C', 'V', 'C', 'E', 'V', 'M', 'E', 'T'};
 constexpr std::size_t kMetaSize = 8 + 8 + 8 + 8;  // magic, fields, checksum
 
@@ -42,32 +44,43 @@ void Store(char* at, T value) {
 
 // The checksum covers everything after itself, so that a header whose sizes
 // were damaged cannot vouch for the bytes it points at.
-std::uint64_t Checksum(const char* record, std::size_t size) {
-  return XXH3_64bits(record + sizeof(std::uint64_t),
-                     size - sizeof(std::uint64_t));
+std::uint64_t Checksum(const char* record, std::size_t size,
+                       std::uint32_t salt) {
+  return XXH3_64bits_withSeed(record + sizeof(std::uint64_t),
+                              size - sizeof(std::uint64_t), salt);
 }
 
 }  // namespace
 
-std::string SegmentHeader() {
+std::string SegmentHeader(std::uint32_t salt) {
   std::string header(kSegmentHeaderSize, '\0');
   std::memcpy(header.data(), kSegmentMagic, sizeof(kSegmentMagic));
   Store(header.data() + 8, kSegmentVersion);
+  Store(header.data() + 12, salt);
   return header;
 }
 
-absl::Status CheckSegmentHeader(absl::string_view header) {
+std::uint32_t NewSalt() {
+  std::random_device random;
+  std::uint32_t salt = 0;
+  while (salt == 0) salt = random();
+  return salt;
+}
+
+absl::StatusOr<std::uint32_t> CheckSegmentHeader(absl::string_view header) {
   if (header.size() < kSegmentHeaderSize ||
       std::memcmp(header.data(), kSegmentMagic, sizeof(kSegmentMagic)) != 0) {
     return absl::DataLossError("not an event log segment (bad header)");
   }
   const auto version = Load<std::uint32_t>(header.data() + 8);
+  const auto salt = Load<std::uint32_t>(header.data() + 12);
+  if (version == kUnsaltedSegmentVersion && salt == 0) return salt;
   if (version != kSegmentVersion) {
     return absl::FailedPreconditionError(
         absl::StrCat("the event log segment has format version ", version,
-                     "; this binary reads version ", kSegmentVersion));
+                     "; this binary reads versions up to ", kSegmentVersion));
   }
-  return absl::OkStatus();
+  return salt;
 }
 
 absl::Status CheckStorable(const hub::StoredEvent& event) {
@@ -88,7 +101,7 @@ absl::Status CheckStorable(const hub::StoredEvent& event) {
 }
 
 void AppendRecord(const hub::StoredEvent& event, std::uint32_t flags,
-                  std::string* out) {
+                  std::uint32_t salt, std::string* out) {
   const std::size_t start = out->size();
   const std::size_t size =
       kRecordHeaderSize + event.id.size() + event.event_bytes->size();
@@ -105,7 +118,7 @@ void AppendRecord(const hub::StoredEvent& event, std::uint32_t flags,
   std::memcpy(record + kRecordHeaderSize, event.id.data(), event.id.size());
   std::memcpy(record + kRecordHeaderSize + event.id.size(),
               event.event_bytes->data(), event.event_bytes->size());
-  Store(record + kChecksumAt, Checksum(record, size));
+  Store(record + kChecksumAt, Checksum(record, size, salt));
 }
 
 absl::StatusOr<RecordHeader> ParseRecordHeader(absl::string_view bytes) {
@@ -130,7 +143,8 @@ absl::StatusOr<RecordHeader> ParseRecordHeader(absl::string_view bytes) {
   return header;
 }
 
-absl::StatusOr<Record> ParseRecord(absl::string_view bytes) {
+absl::StatusOr<Record> ParseRecord(absl::string_view bytes,
+                                   std::uint32_t salt) {
   absl::StatusOr<RecordHeader> header = ParseRecordHeader(bytes);
   if (!header.ok()) return header.status();
   if (bytes.size() < header->RecordSize()) {
@@ -138,7 +152,7 @@ absl::StatusOr<Record> ParseRecord(absl::string_view bytes) {
         absl::StrCat("record ", header->sequence, " cut short: ", bytes.size(),
                      " of ", header->RecordSize(), " bytes"));
   }
-  if (Checksum(bytes.data(), header->RecordSize()) != header->checksum) {
+  if (Checksum(bytes.data(), header->RecordSize(), salt) != header->checksum) {
     return absl::DataLossError(
         absl::StrCat("record ", header->sequence, " fails its checksum"));
   }
@@ -157,11 +171,14 @@ namespace {
 // torn by a crash is the last one written, so no batch can follow it. Tries
 // every offset, since the damaged record's size cannot be trusted; zeros
 // (space made ahead) are passed over cheaply, as no record has a sequence
-// at or below `previous_sequence`.
-absl::Status CheckDamageIsTornTail(absl::string_view file,
+// at or below `previous_sequence`. Bytes that only look like record headers
+// could each make it checksum up to the rest of the file: past a budget of
+// a few times the file's size it gives up, which cuts as before.
+absl::Status CheckDamageIsTornTail(absl::string_view file, std::uint32_t salt,
                                    std::uint64_t damaged,
                                    std::uint64_t previous_sequence) {
   bool batch_ended = false;
+  std::uint64_t budget = 4 * file.size();
   std::uint64_t offset = damaged + 1;
   while (offset + kRecordHeaderSize <= file.size()) {
     const char* at = file.data() + offset;
@@ -170,7 +187,15 @@ absl::Status CheckDamageIsTornTail(absl::string_view file,
       ++offset;
       continue;
     }
-    absl::StatusOr<Record> record = ParseRecord(file.substr(offset));
+    absl::StatusOr<RecordHeader> header =
+        ParseRecordHeader(file.substr(offset));
+    if (!header.ok() || header->RecordSize() > file.size() - offset) {
+      ++offset;
+      continue;
+    }
+    if (header->RecordSize() > budget) return absl::OkStatus();
+    budget -= header->RecordSize();
+    absl::StatusOr<Record> record = ParseRecord(file.substr(offset), salt);
     if (!record.ok()) {
       ++offset;
       continue;
@@ -191,18 +216,18 @@ absl::Status CheckDamageIsTornTail(absl::string_view file,
 }  // namespace
 
 absl::StatusOr<SegmentScan> ScanSegment(absl::string_view file) {
-  if (absl::Status status = CheckSegmentHeader(file); !status.ok()) {
-    return status;
-  }
+  absl::StatusOr<std::uint32_t> salt = CheckSegmentHeader(file);
+  if (!salt.ok()) return salt.status();
   SegmentScan scan;
+  scan.salt = *salt;
   std::size_t batch_start = 0;  // index in scan.records of the open batch
   std::uint64_t offset = kSegmentHeaderSize;
   std::uint64_t previous_sequence = 0;
   while (offset < file.size()) {
-    absl::StatusOr<Record> record = ParseRecord(file.substr(offset));
+    absl::StatusOr<Record> record = ParseRecord(file.substr(offset), scan.salt);
     if (!record.ok()) {
       if (absl::Status torn =
-              CheckDamageIsTornTail(file, offset, previous_sequence);
+              CheckDamageIsTornTail(file, scan.salt, offset, previous_sequence);
           !torn.ok()) {
         return torn;
       }

@@ -3,17 +3,23 @@
 // segment read back after a crash is split into what was committed and the
 // torn tail that was not.
 //
-// A segment file is a 16-byte header followed by records, each a 40-byte
-// header, the event's de-duplication id and the serialized event. Every
-// integer is little-endian. The records of one Append() are written together
-// and the last one carries kEndsBatch: a batch whose last record is missing
-// or damaged was never acknowledged, so recovery drops it whole. Records
-// written with --durability=fsync also carry kWrittenAfterSync: everything
-// before their batch in the segment was durable when it was written, so
-// damage before an intact batch end followed by such a record is corruption
-// of acknowledged events, not a crash's torn batch.
+// A segment file is a 16-byte header (magic, version, salt) followed by
+// records, each a 40-byte header, the event's de-duplication id and the
+// serialized event. Every integer is little-endian. A record's checksum is
+// seeded with its segment's random salt, so that no bytes but its own
+// segment's records pass as records there: not an event's payload that
+// embeds a record's image, nor stale blocks of another segment. The records of
+// one Append() are written together and the last one carries kEndsBatch: a
+// batch whose last record is missing or damaged was never acknowledged, so
+// recovery drops it whole. Records written with --durability=fsync also carry
+// kWrittenAfterSync: everything before their batch in the segment was durable
+// when it was written, so damage before an intact batch end followed by such a
+// record is corruption of acknowledged events, not a crash's torn batch.
 //
-//   record header: u64 checksum   XXH3-64 of the rest of the record
+//   segment header: 8 bytes "CVCEVLOG", u32 version (2; 1 had no salt),
+//                   u32 salt
+//   record header: u64 checksum   XXH3-64 of the rest of the record,
+//                                 seeded with the salt
 //                  u32 id_size
 //                  u32 event_size
 //                  u64 sequence
@@ -43,11 +49,15 @@ inline constexpr std::uint32_t kMaxEventSize = 256 << 20;
 inline constexpr std::uint32_t kEndsBatch = 1;
 inline constexpr std::uint32_t kWrittenAfterSync = 2;
 
-// The header every segment file starts with.
-std::string SegmentHeader();
+// The header every segment file starts with; `salt` seeds its records'
+// checksums (0 only in tests).
+std::string SegmentHeader(std::uint32_t salt);
+// A random salt for a new segment, never 0.
+std::uint32_t NewSalt();
 // kDataLoss when `header` is not a segment header; kFailedPrecondition when
-// it is one of a newer format than this binary reads.
-absl::Status CheckSegmentHeader(absl::string_view header);
+// it is one of a newer format than this binary reads. Else its salt (0 for
+// version 1, which had none).
+absl::StatusOr<std::uint32_t> CheckSegmentHeader(absl::string_view header);
 
 struct RecordHeader {
   std::uint64_t checksum = 0;
@@ -67,9 +77,10 @@ struct RecordHeader {
 absl::Status CheckStorable(const hub::StoredEvent& event);
 
 // Appends `event`'s record, with `flags` (kEndsBatch, kWrittenAfterSync), to
-// `out`. The event must pass CheckStorable().
+// `out`, checksummed for the segment of `salt`. The event must pass
+// CheckStorable().
 void AppendRecord(const hub::StoredEvent& event, std::uint32_t flags,
-                  std::string* out);
+                  std::uint32_t salt, std::string* out);
 
 // Parses the first kRecordHeaderSize bytes of `bytes`; kDataLoss when they
 // are too few or describe an impossible record.
@@ -81,8 +92,9 @@ struct Record {
   absl::string_view id;
   absl::string_view event;
 };
-// kDataLoss when `bytes` does not start with a whole, intact record.
-absl::StatusOr<Record> ParseRecord(absl::string_view bytes);
+// kDataLoss when `bytes` does not start with a whole, intact record of the
+// segment of `salt`.
+absl::StatusOr<Record> ParseRecord(absl::string_view bytes, std::uint32_t salt);
 
 // What a segment file holds, read back whole.
 struct RecordLocation {
@@ -99,6 +111,8 @@ struct SegmentScan {
   std::string torn_tail;
   // How many bytes of the torn tail are not trailing zeros.
   std::uint64_t torn_size = 0;
+  // The segment's salt (from its header).
+  std::uint32_t salt = 0;
   // The bytes after committed_size are zeros: space written ahead of the
   // appends (a preallocated segment), or a batch none of whose pages
   // reached the disk. Neither is damage.

@@ -166,6 +166,16 @@ class DiskEventStoreTest : public ::testing::Test {
     return "";
   }
 
+  // The salt the records of segment `file` are checksummed with.
+  static std::uint32_t SaltOf(const std::filesystem::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    std::string header(log_format::kSegmentHeaderSize, '\0');
+    in.read(header.data(), static_cast<std::streamsize>(header.size()));
+    absl::StatusOr<std::uint32_t> salt = log_format::CheckSegmentHeader(header);
+    EXPECT_TRUE(salt.ok()) << file << ": " << salt.status();
+    return salt.value_or(0);
+  }
+
   static void FlipByte(const std::filesystem::path& file, std::uintmax_t at) {
     std::fstream stream(file, std::ios::binary | std::ios::in | std::ios::out);
     stream.seekg(static_cast<std::streamoff>(at));
@@ -533,12 +543,14 @@ TEST_F(DiskEventStoreTest, CutsATornTailOffTheNewestSegment) {
     ASSERT_TRUE(store->Append(Batch(1, 3)).ok());
     ASSERT_TRUE(store->Append(Batch(4, 3)).ok());
   }
+  ASSERT_FALSE(SegmentFiles().empty());
+  const std::uint32_t salt = SaltOf(SegmentFiles()[0]);
   std::string torn;
   for (std::uint64_t sequence = 7; sequence <= 8; ++sequence) {
-    log_format::AppendRecord(MakeEvent(sequence), /*flags=*/0, &torn);
+    log_format::AppendRecord(MakeEvent(sequence), /*flags=*/0, salt, &torn);
   }
   std::string last;
-  log_format::AppendRecord(MakeEvent(9), log_format::kEndsBatch, &last);
+  log_format::AppendRecord(MakeEvent(9), log_format::kEndsBatch, salt, &last);
   torn.append(last, 0, last.size() / 2);
   // The first segment holds the batches; a second may be made ahead.
   ASSERT_FALSE(SegmentFiles().empty());
@@ -580,7 +592,8 @@ TEST_F(DiskEventStoreTest, CutsATornTailOffASegmentFollowedByAPreparedOne) {
     }));
   }
   std::string torn;
-  log_format::AppendRecord(MakeEvent(21), /*flags=*/0, &torn);
+  log_format::AppendRecord(MakeEvent(21), /*flags=*/0,
+                           SaltOf(SegmentFiles()[0]), &torn);
   WriteAtDataEnd(SegmentFiles()[0], torn);
   {
     auto store = Open(options);
