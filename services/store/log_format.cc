@@ -18,6 +18,7 @@ static_assert(std::endian::native == std::endian::little,
 constexpr char kSegmentMagic[8] = {'C', 'V', 'C', 'E', 'V', 'L', 'O', 'G'};
 constexpr std::uint32_t kSegmentVersion = 2;
 constexpr std::uint32_t kUnsaltedSegmentVersion = 1;
+constexpr std::size_t kUnsaltedSegmentHeaderSize = 16;
 constexpr char kMetaMagic[8] = {'C', 'V', 'C', 'E', 'V', 'M', 'E', 'T'};
 constexpr std::size_t kMetaSize = 8 + 8 + 8 + 8;  // magic, fields, checksum
 
@@ -57,6 +58,7 @@ std::string SegmentHeader(std::uint32_t salt) {
   std::memcpy(header.data(), kSegmentMagic, sizeof(kSegmentMagic));
   Store(header.data() + 8, kSegmentVersion);
   Store(header.data() + 12, salt);
+  Store(header.data() + 16, XXH3_64bits(header.data(), 16));
   return header;
 }
 
@@ -67,20 +69,28 @@ std::uint32_t NewSalt() {
   return salt;
 }
 
-absl::StatusOr<std::uint32_t> CheckSegmentHeader(absl::string_view header) {
-  if (header.size() < kSegmentHeaderSize ||
-      std::memcmp(header.data(), kSegmentMagic, sizeof(kSegmentMagic)) != 0) {
+absl::StatusOr<SegmentHeaderFields> CheckSegmentHeader(absl::string_view file) {
+  if (file.size() < kUnsaltedSegmentHeaderSize ||
+      std::memcmp(file.data(), kSegmentMagic, sizeof(kSegmentMagic)) != 0) {
     return absl::DataLossError("not an event log segment (bad header)");
   }
-  const auto version = Load<std::uint32_t>(header.data() + 8);
-  const auto salt = Load<std::uint32_t>(header.data() + 12);
-  if (version == kUnsaltedSegmentVersion && salt == 0) return salt;
-  if (version != kSegmentVersion) {
+  const auto version = Load<std::uint32_t>(file.data() + 8);
+  const auto salt = Load<std::uint32_t>(file.data() + 12);
+  if (version > kSegmentVersion) {
     return absl::FailedPreconditionError(
         absl::StrCat("the event log segment has format version ", version,
                      "; this binary reads versions up to ", kSegmentVersion));
   }
-  return salt;
+  if (version == kUnsaltedSegmentVersion && salt == 0) {
+    return SegmentHeaderFields{.salt = 0, .size = kUnsaltedSegmentHeaderSize};
+  }
+  // A damaged salt would fail every record's checksum, and the whole segment
+  // would look like a torn tail: the header vouches for itself.
+  if (version != kSegmentVersion || file.size() < kSegmentHeaderSize ||
+      Load<std::uint64_t>(file.data() + 16) != XXH3_64bits(file.data(), 16)) {
+    return absl::DataLossError("the segment header is damaged");
+  }
+  return SegmentHeaderFields{.salt = salt, .size = kSegmentHeaderSize};
 }
 
 absl::Status CheckStorable(const hub::StoredEvent& event) {
@@ -173,7 +183,7 @@ namespace {
 // (space made ahead) are passed over cheaply, as no record has a sequence
 // at or below `previous_sequence`. Bytes that only look like record headers
 // could each make it checksum up to the rest of the file: past a budget of
-// a few times the file's size it gives up, which cuts as before.
+// a few times the file's size it gives up, and refuses.
 absl::Status CheckDamageIsTornTail(absl::string_view file, std::uint32_t salt,
                                    std::uint64_t damaged,
                                    std::uint64_t previous_sequence) {
@@ -193,7 +203,13 @@ absl::Status CheckDamageIsTornTail(absl::string_view file, std::uint32_t salt,
       ++offset;
       continue;
     }
-    if (header->RecordSize() > budget) return absl::OkStatus();
+    if (header->RecordSize() > budget) {
+      // Refused rather than cut: cutting would lose acknowledged events if
+      // a later synced batch were there to be found.
+      return absl::DataLossError(absl::StrCat(
+          "damaged at offset ", damaged,
+          ", and whether acknowledged batches follow cannot be established"));
+    }
     budget -= header->RecordSize();
     absl::StatusOr<Record> record = ParseRecord(file.substr(offset), salt);
     if (!record.ok()) {
@@ -216,12 +232,13 @@ absl::Status CheckDamageIsTornTail(absl::string_view file, std::uint32_t salt,
 }  // namespace
 
 absl::StatusOr<SegmentScan> ScanSegment(absl::string_view file) {
-  absl::StatusOr<std::uint32_t> salt = CheckSegmentHeader(file);
-  if (!salt.ok()) return salt.status();
+  absl::StatusOr<SegmentHeaderFields> header = CheckSegmentHeader(file);
+  if (!header.ok()) return header.status();
   SegmentScan scan;
-  scan.salt = *salt;
+  scan.salt = header->salt;
+  scan.committed_size = header->size;
   std::size_t batch_start = 0;  // index in scan.records of the open batch
-  std::uint64_t offset = kSegmentHeaderSize;
+  std::uint64_t offset = header->size;
   std::uint64_t previous_sequence = 0;
   while (offset < file.size()) {
     absl::StatusOr<Record> record = ParseRecord(file.substr(offset), scan.salt);

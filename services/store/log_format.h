@@ -3,8 +3,8 @@
 // segment read back after a crash is split into what was committed and the
 // torn tail that was not.
 //
-// A segment file is a 16-byte header (magic, version, salt) followed by
-// records, each a 40-byte header, the event's de-duplication id and the
+// A segment file is a 24-byte header (magic, version, salt, checksum) followed
+// by records, each a 40-byte header, the event's de-duplication id and the
 // serialized event. Every integer is little-endian. A record's checksum is
 // seeded with its segment's random salt, so that no bytes but its own
 // segment's records pass as records there: not an event's payload that
@@ -16,8 +16,9 @@
 // when it was written, so damage before an intact batch end followed by such a
 // record is corruption of acknowledged events, not a crash's torn batch.
 //
-//   segment header: 8 bytes "CVCEVLOG", u32 version (2; 1 had no salt),
-//                   u32 salt
+//   segment header: 8 bytes "CVCEVLOG", u32 version (2), u32 salt,
+//                   u64 XXH3-64 of the 16 bytes before it (version 1: the
+//                   first 16 bytes only, the salt's zero)
 //   record header: u64 checksum   XXH3-64 of the rest of the record,
 //                                 seeded with the salt
 //                  u32 id_size
@@ -41,7 +42,8 @@
 
 namespace convocore::store::log_format {
 
-inline constexpr std::size_t kSegmentHeaderSize = 16;
+// Of the headers this binary writes (version 2).
+inline constexpr std::size_t kSegmentHeaderSize = 24;
 inline constexpr std::size_t kRecordHeaderSize = 40;
 // Bounds a damaged header's sizes before anything is allocated for them.
 inline constexpr std::uint32_t kMaxIdSize = 64 << 10;
@@ -54,10 +56,15 @@ inline constexpr std::uint32_t kWrittenAfterSync = 2;
 std::string SegmentHeader(std::uint32_t salt);
 // A random salt for a new segment, never 0.
 std::uint32_t NewSalt();
-// kDataLoss when `header` is not a segment header; kFailedPrecondition when
-// it is one of a newer format than this binary reads. Else its salt (0 for
-// version 1, which had none).
-absl::StatusOr<std::uint32_t> CheckSegmentHeader(absl::string_view header);
+// What a segment's header says.
+struct SegmentHeaderFields {
+  std::uint32_t salt = 0;                 // 0 in version 1, which had none
+  std::size_t size = kSegmentHeaderSize;  // where the records start
+};
+// Checks the header at the start of `file`: kDataLoss when it is not a
+// segment header or is damaged; kFailedPrecondition when it is one of a newer
+// format than this binary reads.
+absl::StatusOr<SegmentHeaderFields> CheckSegmentHeader(absl::string_view file);
 
 struct RecordHeader {
   std::uint64_t checksum = 0;
@@ -105,7 +112,7 @@ struct SegmentScan {
   // The records of every complete batch, in file order.
   std::vector<RecordLocation> records;
   // Where the last complete batch ends: the file's committed length.
-  std::uint64_t committed_size = kSegmentHeaderSize;
+  std::uint64_t committed_size = 0;
   // Why the bytes after committed_size are not part of the log; empty when
   // there are none, or when they are all zeros.
   std::string torn_tail;

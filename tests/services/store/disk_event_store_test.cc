@@ -171,9 +171,10 @@ class DiskEventStoreTest : public ::testing::Test {
     std::ifstream in(file, std::ios::binary);
     std::string header(log_format::kSegmentHeaderSize, '\0');
     in.read(header.data(), static_cast<std::streamsize>(header.size()));
-    absl::StatusOr<std::uint32_t> salt = log_format::CheckSegmentHeader(header);
-    EXPECT_TRUE(salt.ok()) << file << ": " << salt.status();
-    return salt.value_or(0);
+    absl::StatusOr<log_format::SegmentHeaderFields> fields =
+        log_format::CheckSegmentHeader(header);
+    EXPECT_TRUE(fields.ok()) << file << ": " << fields.status();
+    return fields.ok() ? fields->salt : 0;
   }
 
   static void FlipByte(const std::filesystem::path& file, std::uintmax_t at) {
@@ -670,6 +671,25 @@ TEST_F(DiskEventStoreTest, RefusesDamageFollowedByAcknowledgedBatches) {
   EXPECT_THAT(store.status().message(),
               HasSubstr(SegmentFiles()[0].filename().string()));
   EXPECT_THAT(store.status().message(), HasSubstr("record 4 at offset"));
+  EXPECT_EQ(DataEnd(SegmentFiles()[0]), end);  // nothing was cut
+}
+
+// The salt in a segment's header seeds every record's checksum: damaged, it
+// would make every acknowledged record look like a torn tail.
+TEST_F(DiskEventStoreTest, RefusesANewestSegmentWhoseHeaderIsDamaged) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Append(Batch(1, 3)).ok());
+    ASSERT_TRUE(store->Append(Batch(4, 3)).ok());
+  }
+  const std::uintmax_t end = DataEnd(SegmentFiles()[0]);
+  FlipByte(SegmentFiles()[0], 13);  // in the salt
+  absl::StatusOr<std::unique_ptr<DiskEventStore>> store =
+      DiskEventStore::Open(Options());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss)
+      << store.status();
+  EXPECT_THAT(store.status().message(), HasSubstr("header is damaged"));
   EXPECT_EQ(DataEnd(SegmentFiles()[0]), end);  // nothing was cut
 }
 

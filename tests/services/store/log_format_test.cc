@@ -21,6 +21,12 @@ using ::convocore::store::testing::MakeEvent;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
+std::uint32_t Load32(const std::string& bytes, std::size_t at) {
+  std::uint32_t value;
+  std::memcpy(&value, bytes.data() + at, sizeof(value));
+  return value;
+}
+
 // Any salt but 0 (version 1's): every test then checks that it is used.
 constexpr std::uint32_t kSalt = 0x5a17ed42;
 
@@ -224,19 +230,41 @@ TEST(LogFormatTest, ChecksTheSegmentHeader) {
   const absl::Status status = CheckSegmentHeader(newer).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(status.message()), HasSubstr("version 3"));
-  EXPECT_EQ(*CheckSegmentHeader(SegmentHeader(kSalt)), kSalt);
+  EXPECT_EQ(CheckSegmentHeader(SegmentHeader(kSalt))->salt, kSalt);
   EXPECT_NE(NewSalt(), 0u);
+}
+
+// Damage to the salt would fail every record in the segment, which would
+// then look like one long torn tail: the header's checksum catches it.
+TEST(LogFormatTest, ADamagedSegmentHeaderIsDataLoss) {
+  const std::string file = Segment({{1, 2}, {3}}, kWrittenAfterSync);
+  for (std::size_t at = 8; at < kSegmentHeaderSize; ++at) {
+    std::string damaged = file;
+    damaged[at] = static_cast<char>(damaged[at] ^ 0x01);
+    const absl::Status status = ScanSegment(damaged).status();
+    if (at >= 8 && at < 12 && Load32(damaged, 8) > 2) {
+      EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << at;
+    } else {
+      EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << "byte " << at;
+    }
+  }
 }
 
 // Version 1 segments, written before records were salted, still read.
 TEST(LogFormatTest, ReadsUnsaltedVersionOneSegments) {
-  std::string file = SegmentHeader(0);
+  // Magic, version 1, four zero bytes; records right after.
+  std::string file = SegmentHeader(kSalt).substr(0, 16);
   file[8] = 1;
+  file.replace(12, 4, 4, '\0');
   AppendRecord(MakeEvent(1), kEndsBatch, /*salt=*/0, &file);
   absl::StatusOr<SegmentScan> scan = ScanSegment(file);
   ASSERT_TRUE(scan.ok()) << scan.status();
   EXPECT_EQ(scan->salt, 0u);
   EXPECT_THAT(ScannedSequences(*scan), ::testing::ElementsAre(1));
+  EXPECT_EQ(scan->committed_size, file.size());
+  // Version 1 had no salt: anything there is damage.
+  file[13] = 1;
+  EXPECT_EQ(ScanSegment(file).status().code(), absl::StatusCode::kDataLoss);
 }
 
 // A record is only valid in the segment whose salt it was written with: an
@@ -269,11 +297,11 @@ TEST(LogFormatTest, RecordsOfAnotherSaltAreNotRecords) {
   EXPECT_FALSE(scan->torn_tail.empty());
 }
 
-// Bytes that look like record headers claiming large records: each would
-// cost a checksum over the rest of the file, which the search for proof past
-// damage bounds (without the bound this scan took about 2 s); either way
-// they are no records, and the damage is a torn tail.
-TEST(LogFormatTest, PseudoHeadersPastDamageAreATornTail) {
+// Bytes that look like record headers claiming large records: each costs a
+// checksum over the rest of the file. The search past damage stops at a
+// budget (unbounded, this scan took about 2 s) and refuses: cutting could
+// lose acknowledged batches it did not get to.
+TEST(LogFormatTest, PseudoHeadersPastDamageExhaustTheSearchAndAreRefused) {
   constexpr std::size_t kPayload = 2 << 20;
   std::string payload(kPayload, '\0');
   for (std::size_t at = 0; at + kRecordHeaderSize <= kPayload;
@@ -290,10 +318,9 @@ TEST(LogFormatTest, PseudoHeadersPastDamageAreATornTail) {
   std::string torn;
   AppendRecord(carrier, kWrittenAfterSync | kEndsBatch, kSalt, &torn);
   torn[0] = static_cast<char>(torn[0] ^ 1);
-  absl::StatusOr<SegmentScan> scan = ScanSegment(file + torn);
-  ASSERT_TRUE(scan.ok()) << scan.status();
-  EXPECT_THAT(ScannedSequences(*scan), ::testing::ElementsAre(1));
-  EXPECT_FALSE(scan->torn_tail.empty());
+  const absl::Status status = ScanSegment(file + torn).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(status.message(), HasSubstr("cannot be established"));
 }
 
 TEST(LogFormatTest, MetaRoundTripsAndDetectsDamage) {
