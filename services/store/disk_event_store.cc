@@ -730,7 +730,8 @@ class SegmentLogStore final : public DiskEventStore {
     for (std::size_t i = 0; i < batch.size(); ++i) {
       log_format::AppendRecord(
           batch[i],
-          flags | (i + 1 == batch.size() ? log_format::kEndsBatch : 0),
+          flags | (i == 0 ? log_format::kStartsBatch : 0) |
+              (i + 1 == batch.size() ? log_format::kEndsBatch : 0),
           write_salt_, &buffer_);
     }
     absl::Status status =

@@ -146,7 +146,7 @@ absl::StatusOr<RecordHeader> ParseRecordHeader(absl::string_view bytes) {
       .flags = Load<std::uint32_t>(at + kFlagsAt),
   };
   if (header.id_size > kMaxIdSize || header.event_size > kMaxEventSize ||
-      (header.flags & ~(kEndsBatch | kWrittenAfterSync)) != 0 ||
+      (header.flags & ~(kEndsBatch | kWrittenAfterSync | kStartsBatch)) != 0 ||
       Load<std::uint32_t>(at + kReservedAt) != 0) {
     return absl::DataLossError("a record header with impossible fields");
   }
@@ -177,8 +177,9 @@ absl::StatusOr<Record> ParseRecord(absl::string_view bytes,
 namespace {
 
 // Looks past damage at `damaged` for proof that the damaged bytes had been
-// durable: the end of a batch, then a record written after a sync. A batch
-// torn by a crash is the last one written, so no batch can follow it. Tries
+// durable: a batch written after a sync that starts past the damage (its
+// first record, or any record after the end of a batch). A batch torn by a
+// crash is the last one written, so no batch can follow it. Tries
 // every offset, since the damaged record's size cannot be trusted; zeros
 // (space made ahead) are passed over cheaply, as no record has a sequence
 // at or below `previous_sequence`. Bytes that only look like record headers
@@ -216,14 +217,16 @@ absl::Status CheckDamageIsTornTail(absl::string_view file, std::uint32_t salt,
       ++offset;
       continue;
     }
-    if (batch_ended && (record->header.flags & kWrittenAfterSync) != 0) {
+    const std::uint32_t flags = record->header.flags;
+    if ((flags & kWrittenAfterSync) != 0 &&
+        (batch_ended || (flags & kStartsBatch) != 0)) {
       return absl::DataLossError(absl::StrCat(
           "damaged at offset ", damaged, ", but record ",
           record->header.sequence, " at offset ", offset,
           " is intact and was written after the damaged bytes were durable: "
           "acknowledged events are corrupt, not cut short by a crash"));
     }
-    if ((record->header.flags & kEndsBatch) != 0) batch_ended = true;
+    if ((flags & kEndsBatch) != 0) batch_ended = true;
     offset += record->header.RecordSize();
   }
   return absl::OkStatus();

@@ -9,12 +9,13 @@
 // seeded with its segment's random salt, so that no bytes but its own
 // segment's records pass as records there: not an event's payload that
 // embeds a record's image, nor stale blocks of another segment. The records of
-// one Append() are written together and the last one carries kEndsBatch: a
-// batch whose last record is missing or damaged was never acknowledged, so
-// recovery drops it whole. Records written with --durability=fsync also carry
-// kWrittenAfterSync: everything before their batch in the segment was durable
-// when it was written, so damage before an intact batch end followed by such a
-// record is corruption of acknowledged events, not a crash's torn batch.
+// one Append() are written together; the first carries kStartsBatch and the
+// last kEndsBatch: a batch whose last record is missing or damaged was never
+// acknowledged, so recovery drops it whole. Records written with
+// --durability=fsync also carry kWrittenAfterSync: everything before their
+// batch in the segment was durable when it was written, so damage before the
+// start of such a batch is corruption of acknowledged events, not a crash's
+// torn batch.
 //
 //   segment header: 8 bytes "CVCEVLOG", u32 version (2), u32 salt,
 //                   u64 XXH3-64 of the 16 bytes before it (version 1: the
@@ -25,7 +26,8 @@
 //                  u32 event_size
 //                  u64 sequence
 //                  i64 receive_time_ns
-//                  u32 flags      kEndsBatch | kWrittenAfterSync
+//                  u32 flags      kEndsBatch | kWrittenAfterSync |
+//                                 kStartsBatch
 //                  u32 reserved   zero
 #ifndef SERVICES_STORE_LOG_FORMAT_H_
 #define SERVICES_STORE_LOG_FORMAT_H_
@@ -50,6 +52,7 @@ inline constexpr std::uint32_t kMaxIdSize = 64 << 10;
 inline constexpr std::uint32_t kMaxEventSize = 256 << 20;
 inline constexpr std::uint32_t kEndsBatch = 1;
 inline constexpr std::uint32_t kWrittenAfterSync = 2;
+inline constexpr std::uint32_t kStartsBatch = 4;
 
 // The header every segment file starts with; `salt` seeds its records'
 // checksums (0 only in tests).
@@ -83,9 +86,9 @@ struct RecordHeader {
 // event larger than the format allows).
 absl::Status CheckStorable(const hub::StoredEvent& event);
 
-// Appends `event`'s record, with `flags` (kEndsBatch, kWrittenAfterSync), to
-// `out`, checksummed for the segment of `salt`. The event must pass
-// CheckStorable().
+// Appends `event`'s record, with `flags` (kStartsBatch, kEndsBatch,
+// kWrittenAfterSync), to `out`, checksummed for the segment of `salt`. The
+// event must pass CheckStorable().
 void AppendRecord(const hub::StoredEvent& event, std::uint32_t flags,
                   std::uint32_t salt, std::string* out);
 
@@ -127,11 +130,10 @@ struct SegmentScan {
 };
 // Splits `file` (a segment's whole content) into complete batches and a
 // torn tail or a zero tail. kDataLoss when the segment header is wrong,
-// records are out of sequence order, or a damaged record is followed by the
-// end of a batch and then a record written after a sync (the damaged bytes
-// had been durable). Other damage ends the scan as a torn tail, whose caller
-// decides whether that can be a crash's leftover (only in the newest segment
-// with records).
+// records are out of sequence order, or a damaged record is followed by a
+// batch written after a sync (the damaged bytes had been durable). Other damage
+// ends the scan as a torn tail, whose caller decides whether that can be a
+// crash's leftover (only in the newest segment with records).
 absl::StatusOr<SegmentScan> ScanSegment(absl::string_view file);
 
 // The log's trimming state, kept beside the segments because trimming may

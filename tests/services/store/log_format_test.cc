@@ -30,17 +30,21 @@ std::uint32_t Load32(const std::string& bytes, std::size_t at) {
 // Any salt but 0 (version 1's): every test then checks that it is used.
 constexpr std::uint32_t kSalt = 0x5a17ed42;
 
-// A segment holding `batches`, each a list of sequences, every record with
-// `flags` besides kEndsBatch on the last of each batch.
+// A segment holding `batches`, each a list of sequences, as the store writes
+// them: every record with `flags`, the first of each batch with kStartsBatch
+// and the last with kEndsBatch.
 std::string Segment(std::initializer_list<std::initializer_list<int>> batches,
                     std::uint32_t flags = 0) {
   std::string file = SegmentHeader(kSalt);
   for (const auto& batch : batches) {
     int index = 0;
     for (const int sequence : batch) {
+      const bool first = index == 0;
       const bool last = ++index == static_cast<int>(batch.size());
-      AppendRecord(MakeEvent(sequence), flags | (last ? kEndsBatch : 0u), kSalt,
-                   &file);
+      AppendRecord(
+          MakeEvent(sequence),
+          flags | (first ? kStartsBatch : 0u) | (last ? kEndsBatch : 0u), kSalt,
+          &file);
     }
   }
   return file;
@@ -170,6 +174,18 @@ TEST(LogFormatTest, DamageBeforeALaterSyncedBatchIsCorruption) {
   EXPECT_EQ(scan.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(scan.status().message(),
               HasSubstr(absl::StrCat("record 3 at offset ", OffsetOf(file, 3),
+                                     " is intact")));
+}
+
+// Damage to the last record of a batch leaves no intact end before the next
+// batch; that batch's start, written after a sync, is the proof.
+TEST(LogFormatTest, DamageToTheEndOfAnEarlierBatchIsCorruption) {
+  std::string file = Segment({{1, 2}, {3, 4}, {5, 6}}, kWrittenAfterSync);
+  file[OffsetOf(file, 4) + kRecordHeaderSize + 2] ^= 0x01;
+  const absl::Status status = ScanSegment(file).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(status.message(),
+              HasSubstr(absl::StrCat("record 5 at offset ", OffsetOf(file, 5),
                                      " is intact")));
 }
 
