@@ -361,7 +361,7 @@ def main():
                     help="comma-separated fixed rates for the latency sweep")
     ap.add_argument("--events_per_response", type=int, default=100,
                     help="the subscribers' max_events_per_response (the Go and Python "
-                         "helpers' default); the comparison also runs once with 0")
+                         "helpers' default); the comparison also runs once with 1")
     ap.add_argument("--isolate", action="store_true",
                     help="give each server a session (scheduler autogroup) of its own")
     args = ap.parse_args()
@@ -411,7 +411,7 @@ def main():
                 print("Pistache, then the gateway at full load: store=memory, plain, "
                       "1 subscriber, one event per response", flush=True)
                 base = wrk(pistache_url, args.seconds, args.connections, "plain")["rps"]
-                single = run_gateway_load(args, workdir, "memory", 1, "plain", events_per_response=0)
+                single = run_gateway_load(args, workdir, "memory", 1, "plain", events_per_response=1)
                 single["pistache_rps"] = base
             bases = sorted(r["pistache_rps"] for r in runs)
             pist = bases[len(bases) // 2]
@@ -440,7 +440,7 @@ def main():
             print(f"fan-out: 100 subscribers at ~{args.fanout_rate}/s, one event per response",
                   flush=True)
             fan.append(run_gateway_load(args, workdir, "disk", 100, "plain", args.fanout_rate,
-                                        events_per_response=0))
+                                        events_per_response=1))
 
             lines += [
                 f"Baselines ({args.seconds} s each, wrk {args.connections} connections, "

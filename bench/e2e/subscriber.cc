@@ -42,8 +42,8 @@ ABSL_FLAG(int, max_seconds, 900, "hard stop");
 ABSL_FLAG(std::string, ready_file, "",
           "file created once every stream is open");
 ABSL_FLAG(uint32_t, max_events_per_response, 0,
-          "SubscribeRequest.max_events_per_response: above 1, events come in "
-          "batches");
+          "SubscribeRequest.max_events_per_response: at most this many events "
+          "per response (0: the gateway's default, 100)");
 
 namespace {
 
@@ -81,6 +81,14 @@ struct Stream {
   uint64_t out_of_order = 0;
   std::vector<double> latencies_us;  // stream 0 only
 };
+
+// The fields this client reads by hand, tied to the contract.
+static_assert(convocore::webhooks::v1::SubscribeResponse::kEventsFieldNumber ==
+              1);
+static_assert(convocore::webhooks::v1::Event::kSequenceFieldNumber == 1);
+static_assert(convocore::webhooks::v1::Event::kReceiveTimeFieldNumber == 5);
+constexpr uint8_t kEventsTag = (1 << 3) | 2;
+constexpr uint8_t kSequenceTag = (1 << 3) | 0;
 
 // The receive_time (field 5, a Timestamp) of an Event's bytes, found by
 // walking its fields rather than parsing it: a full parse of every event
@@ -133,7 +141,7 @@ void CountEvent(Stream& s, const uint8_t* p, const uint8_t* end,
     }
   }
   uint64_t seq = 0;
-  if (p < end && *p == 0x08) {  // Event.sequence
+  if (p < end && *p == kSequenceTag) {
     ++p;
     ReadVarint(p, end, &seq);
   }
@@ -142,28 +150,16 @@ void CountEvent(Stream& s, const uint8_t* p, const uint8_t* end,
   ++s.events;
 }
 
-// Counts the events of one SubscribeResponse (field 1: an event; field 3: an
-// EventBatch, whose field 1 entries are events); returns how many.
+// Counts the events of one SubscribeResponse (each field 1 entry is an
+// event; a heartbeat is field 2); returns how many.
 uint64_t CountEvents(Stream& s, const uint8_t* p, const uint8_t* end,
                      absl::Time now) {
-  if (p == end) return 0;
-  const uint8_t tag = *p++;
-  uint64_t len = 0;
-  if ((tag != 0x0a && tag != 0x1a) || !ReadVarint(p, end, &len) ||
-      len > static_cast<uint64_t>(end - p)) {
-    return 0;  // a heartbeat
-  }
-  if (tag == 0x0a) {
-    CountEvent(s, p, p + len, now);
-    return 1;
-  }
   uint64_t n = 0;
-  const uint8_t* batch_end = p + len;
-  while (p < batch_end && *p == 0x0a) {
+  while (p < end && *p == kEventsTag) {
     ++p;
     uint64_t event_len = 0;
-    if (!ReadVarint(p, batch_end, &event_len) ||
-        event_len > static_cast<uint64_t>(batch_end - p)) {
+    if (!ReadVarint(p, end, &event_len) ||
+        event_len > static_cast<uint64_t>(end - p)) {
       break;
     }
     CountEvent(s, p, p + event_len, now);

@@ -332,7 +332,7 @@ v1::Event SampleEvent() {
   v1::Event event;
   event.set_id("3f0c2a9e7b5d4c1a8e6f0b2d9c7a5e3f");
   event.set_event_type(v1::EVENT_TYPE_MESSAGE_RECEIVED);
-  event.set_type("message_received");
+  event.set_type_raw("message_received");
   event.mutable_create_time()->set_seconds(1'700'000'000);
   v1::MessagePayload* p = event.mutable_message_received();
   p->set_agent_id("agent_123456");
@@ -344,8 +344,8 @@ v1::Event SampleEvent() {
   p->set_channel(v1::CHANNEL_WHATSAPP);
   p->set_channel_raw("whatsapp");
   p->set_message_type("text");
-  p->set_from("+15551234567");
-  p->set_created_at(1'700'000'000'000);
+  p->set_sender("+15551234567");
+  p->set_create_time_millis(1'700'000'000'000);
   return event;
 }
 
@@ -434,8 +434,9 @@ class BaselineService final
  public:
   BaselineService() {
     v1::SubscribeResponse response;
-    *response.mutable_event() = SampleEvent();
-    response.mutable_event()->set_sequence(1);
+    v1::Event* event = response.add_events();
+    *event = SampleEvent();
+    event->set_sequence(1);
     grpc::Slice slice(response.SerializeAsString());
     message_ = grpc::ByteBuffer(&slice, 1);
   }

@@ -55,7 +55,7 @@ v1::Event RealisticEvent(int publisher, std::uint64_t n) {
   v1::Event event;
   event.set_id("evt_" + std::to_string(publisher) + "_" + std::to_string(n));
   event.set_event_type(v1::EVENT_TYPE_MESSAGE_RECEIVED);
-  event.set_type("message_received");
+  event.set_type_raw("message_received");
   event.mutable_create_time()->set_seconds(1'700'000'000);
   auto* payload = event.mutable_message_received();
   payload->set_agent_id("agent_6f1c2d9e4b");

@@ -10,6 +10,7 @@
 
 #include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "xxhash.h"
@@ -46,11 +47,14 @@ class Encoder {
       case rapidjson::kTrueType:
         Put("t", 1);
         break;
-      case rapidjson::kNumberType:
-        Number(v);
-        break;
+      case rapidjson::kNumberType:  // not in a JsonDocument (json_path.h)
+        return absl::InternalError("a number not kept as text");
       case rapidjson::kStringType:
-        String(StringOf(v));
+        if (IsJsonNumber(v)) {
+          Number(JsonNumberText(v));
+        } else {
+          String(StringOf(v));
+        }
         break;
       case rapidjson::kArrayType:
         Tagged('[', v.Size());
@@ -98,13 +102,23 @@ class Encoder {
     return absl::OkStatus();
   }
 
-  // Numbers by value: 1, 1.0 and 1e0 encode alike, as do -0 and 0.
-  void Number(const rapidjson::Value& n) {
-    if (n.IsUint64()) return Tagged('u', n.GetUint64());
-    if (n.IsInt64()) {
-      return Tagged('i', static_cast<std::uint64_t>(n.GetInt64()));
+  // Numbers by value: 1, 1.0 and 1e0 encode alike, as do -0 and 0. Texts
+  // that round to one double encode alike too, except those beyond its
+  // range (1e400), which encode as their text.
+  void Number(absl::string_view text) {
+    if (text.find_first_of(".eE") == absl::string_view::npos) {
+      if (std::uint64_t u; text[0] != '-' && absl::SimpleAtoi(text, &u)) {
+        return Tagged('u', u);
+      }
+      if (std::int64_t i; text[0] == '-' && absl::SimpleAtoi(text, &i)) {
+        return Tagged(i == 0 ? 'u' : 'i', static_cast<std::uint64_t>(i));
+      }
     }
-    const double d = n.GetDouble();
+    double d = 0;
+    if (!absl::SimpleAtod(text, &d) || !std::isfinite(d)) {
+      Tagged('N', text.size());
+      return Put(text.data(), text.size());
+    }
     if (std::trunc(d) == d && std::fabs(d) < 0x1p63) {
       const auto i = static_cast<std::int64_t>(d);
       return Tagged(i >= 0 ? 'u' : 'i', static_cast<std::uint64_t>(i));

@@ -1,17 +1,19 @@
 #include "gateway/core/json_document.h"
 
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "gateway/core/json_path.h"
+#include "services/json/huge_numbers.h"
 #include "rapidjson/error/en.h"
 #include "rapidjson/reader.h"
 
@@ -57,11 +59,16 @@ class LimitingHandler {
  public:
   // `check_surrogates`: whether the text has a "\u" escape at all; without
   // one, no string can hold an encoded surrogate.
+  // `buffer` is the text being parsed in situ, and `swapped` the numbers
+  // SwapHugeNumbers() took out of it.
   LimitingHandler(Document& document, const JsonLimits& limits,
-                  bool check_surrogates)
+                  bool check_surrogates, const char* buffer,
+                  const absl::flat_hash_map<std::size_t, std::string>& swapped)
       : document_(document),
         limits_(limits),
-        check_surrogates_(check_surrogates) {}
+        check_surrogates_(check_surrogates),
+        buffer_(buffer),
+        swapped_(swapped) {}
 
   // Why the handler stopped the parse; empty if it did not.
   const std::string& failure() const { return failure_; }
@@ -73,25 +80,25 @@ class LimitingHandler {
   bool Int64(int64_t i) { return CountValue() && document_.Int64(i); }
   bool Uint64(uint64_t u) { return CountValue() && document_.Uint64(u); }
   bool Double(double d) { return CountValue() && document_.Double(d); }
-  // `str` is a valid JSON number. Integers that fit 64 bits stay integers;
-  // everything else is the nearest double, as RapidJSON would keep it.
+  // `str` is a valid JSON number: kept as its text, behind kJsonNumberMark
+  // (see json_path.h), so that no number is ever rounded.
   bool RawNumber(const char* str, rapidjson::SizeType length, bool copy) {
     if (!CountValue()) return false;
-    const absl::string_view text(str, length);
-    if (text.find_first_of(".eE") == absl::string_view::npos) {
-      if (text[0] == '-') {
-        std::int64_t i;
-        if (absl::SimpleAtoi(text, &i)) return document_.Int64(i);
-      } else {
-        std::uint64_t u;
-        if (absl::SimpleAtoi(text, &u)) return document_.Uint64(u);
+    if (!swapped_.empty()) {
+      if (auto it = swapped_.find(str - buffer_); it != swapped_.end()) {
+        str = it->second.data();
+        length = static_cast<rapidjson::SizeType>(it->second.size());
       }
     }
-    double d;
-    if (!absl::SimpleAtod(text, &d) || !std::isfinite(d)) {
-      return Fail("a number beyond the range of a double");
+    if (length > limits_.max_string_bytes) {
+      return Fail(absl::StrCat("a number longer than ",
+                               limits_.max_string_bytes, " bytes"));
     }
-    return document_.Double(d);
+    char* text =
+        static_cast<char*>(document_.GetAllocator().Malloc(length + 1));
+    text[0] = kJsonNumberMark;
+    std::memcpy(text + 1, str, length);
+    return document_.String(text, length + 1, /*copy=*/false);
   }
   bool String(const char* str, rapidjson::SizeType length, bool copy) {
     return CountValue() && CheckString(str, length) &&
@@ -146,6 +153,8 @@ class LimitingHandler {
   Document& document_;
   const JsonLimits& limits_;
   const bool check_surrogates_;
+  const char* const buffer_;
+  const absl::flat_hash_map<std::size_t, std::string>& swapped_;
   int depth_ = 0;
   std::size_t keys_ = 0;
   std::size_t values_ = 0;
@@ -166,9 +175,14 @@ absl::Status JsonDocument::Parse(absl::string_view text,
   char* buffer = static_cast<char*>(value_allocator_.Malloc(text.size() + 1));
   std::memcpy(buffer, text.data(), text.size());
   buffer[text.size()] = '\0';
+  absl::flat_hash_map<std::size_t, std::string> swapped;
+  if (json::MightHoldHugeNumber(text)) {
+    json::SwapHugeNumbers(buffer, text.size(), &swapped);
+  }
   rapidjson::InsituStringStream stream(buffer);
   LimitingHandler<Document> handler(document_, limits,
-                                    absl::StrContains(text, "\\u"));
+                                    absl::StrContains(text, "\\u"), buffer,
+                                    swapped);
   rapidjson::GenericReader<rapidjson::UTF8<>, rapidjson::UTF8<>, Allocator>
       reader(&stack_allocator_);
   rapidjson::ParseResult result;

@@ -5,7 +5,8 @@
 // The parse is in situ (into a copy of the text, in the DOM's arena) and
 // iterative (RapidJSON's kParseIterativeFlag: no recursion, so
 // depth cannot exhaust the stack), validates UTF-8 (skipped for all-ASCII
-// text), converts numbers exactly (absl::SimpleAtod), and counts depth, keys,
+// text), keeps every number as the text it was sent as (IsJsonNumber() and
+// JsonNumberText() in json_path.h), and counts depth, keys,
 // values and string lengths as the parser reports them, aborting at the first
 // limit crossed. Trailing bytes after the value (including a NUL) are an error.
 #ifndef GATEWAY_CORE_JSON_DOCUMENT_H_

@@ -87,7 +87,7 @@ absl::string_view JsonTypeName(const rapidjson::Value& value) {
     case rapidjson::kNumberType:
       return "number";
     case rapidjson::kStringType:
-      return "string";
+      return IsJsonNumber(value) ? "number" : "string";
     case rapidjson::kArrayType:
       return "array";
     case rapidjson::kObjectType:

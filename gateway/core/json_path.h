@@ -44,10 +44,31 @@ class JsonPath {
 // boundary (then followed by "..."): safe to put in a message or a log line.
 std::string QuoteForMessage(absl::string_view text, std::size_t max_bytes = 64);
 
+// A parsed JsonDocument keeps each number as a string value holding
+// kJsonNumberMark and then the number's text exactly as sent, so that no
+// number is rounded to a double (9007199254740993, 1e400). No JSON string
+// can start with that byte: 0xFF never occurs in UTF-8. On such a document,
+// ask these functions, never RapidJSON's IsString()/IsNumber().
+inline constexpr char kJsonNumberMark = '\xFF';
+
+inline bool IsJsonNumber(const rapidjson::Value& value) {
+  return value.IsString() && value.GetStringLength() > 0 &&
+         value.GetString()[0] == kJsonNumberMark;
+}
+
+inline bool IsJsonString(const rapidjson::Value& value) {
+  return value.IsString() && !IsJsonNumber(value);
+}
+
+// The text of a number value (IsJsonNumber()), as sent.
+inline absl::string_view JsonNumberText(const rapidjson::Value& value) {
+  return absl::string_view(value.GetString() + 1, value.GetStringLength() - 1);
+}
+
 // "null", "boolean", "number", "string", "array" or "object".
 absl::string_view JsonTypeName(const rapidjson::Value& value);
 
-// The text of a JSON string value.
+// The text of a JSON string value (IsJsonString()).
 inline absl::string_view StringOf(const rapidjson::Value& value) {
   return absl::string_view(value.GetString(), value.GetStringLength());
 }

@@ -12,7 +12,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "google/protobuf/struct.pb.h"
 
 namespace convocore::gateway {
 namespace {
@@ -77,7 +76,8 @@ bool IsOptionalEnum(const FieldDescriptor* field) {
 }
 
 constexpr absl::string_view kRawSuffix = "_raw";
-constexpr absl::string_view kOtherCase = "other";
+constexpr absl::string_view kJsonSuffix = "_json";
+constexpr absl::string_view kOtherCase = "other_json";
 
 }  // namespace
 
@@ -150,6 +150,10 @@ absl::StatusOr<std::vector<FieldRule>> PayloadSchema::RulesFor(
     FieldRule rule{field->json_name(), FieldKind::kRequiredString, field};
     switch (field->type()) {
       case FieldDescriptor::TYPE_STRING:
+        if (absl::EndsWith(name, kJsonSuffix)) {
+          rule.kind = FieldKind::kRequiredObject;
+          break;
+        }
         if (absl::EndsWith(name, kRawSuffix)) {
           const auto* e = payload->FindFieldByName(
               name.substr(0, name.size() - kRawSuffix.size()));
@@ -172,18 +176,11 @@ absl::StatusOr<std::vector<FieldRule>> PayloadSchema::RulesFor(
         }
         break;
       case FieldDescriptor::TYPE_INT64:
-        if (name != "created_at") {
+        if (name != "create_time_millis") {
           return absl::InternalError(
               absl::StrCat(field->full_name(), ": unhandled int64 field"));
         }
         rule.kind = FieldKind::kCreatedAt;
-        break;
-      case FieldDescriptor::TYPE_MESSAGE:
-        if (field->message_type() != google::protobuf::Struct::descriptor()) {
-          return absl::InternalError(
-              absl::StrCat(field->full_name(), ": unhandled message field"));
-        }
-        rule.kind = FieldKind::kRequiredObject;
         break;
       default:
         return absl::InternalError(

@@ -11,8 +11,8 @@
 //   enum with a `<name>_raw`   -> string mapped to the enum, kept verbatim in
 //                                 the `_raw` sibling; required unless listed
 //                                 as optional below
-//   int64 created_at           -> required createdAt (milliseconds)
-//   google.protobuf.Struct     -> required object
+//   string `<name>_json`       -> required object, kept as JSON text
+//   int64 create_time_millis   -> required createdAt (milliseconds)
 #ifndef GATEWAY_CORE_PAYLOAD_SCHEMA_H_
 #define GATEWAY_CORE_PAYLOAD_SCHEMA_H_
 

@@ -17,8 +17,7 @@
 #include "absl/time/time.h"
 #include "gateway/core/content_id.h"
 #include "gateway/core/json_path.h"
-#include "gateway/core/json_struct.h"
-#include "google/protobuf/struct.pb.h"
+#include "gateway/core/json_text.h"
 #include "google/protobuf/timestamp.pb.h"
 
 namespace convocore::gateway {
@@ -81,7 +80,7 @@ absl::StatusOr<const rapidjson::Value*> OneMember(
     problem = absl::StrCat("required ", noun, " is missing");
   } else if (m.count > 1) {
     problem = "the key appears more than once";
-  } else if (want_object ? !m.value->IsObject() : !m.value->IsString()) {
+  } else if (want_object ? !m.value->IsObject() : !IsJsonString(*m.value)) {
     problem = absl::StrCat("expected ", want_object ? "an " : "a ", noun,
                            ", got ", JsonTypeName(*m.value));
   } else {
@@ -93,6 +92,13 @@ absl::StatusOr<const rapidjson::Value*> OneMember(
 // A value for an error message; long strings are not quoted. (The secret
 // was redacted from the body before any message can quote it.)
 std::string Describe(const rapidjson::Value& v) {
+  if (IsJsonNumber(v)) {
+    const absl::string_view text = JsonNumberText(v);
+    if (text.size() > 32) {
+      return absl::StrCat("a number of ", text.size(), " characters");
+    }
+    return absl::StrCat("number ", text);
+  }
   if (v.IsString()) {
     const absl::string_view s = StringOf(v);
     if (s.size() > 32) {
@@ -100,9 +106,6 @@ std::string Describe(const rapidjson::Value& v) {
     }
     return absl::StrCat("string ", QuoteForMessage(s));
   }
-  if (v.IsUint64()) return absl::StrCat("number ", v.GetUint64());
-  if (v.IsInt64()) return absl::StrCat("number ", v.GetInt64());
-  if (v.IsNumber()) return absl::StrCat("number ", v.GetDouble());
   return std::string(JsonTypeName(v));
 }
 
@@ -112,11 +115,9 @@ absl::StatusOr<std::int64_t> ParseCreatedAt(const rapidjson::Value& v,
                                             const JsonPath& path) {
   std::uint64_t millis = 0;
   bool parsed = false;
-  if (v.IsUint64()) {
-    millis = v.GetUint64();
-    parsed = true;
-  } else if (v.IsString()) {
-    const absl::string_view s = StringOf(v);
+  if (v.IsString()) {
+    // A number or a string, both of decimal digits only.
+    const absl::string_view s = IsJsonNumber(v) ? JsonNumberText(v) : StringOf(v);
     parsed = !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
       return absl::ascii_isdigit(c);
     }) && absl::SimpleAtoi(s, &millis);
@@ -156,6 +157,10 @@ bool Redact(rapidjson::Value& v, absl::string_view secret,
     if (s.GetStringLength() < secret.size() ||
         !absl::StrContains(StringOf(s), secret)) {
       return false;
+    }
+    if (IsJsonNumber(s)) {  // a secret of digits: the number goes whole
+      s.SetString(rapidjson::StringRef(kRedacted.data(), kRedacted.size()));
+      return true;
     }
     const std::string text =
         absl::StrReplaceAll(StringOf(s), {{secret, kRedacted}});
@@ -221,14 +226,13 @@ class PayloadFiller {
     message_ = event.GetReflection()->MutableMessage(&event, rules_.case_field);
     reflection_ = message_->GetReflection();
     std::uint64_t seen = 0;
+    JsonObjectText extras;
     for (const auto& member : payload.GetObject()) {
       const absl::string_view key = StringOf(member.name);
       if (key == kSecretKey) continue;
       const FieldRule* rule = rules_.Find(key);
       if (rule == nullptr) {
-        if (absl::Status s = AddToStruct(key, member.value, path,
-                                         event.mutable_payload_extras());
-            !s.ok()) {
+        if (absl::Status s = extras.Add(key, member.value, path); !s.ok()) {
           return s;
         }
         out_.observations.unknown_fields.push_back(
@@ -247,6 +251,7 @@ class PayloadFiller {
         return Missing(JsonPath(path, rule.json_name), Noun(rule.kind));
       }
     }
+    if (!extras.empty()) event.set_payload_extras_json(std::move(extras).Finish());
     return absl::OkStatus();
   }
 
@@ -258,14 +263,14 @@ class PayloadFiller {
         if (v.IsNull()) return absl::OkStatus();
         [[fallthrough]];
       case FieldKind::kRequiredString:
-        if (!v.IsString()) return WrongType(path, Expected(rule.kind), v);
+        if (!IsJsonString(v)) return WrongType(path, Expected(rule.kind), v);
         reflection_->SetString(message_, rule.field, std::string(StringOf(v)));
         return absl::OkStatus();
       case FieldKind::kOptionalEnum:
         if (v.IsNull()) return absl::OkStatus();
         [[fallthrough]];
       case FieldKind::kRequiredEnum:
-        if (!v.IsString()) return WrongType(path, Expected(rule.kind), v);
+        if (!IsJsonString(v)) return WrongType(path, Expected(rule.kind), v);
         SetEnum(rule, StringOf(v));
         return absl::OkStatus();
       case FieldKind::kCreatedAt: {
@@ -275,13 +280,13 @@ class PayloadFiller {
         SetMillis(*millis, out_.event.mutable_create_time());
         return absl::OkStatus();
       }
-      case FieldKind::kRequiredObject:
+      case FieldKind::kRequiredObject: {
         if (!v.IsObject()) return WrongType(path, Expected(rule.kind), v);
-        // Generated code: the field's message is a google::protobuf::Struct.
-        return JsonObjectToStruct(
-            v, path,
-            static_cast<google::protobuf::Struct*>(
-                reflection_->MutableMessage(message_, rule.field)));
+        JsonObjectText text;
+        if (absl::Status s = text.AddMembers(v, path); !s.ok()) return s;
+        reflection_->SetString(message_, rule.field, std::move(text).Finish());
+        return absl::OkStatus();
+      }
     }
     return absl::OkStatus();
   }
@@ -387,22 +392,25 @@ absl::StatusOr<Translation> Translator::Translate(
   out.observations.secret_redacted = redacted;
   v1::Event& event = out.event;
   event.set_id(*std::move(id));
-  event.set_type(std::string(type_text));
+  event.set_type_raw(std::string(type_text));
   if (!SetTime(receive_time, event.mutable_receive_time())) {
     return absl::InternalError(
         "receive_time is outside the range of google.protobuf.Timestamp");
   }
 
+  JsonObjectText envelope_extras;
   for (const auto& member : root.GetObject()) {
     const absl::string_view key = StringOf(member.name);
     if (key == kTypeKey || key == kPayloadKey) continue;
     out.observations.unknown_fields.emplace_back(key);
     if (key == kSecretKey) continue;  // a misplaced secret is never kept
-    if (absl::Status s = AddToStruct(key, member.value, root_path,
-                                     event.mutable_envelope_extras());
+    if (absl::Status s = envelope_extras.Add(key, member.value, root_path);
         !s.ok()) {
       return s;
     }
+  }
+  if (!envelope_extras.empty()) {
+    event.set_envelope_extras_json(std::move(envelope_extras).Finish());
   }
 
   if (const PayloadRules* rules = schema_.Find(type_text); rules != nullptr) {
@@ -417,11 +425,12 @@ absl::StatusOr<Translation> Translator::Translate(
   // A type this contract does not know yet: kept whole, without the secret.
   event.set_event_type(v1::EVENT_TYPE_OTHER);
   out.observations.unknown_type = true;
-  if (absl::Status s = JsonObjectToStruct(**payload, payload_path,
-                                          event.mutable_other(), kSecretKey);
+  JsonObjectText other;
+  if (absl::Status s = other.AddMembers(**payload, payload_path, kSecretKey);
       !s.ok()) {
     return s;
   }
+  event.set_other_json(std::move(other).Finish());
   // Its createdAt, when it has a valid one, still dates the event.
   if (const Member created = FindMember(**payload, kCreatedAtKey);
       created.count == 1) {

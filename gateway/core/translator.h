@@ -37,8 +37,8 @@ namespace convocore::gateway {
 struct TranslatorLimits {
   std::size_t max_body_bytes = 1 << 20;
   // Containers nested in one another; the top-level object is at depth 1.
-  // At most kMaxDepth: protobuf parsers refuse messages nested more than 100
-  // deep, and each JSON level kept in a Struct costs three.
+  // At most kMaxDepth: the writers of kept JSON and the content id recurse
+  // once per level.
   int max_depth = 32;
   std::size_t max_keys = 10'000;  // object members in the whole document
   std::size_t max_string_bytes = 256 << 10;  // one string or key, unescaped
@@ -76,7 +76,8 @@ struct Observations {
 struct Translation {
   // Fully set but for `sequence`, which the hub assigns. Of the payload,
   // every documented key is in its typed field, every other key in
-  // `payload_extras` (`other` for an unknown type), and the secret nowhere.
+  // `payload_extras_json` (`other_json` for an unknown type), and the secret
+  // nowhere.
   convocore::webhooks::v1::Event event;
   Observations observations;
 };

@@ -189,7 +189,7 @@ void IngestPipeline::Ingest(std::string_view body, absl::Time receive_time,
   }
   convocore::webhooks::v1::Event& event = translation->event;
   const EventType type = event.event_type();
-  metrics_->Observe(translation->observations, event.type());
+  metrics_->Observe(translation->observations, event.type_raw());
 
   IngestResult result;
   result.id = event.id();
@@ -212,7 +212,7 @@ void IngestPipeline::Ingest(std::string_view body, absl::Time receive_time,
     if (log::Enabled(log::Level::kDebug)) {
       log::Debug("duplicate webhook", {{"id", result.id},
                                        {"sequence", result.sequence},
-                                       {"type", event.type()}});
+                                       {"type", event.type_raw()}});
     }
     std::move(done)(std::move(result));
     return;
@@ -220,7 +220,7 @@ void IngestPipeline::Ingest(std::string_view body, absl::Time receive_time,
   // The fields of a debug log cost allocations per webhook: only made when
   // they are written.
   const bool debug = log::Enabled(log::Level::kDebug);
-  std::string type_string = debug ? event.type() : std::string();
+  std::string type_string = debug ? event.type_raw() : std::string();
   sink_->Publish(
       std::move(event),
       [this, type, receive_time, debug, type_string = std::move(type_string),

@@ -24,15 +24,22 @@ namespace {
 
 namespace v1 = convocore::webhooks::v1;
 
-// SubscribeResponse{event: <bytes>} as one slice: the field-1 tag and
-// length, then the event's bytes. Made once per event (see
-// hub::Delivery::Encoded), so that every stream's write only takes a
-// reference to it: building a buffer per write cost as much again as gRPC's
-// own work per message.
+// The serialize-once fast path writes SubscribeResponse bytes by hand: each
+// event is one `events` entry (field 1, length-delimited), so a response
+// with N events is N such entries back to back, and every event's entry is
+// made once and shared by every stream. These tie the hand-written tags to
+// the contract.
+static_assert(v1::SubscribeResponse::kEventsFieldNumber == 1,
+              "kEventsTag is SubscribeResponse.events");
+constexpr std::uint8_t kEventsTag = (1 << 3) | 2;  // field 1, length-delimited
+
+// SubscribeResponse{events: [<bytes>]} as one slice: the tag and length,
+// then the event's bytes. Made once per event (see hub::Delivery::Encoded),
+// so that every stream's write only takes a reference to it: building a
+// buffer per write cost as much again as gRPC's own work per message.
 grpc::Slice SubscribeResponseSlice(const std::string& event_bytes) {
-  constexpr std::uint8_t kEventTag = (1 << 3) | 2;  // field 1, length-delimited
   std::uint8_t header[1 + 5];
-  header[0] = kEventTag;
+  header[0] = kEventsTag;
   const std::uint8_t* end =
       google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(
           static_cast<std::uint32_t>(event_bytes.size()), header + 1);
@@ -44,19 +51,20 @@ grpc::Slice SubscribeResponseSlice(const std::string& event_bytes) {
   return grpc::Slice(slice, grpc::Slice::STEAL_REF);
 }
 
-// The hub::EventEncoder of this service: the whole SubscribeResponse in one
-// grpc::Slice, made by the first stream that writes the event.
+// The hub::EventEncoder of this service: the event's SubscribeResponse entry
+// in one grpc::Slice, made by the first stream that writes the event.
 std::shared_ptr<const void> EncodeSubscribeResponse(
     const std::string& event_bytes) {
   return std::make_shared<const grpc::Slice>(
       SubscribeResponseSlice(event_bytes));
 }
 
-// SubscribeRequest.max_events_per_response, as the proto documents it.
+// SubscribeRequest.max_events_per_response, as the contract documents it.
+constexpr std::uint32_t kDefaultEventsPerResponse = 100;
 constexpr std::uint32_t kMaxEventsPerResponse = 1000;
-// A batch stops growing past this many bytes: well below the 4 MiB that gRPC
-// clients accept by default in one message.
-constexpr std::size_t kBatchBytes = 1 << 20;
+// A response stops growing past this many bytes: well below the 4 MiB that
+// gRPC clients accept by default in one message.
+constexpr std::size_t kResponseBytes = 1 << 20;
 
 absl::StatusOr<std::size_t> EventsPerResponse(
     const v1::SubscribeRequest& request) {
@@ -66,21 +74,7 @@ absl::StatusOr<std::size_t> EventsPerResponse(
         absl::StrCat("max_events_per_response must be at most ",
                      kMaxEventsPerResponse, ", got ", max));
   }
-  return std::max<std::size_t>(max, 1);
-}
-
-// The start of SubscribeResponse{events: EventBatch{...}} whose events take
-// `events_bytes`: every event slice (SubscribeResponseSlice) is also, byte
-// for byte, one EventBatch.events entry, since both fields are number 1.
-grpc::Slice BatchHeaderSlice(std::size_t events_bytes) {
-  // Field 3, length-delimited.
-  constexpr std::uint8_t kEventsTag = (3 << 3) | 2;
-  std::uint8_t header[1 + 5];
-  header[0] = kEventsTag;
-  const std::uint8_t* end =
-      google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(
-          static_cast<std::uint32_t>(events_bytes), header + 1);
-  return grpc::Slice(header, end - header);
+  return max == 0 ? kDefaultEventsPerResponse : max;
 }
 
 grpc::ByteBuffer HeartbeatResponse(std::uint64_t last_sequence) {
@@ -88,8 +82,8 @@ grpc::ByteBuffer HeartbeatResponse(std::uint64_t last_sequence) {
   v1::Heartbeat* heartbeat = response.mutable_heartbeat();
   const absl::Time now = absl::Now();
   const std::int64_t seconds = absl::ToUnixSeconds(now);
-  heartbeat->mutable_time()->set_seconds(seconds);
-  heartbeat->mutable_time()->set_nanos(static_cast<std::int32_t>(
+  heartbeat->mutable_send_time()->set_seconds(seconds);
+  heartbeat->mutable_send_time()->set_nanos(static_cast<std::int32_t>(
       (now - absl::FromUnixSeconds(seconds)) / absl::Nanoseconds(1)));
   heartbeat->set_last_sequence(last_sequence);
   grpc::Slice slice(response.SerializeAsString());
@@ -127,7 +121,7 @@ class EventStreamServiceImpl::SubscribeReactor final
     // Declared before the lock so that, if unused, it is cancelled after the
     // lock is released (Cancel() takes hub locks that come first).
     std::unique_ptr<hub::Subscription> unused;
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (!subscription.ok()) {
       FinishLocked(ToGrpcStatus(subscription.status()));
       return;
@@ -146,12 +140,12 @@ class EventStreamServiceImpl::SubscribeReactor final
 
   // hub::SubscriptionSink. Runs on a publisher's or the hub's thread.
   void OnReady() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (subscription_ != nullptr) WriteNextLocked();
   }
 
   void Heartbeat(const grpc::ByteBuffer& heartbeat, int idle_ticks) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (finish_called_ || write_in_flight_ || subscription_ == nullptr) return;
     if (++idle_ticks_ < idle_ticks) return;
     buffer_ = heartbeat;
@@ -160,17 +154,18 @@ class EventStreamServiceImpl::SubscribeReactor final
 
   void Stop() {
     constexpr char kReason[] = "the event stream is shutting down";
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     FinishWhenIdleLocked(ToGrpcStatus(
         subscription_ != nullptr
-            ? hub::SubscriptionEndStatus(absl::StatusCode::kUnavailable,
-                                         kReason, last_sent_)
+            ? hub::SubscriptionEndStatus(
+                  absl::StatusCode::kUnavailable, kReason,
+                  service_->hub_->ResumePointAfter(last_sent_))
             : absl::UnavailableError(
                   absl::StrCat(kReason, "; subscribe again later"))));
   }
 
   void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     write_in_flight_ = false;
     buffer_.Clear();
     if (!ok) {
@@ -189,18 +184,23 @@ class EventStreamServiceImpl::SubscribeReactor final
 
   void OnCancel() override {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       FinishWhenIdleLocked(
           grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
     }
-    // Frees the queue and the filter at once, not at OnDone.
-    if (subscription_ != nullptr) subscription_->Cancel();
+    // Frees the queue and the filter at once, not at OnDone. Not under mu_:
+    // Cancel() waits for an OnReady() in progress, which takes mu_.
+    if (hub::Subscription* s = LockedSubscription(); s != nullptr) {
+      s->Cancel();
+    }
   }
 
   void OnDone() override {
     // After Cancel() returns the hub makes no further OnReady() call, and
     // after Unregister() the heartbeat tick no longer sees this reactor.
-    if (subscription_ != nullptr) subscription_->Cancel();
+    if (hub::Subscription* s = LockedSubscription(); s != nullptr) {
+      s->Cancel();
+    }
     service_->Unregister(this);
     delete this;
   }
@@ -220,11 +220,15 @@ class EventStreamServiceImpl::SubscribeReactor final
     return service_->hub_->Subscribe(*options, this);
   }
 
+  // The subscription, once the constructor set it; it lives until OnDone.
+  hub::Subscription* LockedSubscription() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return subscription_.get();
+  }
+
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finish_called_ || write_in_flight_ || pending_finish_) return;
-    const bool batched = events_per_response_ > 1;
-    // Slot 0 holds the batch's header, written last.
-    slices_.resize(batched ? 1 : 0);
+    slices_.clear();
     std::size_t taken = 0;
     std::size_t bytes = 0;
     bool more = false;
@@ -250,9 +254,8 @@ class EventStreamServiceImpl::SubscribeReactor final
       }
       bytes += slices_.back().size();
       ++taken;
-    } while (more && taken < events_per_response_ && bytes < kBatchBytes);
+    } while (more && taken < events_per_response_ && bytes < kResponseBytes);
     if (taken == 0) return;
-    if (batched) slices_[0] = BatchHeaderSlice(bytes);
     buffer_ = grpc::ByteBuffer(slices_.data(), slices_.size());
     slices_.clear();
     grpc::WriteOptions options;
@@ -287,11 +290,9 @@ class EventStreamServiceImpl::SubscribeReactor final
   }
 
   EventStreamServiceImpl* const service_;
-  // Set once in the constructor; read without the lock only from
-  // reactions, which all come after it.
+  absl::Mutex mu_;
+  // Set once in the constructor, destroyed with the reactor.
   std::unique_ptr<hub::Subscription> subscription_ ABSL_GUARDED_BY(mu_);
-
-  std::mutex mu_;
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<grpc::Status> pending_finish_ ABSL_GUARDED_BY(mu_);
@@ -302,8 +303,8 @@ class EventStreamServiceImpl::SubscribeReactor final
   // Where WriteNextLocked() gathers a message's slices; kept for its
   // capacity.
   std::vector<grpc::Slice> slices_ ABSL_GUARDED_BY(mu_);
-  // SubscribeRequest.max_events_per_response, at least 1. Set before the
-  // subscription exists; read only after.
+  // SubscribeRequest.max_events_per_response, resolved (1 to 1000). Set
+  // before the subscription exists; read only after.
   std::size_t events_per_response_ = 1;
 };
 
@@ -322,39 +323,42 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* EventStreamServiceImpl::Subscribe(
 
 void EventStreamServiceImpl::Tick(int idle_ticks) {
   const grpc::ByteBuffer heartbeat = HeartbeatResponse(hub_->last_sequence());
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   for (SubscribeReactor* reactor : reactors_) {
     reactor->Heartbeat(heartbeat, idle_ticks);
   }
 }
 
 void EventStreamServiceImpl::StartShutdown() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   shutting_down_ = true;
   for (SubscribeReactor* reactor : reactors_) reactor->Stop();
 }
 
 void EventStreamServiceImpl::WaitForReactors() {
-  std::unique_lock<std::mutex> lock(mu_);
-  all_done_.wait(lock, [this] { return reactors_.empty(); });
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](absl::flat_hash_set<SubscribeReactor*>* reactors) {
+        return reactors->empty();
+      },
+      &reactors_));
 }
 
 std::size_t EventStreamServiceImpl::open_streams() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return reactors_.size();
 }
 
 void EventStreamServiceImpl::Register(SubscribeReactor* reactor,
                                       bool* shutting_down) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   reactors_.insert(reactor);
   *shutting_down = shutting_down_;
 }
 
 void EventStreamServiceImpl::Unregister(SubscribeReactor* reactor) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   reactors_.erase(reactor);
-  if (reactors_.empty()) all_done_.notify_all();
 }
 
 }  // namespace convocore::grpc_service

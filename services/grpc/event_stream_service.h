@@ -21,12 +21,11 @@
 #include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/server_callback.h>
 
-#include <condition_variable>
 #include <cstddef>
-#include <mutex>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
 #include "convocore/webhooks/v1/event_stream_service.grpc.pb.h"
 #include "services/hub/event_hub.h"
 
@@ -70,8 +69,7 @@ class EventStreamServiceImpl final
   hub::EventHub* const hub_;
 
   // Lock order: mu_, then a reactor's mutex.
-  mutable std::mutex mu_;
-  std::condition_variable all_done_;
+  mutable absl::Mutex mu_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_set<SubscribeReactor*> reactors_ ABSL_GUARDED_BY(mu_);
 };

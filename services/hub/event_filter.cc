@@ -6,6 +6,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "rapidjson/document.h"
+#include "services/json/huge_numbers.h"
 
 namespace convocore::hub {
 namespace {
@@ -36,14 +38,29 @@ int ChannelFromString(const std::string& raw) {
   return channel;
 }
 
-const std::string* StructString(const google::protobuf::Struct& s,
-                                const char* key) {
-  auto it = s.fields().find(key);
-  if (it == s.fields().end() ||
-      it->second.kind_case() != google::protobuf::Value::kStringValue) {
-    return nullptr;
+// The filter keys of a payload of an unknown type: its top-level "agentId"
+// and "channel", where they are strings.
+void SetFromJson(const std::string& json, EventKey* key) {
+  // Numbers RapidJSON would refuse are swapped out first: they are not
+  // needed here, and must not hide the keys that are.
+  std::string text = json;
+  if (json::MightHoldHugeNumber(text)) {
+    absl::flat_hash_map<std::size_t, std::string> swapped;
+    json::SwapHugeNumbers(text.data(), text.size(), &swapped);
   }
-  return &it->second.string_value();
+  rapidjson::Document document;
+  document.Parse(text.data(), text.size());
+  if (document.HasParseError() || !document.IsObject()) return;
+  const auto agent = document.FindMember("agentId");
+  if (agent != document.MemberEnd() && agent->value.IsString()) {
+    key->agent_id.assign(agent->value.GetString(),
+                         agent->value.GetStringLength());
+  }
+  const auto channel = document.FindMember("channel");
+  if (channel != document.MemberEnd() && channel->value.IsString()) {
+    key->channel = ChannelFromString(std::string(
+        channel->value.GetString(), channel->value.GetStringLength()));
+  }
 }
 
 template <typename Payload>
@@ -96,13 +113,8 @@ EventKey KeyOf(const v1::Event& event) {
     case v1::Event::kAgentDeleted:
       SetAgent(event.agent_deleted(), &key);
       break;
-    case v1::Event::kOther:
-      if (const std::string* agent = StructString(event.other(), "agentId")) {
-        key.agent_id = *agent;
-      }
-      if (const std::string* channel = StructString(event.other(), "channel")) {
-        key.channel = ChannelFromString(*channel);
-      }
+    case v1::Event::kOtherJson:
+      SetFromJson(event.other_json(), &key);
       break;
     default:
       // Organisation, client and webhook_test payloads have neither.

@@ -40,7 +40,9 @@ absl::Time ToTime(const google::protobuf::Timestamp& t) {
 // True when some event after `sequence` was trimmed from the store.
 bool MissingAfter(const StoreStats& stats, std::uint64_t sequence) {
   if (stats.first_sequence == 0) return stats.last_sequence > sequence;
-  return stats.first_sequence > sequence + 1;
+  // Not `first_sequence > sequence + 1`, which overflows for the largest
+  // sequence and would report it as trimmed.
+  return stats.first_sequence - 1 > sequence;
 }
 
 std::uint64_t OldestAvailable(const StoreStats& stats) {
@@ -103,14 +105,17 @@ bool CatchUpMatches(const EventFilter& filter, const StoredEvent& event) {
   return filter.Matches(KeyOf(parsed));
 }
 
-// Ends `s` with `code`, naming where to resume; frees its queue. Returns the
-// number of queued events dropped, or nothing when it had already ended.
+// Ends `s` with `code`, naming where to resume (`now` is the hub's
+// ResumePointAfter(), whose last sent sequence is replaced by `s`'s); frees
+// its queue. Returns the number of queued events dropped, or nothing when it
+// had already ended.
 std::optional<std::size_t> EndLocked(State& s, absl::StatusCode code,
-                                     absl::string_view reason)
+                                     absl::string_view reason, ResumePoint now)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu) {
   if (s.phase == State::Phase::kEnded) return std::nullopt;
   s.phase = State::Phase::kEnded;
-  s.end = SubscriptionEndStatus(code, reason, s.last_taken);
+  now.last_sent_sequence = s.last_taken;
+  s.end = SubscriptionEndStatus(code, reason, now);
   const std::size_t dropped = s.queue.size();
   std::deque<std::shared_ptr<const Delivery>>().swap(s.queue);
   return dropped;
@@ -129,10 +134,18 @@ void Notify(State& s) ABSL_LOCKS_EXCLUDED(s.sink_mu, s.mu) {
 
 absl::Status SubscriptionEndStatus(absl::StatusCode code,
                                    absl::string_view reason,
-                                   std::uint64_t last_sent) {
-  return absl::Status(
-      code, absl::StrCat(reason, "; the last sequence sent was ", last_sent,
-                         " (resume with after_sequence=", last_sent, ")"));
+                                   const ResumePoint& at) {
+  return WithResumeInfo(
+      absl::Status(code, absl::StrCat(reason, "; the last sequence sent was ",
+                                      at.last_sent_sequence,
+                                      " (resume with after_sequence=",
+                                      at.last_sent_sequence, ")")),
+      at);
+}
+
+ResumePoint EventHub::ResumePointAfter(std::uint64_t last_sent) const {
+  const StoreStats stats = store_->Stats();
+  return ResumePoint{last_sent, OldestAvailable(stats), last_sequence()};
 }
 
 Subscription::Subscription(EventHub* hub, std::shared_ptr<State> state,
@@ -356,7 +369,8 @@ void EventHub::FanOut(absl::Span<const StoredEvent> events,
           std::optional<std::size_t> dropped =
               EndLocked(*s, absl::StatusCode::kResourceExhausted,
                         absl::StrCat("the subscriber fell more than ", s->limit,
-                                     " events behind"));
+                                     " events behind"),
+                        ResumePointAfter(0));
           if (dropped) dropped_total_ += *dropped;
           cut_off = true;
           break;
@@ -395,8 +409,11 @@ absl::StatusOr<std::unique_ptr<Subscription>> EventHub::Subscribe(
       break;
     case Kind::kAfterSequence:
       if (MissingAfter(stats, start.after_sequence)) {
-        return absl::OutOfRangeError(
-            NotRetainedMessage(start.after_sequence, stats));
+        return WithResumeInfo(
+            absl::OutOfRangeError(
+                NotRetainedMessage(start.after_sequence, stats)),
+            ResumePoint{start.after_sequence, OldestAvailable(stats),
+                        last_sequence()});
       }
       cursor = start.after_sequence;
       break;
@@ -469,7 +486,8 @@ void EventHub::Unsubscribe(State* s) {
     s->sink = nullptr;
   }
   std::lock_guard<std::mutex> lock(s->mu);
-  EndLocked(*s, absl::StatusCode::kCancelled, "the subscription was cancelled");
+  EndLocked(*s, absl::StatusCode::kCancelled, "the subscription was cancelled",
+            ResumePointAfter(0));
 }
 
 void EventHub::ScheduleCatchUp(std::shared_ptr<State> state) {
@@ -531,7 +549,8 @@ bool EventHub::ReadIntoQueue(State& s, std::size_t max_events, bool* at_end) {
     std::lock_guard<std::mutex> lock(s.mu);
     dropped = EndLocked(s, absl::StatusCode::kUnavailable,
                         absl::StrCat("reading the event store failed: ",
-                                     events.status().message()));
+                                     events.status().message()),
+                        ResumePointAfter(0));
   } else if (strict &&
              (events->empty() || events->front().sequence > cursor + 1)) {
     const StoreStats stats = store_->Stats();
@@ -540,7 +559,8 @@ bool EventHub::ReadIntoQueue(State& s, std::size_t max_events, bool* at_end) {
       dropped = EndLocked(
           s, absl::StatusCode::kOutOfRange,
           absl::StrCat("the subscriber fell behind the retention window: ",
-                       NotRetainedMessage(cursor, stats)));
+                       NotRetainedMessage(cursor, stats)),
+          ResumePoint{0, OldestAvailable(stats), last_sequence()});
     }
   }
   if (dropped) {
@@ -663,7 +683,8 @@ void EventHub::Shutdown() {
       {
         std::lock_guard<std::mutex> state_lock(s->mu);
         dropped = EndLocked(*s, absl::StatusCode::kUnavailable,
-                            "the event stream is shutting down");
+                            "the event stream is shutting down",
+                            ResumePointAfter(0));
       }
       if (dropped) {
         dropped_total_ += *dropped;

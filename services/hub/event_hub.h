@@ -48,6 +48,7 @@
 #include "convocore/webhooks/v1/events.pb.h"
 #include "services/hub/event_filter.h"
 #include "services/hub/event_store.h"
+#include "services/hub/resume_info.h"
 
 namespace convocore::hub {
 
@@ -152,10 +153,11 @@ class Delivery {
 };
 
 // The status that ends a subscription: `reason`, then the last sequence sent
-// and how to resume after it. Every end of a stream uses this wording.
+// and how to resume after it, in the message and as a ResumeInfo detail
+// (resume_info.h). Every end of a stream uses this wording.
 absl::Status SubscriptionEndStatus(absl::StatusCode code,
                                    absl::string_view reason,
-                                   std::uint64_t last_sent);
+                                   const ResumePoint& at);
 
 // Implemented by the consumer of a subscription (the gRPC reactor).
 class SubscriptionSink {
@@ -185,7 +187,7 @@ class Subscription {
   // RESOURCE_EXHAUSTED (fell behind), OUT_OF_RANGE (fell behind the store's
   // retention while catching up), UNAVAILABLE (hub shut down, store read
   // failed), CANCELLED (Cancel()). Every message names the sequence to
-  // resume after. `more`, when given, tells whether another event is queued
+  // resume after, and every status carries it as a ResumeInfo detail. `more`, when given, tells whether another event is queued
   // behind the one returned. Thread-safe; never blocks on I/O.
   absl::StatusOr<std::shared_ptr<const Delivery>> Next(bool* more = nullptr);
 
@@ -246,7 +248,8 @@ class EventHub {
   // Registers `sink` for the events matching `options.filter` after
   // `options.start`. INVALID_ARGUMENT for an after_sequence beyond the newest
   // acknowledged sequence; OUT_OF_RANGE, naming the oldest sequence still
-  // available, when the events right after it are no longer retained;
+  // available in the message and in a ResumeInfo detail, when the events
+  // right after it are no longer retained;
   // UNAVAILABLE after Shutdown(). May read the store's index once
   // (from_time); catch-up reads happen on the hub's thread.
   absl::StatusOr<std::unique_ptr<Subscription>> Subscribe(
@@ -255,6 +258,11 @@ class EventHub {
   HubStats Stats() const;
   // The store's health: OK while it can persist (readiness).
   absl::Status Health() const;
+  // Where a stream that sent up to `last_sent` can resume, as of now: the
+  // store's retention and the newest acknowledged sequence. Cheap: the
+  // store's Stats() never waits for I/O.
+  ResumePoint ResumePointAfter(std::uint64_t last_sent) const;
+
   // Newest acknowledged sequence; cheap (heartbeats).
   std::uint64_t last_sequence() const {
     return last_sequence_.load(std::memory_order_acquire);

@@ -217,11 +217,17 @@ std::optional<v1::SubscribeResponse> Subscriber::Next(absl::Duration timeout) {
 
 std::optional<v1::Event> Subscriber::NextEvent(absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
-  while (std::optional<v1::SubscribeResponse> response =
-             Next(deadline - absl::Now())) {
-    if (response->has_event()) return response->event();
+  while (unread_.empty()) {
+    std::optional<v1::SubscribeResponse> response =
+        Next(deadline - absl::Now());
+    if (!response) return std::nullopt;
+    for (v1::Event& event : *response->mutable_events()) {
+      unread_.push_back(std::move(event));
+    }
   }
-  return std::nullopt;
+  v1::Event event = std::move(unread_.front());
+  unread_.pop_front();
+  return event;
 }
 
 std::optional<std::vector<v1::Event>> Subscriber::EventsUntilCaughtUpTo(
@@ -230,10 +236,12 @@ std::optional<std::vector<v1::Event>> Subscriber::EventsUntilCaughtUpTo(
   std::vector<v1::Event> events;
   while (std::optional<v1::SubscribeResponse> response =
              Next(deadline - absl::Now())) {
-    if (response->has_event()) {
-      events.push_back(response->event());
-    } else if (response->heartbeat().last_sequence() >= sequence) {
-      return events;
+    if (response->has_heartbeat()) {
+      if (response->heartbeat().last_sequence() >= sequence) return events;
+    } else {
+      for (v1::Event& event : *response->mutable_events()) {
+        events.push_back(std::move(event));
+      }
     }
   }
   return std::nullopt;

@@ -83,9 +83,10 @@ class Subscriber {
   // reaches it. False if the stream ended first.
   bool WaitStarted(absl::Duration timeout = absl::Seconds(10));
   // The next message, or nullopt at the timeout or the end of the stream.
+  // Not to be mixed with NextEvent(), which keeps a response's other events.
   std::optional<convocore::webhooks::v1::SubscribeResponse> Next(
       absl::Duration timeout = absl::Seconds(10));
-  // The next event, skipping heartbeats.
+  // The next event, skipping heartbeats. Only the test's thread calls it.
   std::optional<convocore::webhooks::v1::Event> NextEvent(
       absl::Duration timeout = absl::Seconds(10));
   // Every event until a heartbeat reports last_sequence >= `sequence` (so
@@ -114,6 +115,8 @@ class Subscriber {
   std::deque<convocore::webhooks::v1::SubscribeResponse> queue_
       ABSL_GUARDED_BY(mu_);
   std::optional<grpc::Status> finished_ ABSL_GUARDED_BY(mu_);
+  // Events of a response that NextEvent() has not returned yet.
+  std::deque<convocore::webhooks::v1::Event> unread_;
 };
 
 // The text of tests/testdata/samples/<name>.

@@ -43,7 +43,7 @@ class StoreFactoryTest : public ::testing::Test {
     for (const auto& [id, age] : events) {
       convocore::webhooks::v1::Event event;
       event.set_id(id);
-      event.set_type("webhook_test");
+      event.set_type_raw("webhook_test");
       event.set_event_type(convocore::webhooks::v1::EVENT_TYPE_WEBHOOK_TEST);
       *event.mutable_receive_time() =
           google::protobuf::util::TimeUtil::NanosecondsToTimestamp(

@@ -43,7 +43,7 @@ void CheckTranslation(const Translation& t) {
   Require(event.id().size() == 36 && absl::StartsWith(event.id(), "evt_") &&
               IsHex(absl::string_view(event.id()).substr(4)),
           "id is evt_ and 32 hex digits");
-  Require(!event.type().empty(), "type is set");
+  Require(!event.type_raw().empty(), "type is set");
   Require(event.event_type() != convocore::webhooks::v1::EVENT_TYPE_UNSPECIFIED,
           "event_type is set");
   Require(

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "convocore/webhooks/v1/events.pb.h"
 #include "gateway/core/content_id.h"
@@ -61,29 +62,62 @@ TEST(JsonDocumentTest, SurrogatePairsDecodeAndLoneOnesFail) {
   EXPECT_FALSE(ParseWith("[\"\xED\xA0\x80\"]", {}).ok());  // raw surrogate
 }
 
-TEST(JsonDocumentTest, NumbersConvertExactly) {
+TEST(JsonDocumentTest, NumbersAreKeptAsTheirText) {
+  const std::vector<std::string> numbers = {
+      "0",         "-0",       "1718035200000", "9007199254740993",
+      "18446744073709551616",  "-9223372036854775808",
+      "0.1",       "0.10",     "2.2250738585072011e-308",
+      "0e-50",     "1e3",      "1E+3",          "1e400",
+      "-1e400",    "123456789012345678901234567890.5"};
+  JsonDocument document;
+  ASSERT_TRUE(
+      document.Parse(absl::StrCat("[", absl::StrJoin(numbers, ", "), "]"), {})
+          .ok());
+  const rapidjson::Value& n = document.root();
+  ASSERT_EQ(n.Size(), numbers.size());
+  for (rapidjson::SizeType i = 0; i < n.Size(); ++i) {
+    EXPECT_TRUE(IsJsonNumber(n[i])) << numbers[i];
+    EXPECT_FALSE(IsJsonString(n[i])) << numbers[i];
+    EXPECT_EQ(JsonTypeName(n[i]), "number");
+    EXPECT_EQ(JsonNumberText(n[i]), numbers[i]);
+  }
+}
+
+TEST(JsonDocumentTest, HugeNumbersNextToStringsAndMalformedOnes) {
   JsonDocument document;
   ASSERT_TRUE(document
-                  .Parse("[0, -0, 1718035200000, 18446744073709551615, "
-                         "18446744073709551616, -9223372036854775808, "
-                         "0.1, 2.2250738585072011e-308, 0e-50, 1e3]",
+                  .Parse(R"({"1e400":"1e400 \"1e999\"","n":[-1e400,1e-400,)"
+                         R"(1E+999,0.5]})",
                          {})
                   .ok());
-  const rapidjson::Value& n = document.root();
-  EXPECT_TRUE(n[0].IsUint64() && n[0].GetUint64() == 0);
-  EXPECT_TRUE(n[1].IsInt64() && n[1].GetInt64() == 0);
-  EXPECT_EQ(n[2].GetUint64(), 1718035200000u);
-  EXPECT_EQ(n[3].GetUint64(), 18446744073709551615u);
-  EXPECT_TRUE(n[4].IsDouble());
-  EXPECT_EQ(n[4].GetDouble(), 18446744073709551616.0);
-  EXPECT_EQ(n[5].GetInt64(), INT64_MIN);
-  EXPECT_EQ(n[6].GetDouble(), 0.1);
-  EXPECT_EQ(n[7].GetDouble(), 2.2250738585072011e-308);
-  EXPECT_EQ(n[8].GetDouble(), 0.0);
-  EXPECT_TRUE(n[9].IsDouble());
-  EXPECT_EQ(n[9].GetDouble(), 1000.0);
-  EXPECT_FALSE(ParseWith("[1e400]", {}).ok());
-  EXPECT_FALSE(ParseWith("[-1e400]", {}).ok());
+  const rapidjson::Value& root = document.root();
+  EXPECT_EQ(StringOf(root["1e400"]), R"(1e400 "1e999")");
+  const rapidjson::Value& n = root["n"];
+  ASSERT_EQ(n.Size(), 4u);
+  EXPECT_EQ(JsonNumberText(n[0]), "-1e400");
+  EXPECT_EQ(JsonNumberText(n[1]), "1e-400");
+  EXPECT_EQ(JsonNumberText(n[2]), "1E+999");
+  EXPECT_EQ(JsonNumberText(n[3]), "0.5");
+  // Malformed numbers stay malformed, huge or not.
+  for (const char* bad : {"[1e4e400]", "[01e400]", "[1.e400]", "[1e+]",
+                          "[-e400]", "[1e400.5]", "[--1e400]"}) {
+    JsonDocument d;
+    EXPECT_FALSE(d.Parse(bad, {}).ok()) << bad;
+  }
+  std::string long_digits(400, '7');
+  JsonDocument d;
+  ASSERT_TRUE(d.Parse(absl::StrCat("[", long_digits, "]"), {}).ok());
+  EXPECT_EQ(JsonNumberText(d.root()[0]), long_digits);
+}
+
+TEST(JsonDocumentTest, StringsOfDigitsStayStrings) {
+  JsonDocument document;
+  ASSERT_TRUE(document.Parse(R"(["1", "", "\u00ff"])", {}).ok());
+  for (const rapidjson::Value& v : document.root().GetArray()) {
+    EXPECT_TRUE(IsJsonString(v));
+    EXPECT_FALSE(IsJsonNumber(v));
+    EXPECT_EQ(JsonTypeName(v), "string");
+  }
 }
 
 TEST(JsonDocumentTest, MessagesNameTheByteAndNeverQuoteTheInput) {

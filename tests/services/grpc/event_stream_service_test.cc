@@ -10,7 +10,6 @@
 #include <cstdint>
 #include <deque>
 #include <filesystem>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -23,11 +22,14 @@
 #include "absl/time/time.h"
 #include "convocore/webhooks/v1/event_stream_service.grpc.pb.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/any.pb.h"
+#include "google/protobuf/unknown_field_set.h"
 #include "gtest/gtest.h"
 #include "services/grpc/grpc_server.h"
 #include "services/hub/event_hub.h"
 #include "services/hub/in_memory_event_store.h"
 #include "tests/services/hub/test_events.h"
+#include "tests/support/eventually.h"
 
 namespace convocore::grpc_service {
 namespace {
@@ -45,14 +47,34 @@ using ::testing::Le;
 
 constexpr absl::Duration kTimeout = absl::Seconds(20);
 
-// Polls `done` until it holds or kTimeout passes.
-bool Eventually(const std::function<bool()>& done) {
-  const absl::Time deadline = absl::Now() + kTimeout;
-  while (!done()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(2));
+using ::convocore::testing::Eventually;
+
+// The ResumeInfo detail of `status`, decoded from its google.rpc.Status
+// (`grpc-status-details-bin`) with protobuf's generic parser, as a client
+// without our C++ helpers would; nullopt when there is none. Checks that the
+// google.rpc.Status repeats the status's code and message.
+std::optional<v1::ResumeInfo> ResumeInfoOf(const grpc::Status& status) {
+  if (status.error_details().empty()) return std::nullopt;
+  google::protobuf::UnknownFieldSet rpc_status;
+  if (!rpc_status.ParseFromString(status.error_details())) {
+    ADD_FAILURE() << "grpc-status-details-bin is not a message";
+    return std::nullopt;
   }
-  return true;
+  std::optional<v1::ResumeInfo> found;
+  for (int i = 0; i < rpc_status.field_count(); ++i) {
+    const google::protobuf::UnknownField& field = rpc_status.field(i);
+    if (field.number() == 1) {
+      EXPECT_EQ(field.varint(), static_cast<std::uint64_t>(status.error_code()));
+    } else if (field.number() == 2) {
+      EXPECT_EQ(field.length_delimited(), status.error_message());
+    } else if (field.number() == 3) {
+      google::protobuf::Any any;
+      EXPECT_TRUE(any.ParseFromString(field.length_delimited()));
+      v1::ResumeInfo info;
+      if (any.UnpackTo(&info)) found = info;
+    }
+  }
+  return found;
 }
 
 int ThreadCount() {
@@ -92,29 +114,23 @@ class SyncSubscriber {
     }
     v1::SubscribeResponse response;
     while (reader_->Read(&response)) {
-      switch (response.kind_case()) {
-        case v1::SubscribeResponse::kHeartbeat:
-          ++heartbeats_;
-          last_heartbeat_ = response.heartbeat();
-          continue;
-        case v1::SubscribeResponse::kEvent:
-          ++single_responses_;
-          return response.event();
-        case v1::SubscribeResponse::kEvents: {
-          auto* events = response.mutable_events()->mutable_events();
-          if (events->empty()) {
-            ADD_FAILURE() << "an empty batch";
-            continue;
-          }
-          batch_sizes_.push_back(events->size());
-          batch_bytes_.push_back(response.events().ByteSizeLong());
-          for (v1::Event& event : *events) unread_.push_back(std::move(event));
-          return NextEvent();
-        }
-        case v1::SubscribeResponse::KIND_NOT_SET:
-          ADD_FAILURE() << "a response with nothing in it";
-          continue;
+      const bool heartbeat = response.has_heartbeat();
+      if (heartbeat == (response.events_size() > 0)) {
+        ADD_FAILURE() << "a response must carry events or a heartbeat: "
+                      << response.ShortDebugString();
+        continue;
       }
+      if (heartbeat) {
+        ++heartbeats_;
+        last_heartbeat_ = response.heartbeat();
+        continue;
+      }
+      response_sizes_.push_back(response.events_size());
+      response_bytes_.push_back(response.ByteSizeLong());
+      for (v1::Event& event : *response.mutable_events()) {
+        unread_.push_back(std::move(event));
+      }
+      return NextEvent();
     }
     return std::nullopt;
   }
@@ -147,10 +163,12 @@ class SyncSubscriber {
   int heartbeats() const { return heartbeats_.load(); }
   const v1::Heartbeat& last_heartbeat() const { return last_heartbeat_; }
   // Responses that carried one event in `event`.
-  int single_responses() const { return single_responses_; }
   // The number of events, and the bytes, of each `events` response.
-  const std::vector<int>& batch_sizes() const { return batch_sizes_; }
-  const std::vector<std::size_t>& batch_bytes() const { return batch_bytes_; }
+  // Events per response, and each response's size, in arrival order.
+  const std::vector<int>& response_sizes() const { return response_sizes_; }
+  const std::vector<std::size_t>& response_bytes() const {
+    return response_bytes_;
+  }
 
  private:
   grpc::ClientContext context_;
@@ -159,9 +177,8 @@ class SyncSubscriber {
   std::atomic<int> heartbeats_{0};
   v1::Heartbeat last_heartbeat_;
   std::deque<v1::Event> unread_;
-  int single_responses_ = 0;
-  std::vector<int> batch_sizes_;
-  std::vector<std::size_t> batch_bytes_;
+  std::vector<int> response_sizes_;
+  std::vector<std::size_t> response_bytes_;
 };
 
 class EventStreamServiceTest : public ::testing::Test {
@@ -254,7 +271,7 @@ TEST_F(EventStreamServiceTest, SubscribersReceiveExactlyTheirEventsInOrder) {
   }
   // A last event that every filter takes shows nothing else was queued.
   v1::Event last = MakeEvent(v1::EVENT_TYPE_OTHER, "a1");
-  (*last.mutable_other()->mutable_fields())["channel"].set_string_value("fax");
+  last.set_other_json(R"({"agentId":"a1","channel":"fax"})");
   const std::uint64_t marker = Publish(last);
   for (auto* want : {&want_all, &want_agents, &want_voice}) {
     want->push_back(marker);
@@ -303,6 +320,38 @@ TEST_F(EventStreamServiceTest, ResumeFromAnEvictedPositionIsOutOfRange) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::OUT_OF_RANGE);
   EXPECT_THAT(status.error_message(),
               HasSubstr("the oldest sequence available is 16"));
+  std::optional<v1::ResumeInfo> info = ResumeInfoOf(status);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->last_sent_sequence(), 3u);
+  EXPECT_EQ(info->oldest_available_sequence(), 16u);
+  EXPECT_EQ(info->last_sequence(), 20u);
+}
+
+TEST_F(EventStreamServiceTest, AResumePointPastTheNewestIsInvalidForEveryValue) {
+  Publish(MakeEvent(v1::EVENT_TYPE_WEBHOOK_TEST));
+  for (std::uint64_t after : {std::uint64_t{2}, std::uint64_t{1} << 63,
+                              ~std::uint64_t{0} - 1, ~std::uint64_t{0}}) {
+    v1::SubscribeRequest request;
+    request.set_after_sequence(after);
+    SyncSubscriber subscriber(stub_.get(), request);
+    grpc::Status status = subscriber.ReadToEnd();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << after << ": " << status.error_message();
+    EXPECT_THAT(status.error_message(), HasSubstr("beyond the newest sequence"));
+  }
+}
+
+TEST_F(EventStreamServiceTest, ResponsesCarryUpToAHundredEventsByDefault) {
+  std::vector<std::uint64_t> want;
+  for (int i = 0; i < 450; ++i) {
+    want.push_back(Publish(MakeEvent(v1::EVENT_TYPE_WEBHOOK_TEST)));
+  }
+  v1::SubscribeRequest request;
+  request.set_from_oldest(true);
+  SyncSubscriber subscriber(stub_.get(), request);
+  EXPECT_THAT(subscriber.ReadSequences(want.size()), ElementsAreArray(want));
+  EXPECT_THAT(subscriber.response_sizes(), Each(AllOf(Ge(1), Le(100))));
+  EXPECT_THAT(subscriber.response_sizes(), Contains(Gt(1)));
 }
 
 TEST_F(EventStreamServiceTest, BadRequestsAreInvalidArgument) {
@@ -344,10 +393,9 @@ TEST_F(EventStreamServiceTest, BatchedStreamsSendQueuedEventsTogetherInOrder) {
   const std::uint64_t live = Publish(MakeEvent(v1::EVENT_TYPE_WEBHOOK_TEST));
   EXPECT_THAT(subscriber.ReadSequences(1), ElementsAreArray({live}));
 
-  EXPECT_EQ(subscriber.single_responses(), 0);
-  EXPECT_THAT(subscriber.batch_sizes(), Each(AllOf(Ge(1), Le(100))));
-  EXPECT_THAT(subscriber.batch_sizes(), Contains(Gt(1)));
-  EXPECT_LT(subscriber.batch_sizes().size(), want.size());
+  EXPECT_THAT(subscriber.response_sizes(), Each(AllOf(Ge(1), Le(100))));
+  EXPECT_THAT(subscriber.response_sizes(), Contains(Gt(1)));
+  EXPECT_LT(subscriber.response_sizes().size(), want.size());
 }
 
 TEST_F(EventStreamServiceTest, ABatchStopsGrowingPastOneMebibyte) {
@@ -363,17 +411,17 @@ TEST_F(EventStreamServiceTest, ABatchStopsGrowingPastOneMebibyte) {
   SyncSubscriber subscriber(stub_.get(), request);
   EXPECT_EQ(subscriber.ReadSequences(kEvents).size(), kEvents);
   // 1 MiB, plus the event that crossed it.
-  EXPECT_THAT(subscriber.batch_bytes(),
+  EXPECT_THAT(subscriber.response_bytes(),
               Each(Le((1u << 20) + kEventBytes + 1024)));
-  EXPECT_GE(subscriber.batch_sizes().size(), 3u);
+  EXPECT_GE(subscriber.response_sizes().size(), 3u);
 }
 
-// With one event per response (0) and with batches.
+// With one event per response, the default (0: up to 100) and 50.
 class CutOffTest : public EventStreamServiceTest,
                    public ::testing::WithParamInterface<std::uint32_t> {};
 
 INSTANTIATE_TEST_SUITE_P(EventsPerResponse, CutOffTest,
-                         ::testing::Values(0u, 50u));
+                         ::testing::Values(1u, 0u, 50u));
 
 TEST_P(CutOffTest, SlowSubscriberIsCutOffWhileAFastOneGetsAll) {
   StopAll();
@@ -424,6 +472,11 @@ TEST_P(CutOffTest, SlowSubscriberIsCutOffWhileAFastOneGetsAll) {
       HasSubstr(absl::StrCat("the last sequence sent was ", slow_got.back())));
   EXPECT_THAT(status.error_message(),
               HasSubstr(absl::StrCat("after_sequence=", slow_got.back())));
+  std::optional<v1::ResumeInfo> info = ResumeInfoOf(status);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->last_sent_sequence(), slow_got.back());
+  EXPECT_EQ(info->oldest_available_sequence(), 1u);
+  EXPECT_GE(info->last_sequence(), slow_got.back());
 }
 
 TEST_F(EventStreamServiceTest, HeartbeatsArriveOnAnIdleStream) {
@@ -443,7 +496,7 @@ TEST_F(EventStreamServiceTest, HeartbeatsArriveOnAnIdleStream) {
   EXPECT_EQ(event->sequence(), last + 1);
   EXPECT_GE(subscriber.heartbeats(), 2);
   EXPECT_EQ(subscriber.last_heartbeat().last_sequence(), last);
-  EXPECT_GT(subscriber.last_heartbeat().time().seconds(), 0);
+  EXPECT_GT(subscriber.last_heartbeat().send_time().seconds(), 0);
 }
 
 // Holds a stream open on the callback client API, so that a handful of
@@ -469,7 +522,7 @@ class IdleStream : public grpc::ClientReadReactor<v1::SubscribeResponse> {
   void OnReadInitialMetadataDone(bool ok) override { Bump(&Counters::ready); }
   void OnReadDone(bool ok) override {
     if (!ok) return;
-    if (response_.has_event()) Bump(&Counters::events);
+    if (response_.events_size() > 0) Bump(&Counters::events);
     StartRead(&response_);
   }
   void OnDone(const grpc::Status& status) override { Bump(&Counters::done); }
@@ -546,7 +599,15 @@ TEST_F(EventStreamServiceTest, ShutdownEndsEveryStreamWithUnavailable) {
   EXPECT_EQ(status_a.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_THAT(status_a.error_message(), HasSubstr("shutting down"));
   EXPECT_THAT(status_a.error_message(), HasSubstr("after_sequence=1"));
+  std::optional<v1::ResumeInfo> info_a = ResumeInfoOf(status_a);
+  ASSERT_TRUE(info_a.has_value());
+  EXPECT_EQ(info_a->last_sent_sequence(), 1u);
+  EXPECT_EQ(info_a->last_sequence(), 1u);
   EXPECT_EQ(status_b.error_code(), grpc::StatusCode::UNAVAILABLE);
+  // A stream from now that sent nothing resumes from where it started.
+  std::optional<v1::ResumeInfo> info_b = ResumeInfoOf(status_b);
+  ASSERT_TRUE(info_b.has_value());
+  EXPECT_EQ(info_b->last_sent_sequence(), 1u);
   EXPECT_EQ(hub_->Stats().subscribers_open, 0u);
 }
 

@@ -39,18 +39,24 @@ TEST(KeyOfTest, ReadsAgentAndChannelFromEachPayloadKind) {
   EXPECT_EQ(org.channel, v1::CHANNEL_UNSPECIFIED);
 }
 
-TEST(KeyOfTest, OtherEventsUseTheStructKeysAndMapChannelStrings) {
+TEST(KeyOfTest, OtherEventsUseTheJsonKeysAndMapChannelStrings) {
   v1::Event event = MakeEvent(v1::EVENT_TYPE_OTHER, "a3");
-  (*event.mutable_other()->mutable_fields())["channel"].set_string_value(
-      "web-chat");
+  event.set_other_json(R"({"agentId":"a3","n":1e400,"channel":"web-chat"})");
   EventKey key = KeyOf(event);
   EXPECT_EQ(key.event_type, v1::EVENT_TYPE_OTHER);
   EXPECT_EQ(key.agent_id, "a3");
   EXPECT_EQ(key.channel, v1::CHANNEL_WEB_CHAT);
 
-  (*event.mutable_other()->mutable_fields())["channel"].set_string_value(
-      "carrier-pigeon");
+  event.set_other_json(R"({"channel":"carrier-pigeon"})");
   EXPECT_EQ(KeyOf(event).channel, v1::CHANNEL_OTHER);
+
+  // Keys that are not strings, and JSON that does not parse, filter as
+  // absent.
+  event.set_other_json(R"({"agentId":7,"channel":["voice"]})");
+  EXPECT_EQ(KeyOf(event).agent_id, "");
+  EXPECT_EQ(KeyOf(event).channel, v1::CHANNEL_UNSPECIFIED);
+  event.set_other_json("{not json");
+  EXPECT_EQ(KeyOf(event).agent_id, "");
 }
 
 TEST(KeyOfTest, UnknownEnumValuesCountAsOther) {

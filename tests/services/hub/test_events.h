@@ -37,33 +37,34 @@ inline v1::Event MakeEvent(v1::EventType type, const std::string& agent_id = "",
       p->set_agent_id(agent_id);
       p->set_channel(channel);
       p->set_message_content(std::string(padding, 'x'));
-      event.set_type("message_received");
+      event.set_type_raw("message_received");
       break;
     }
     case v1::EVENT_TYPE_LEAD_CAPTURED: {
       auto* p = event.mutable_lead_captured();
       p->set_agent_id(agent_id);
       p->set_channel(channel);
-      event.set_type("lead_captured");
+      event.set_type_raw("lead_captured");
       break;
     }
     case v1::EVENT_TYPE_AGENT_CREATED:
       event.mutable_agent_created()->set_agent_id(agent_id);
-      event.set_type("agent_created");
+      event.set_type_raw("agent_created");
       break;
     case v1::EVENT_TYPE_ORGANISATION_CREATED:
       event.mutable_organisation_created()->set_organisation_id("org_1");
-      event.set_type("organisation_created");
+      event.set_type_raw("organisation_created");
       break;
     case v1::EVENT_TYPE_OTHER: {
-      auto* fields = event.mutable_other()->mutable_fields();
-      if (!agent_id.empty()) (*fields)["agentId"].set_string_value(agent_id);
-      event.set_type("something_new");
+      event.set_other_json(
+          agent_id.empty() ? "{}"
+                           : absl::StrCat(R"({"agentId":")", agent_id, R"("})"));
+      event.set_type_raw("something_new");
       break;
     }
     default:
       event.mutable_webhook_test()->set_message("test");
-      event.set_type("webhook_test");
+      event.set_type_raw("webhook_test");
       break;
   }
   return event;
