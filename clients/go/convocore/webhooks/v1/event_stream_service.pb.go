@@ -49,11 +49,10 @@ type SubscribeRequest struct {
 	//	*SubscribeRequest_FromOldest
 	//	*SubscribeRequest_FromTime
 	StartPosition isSubscribeRequest_StartPosition `protobuf_oneof:"start_position"`
-	// The most events one response may carry. 0 or 1: each response carries
-	// one event, in `event`. From 2 to 1000: every response with events
-	// carries them in `events`, the events already waiting for this stream, up
-	// to this many and about 1 MiB; the gateway never holds an event back to
-	// fill a batch. A busy stream then costs both sides far less per event.
+	// The most events one response may carry: 0 means 100, at most 1000. A
+	// response carries the events already waiting for this stream, up to this
+	// many and about 1 MiB; the gateway never holds an event back to fill a
+	// response.
 	MaxEventsPerResponse uint32 `protobuf:"varint,7,opt,name=max_events_per_response,json=maxEventsPerResponse,proto3" json:"max_events_per_response,omitempty"`
 	unknownFields        protoimpl.UnknownFields
 	sizeCache            protoimpl.SizeCache
@@ -178,17 +177,16 @@ func (*SubscribeRequest_FromOldest) isSubscribeRequest_StartPosition() {}
 
 func (*SubscribeRequest_FromTime) isSubscribeRequest_StartPosition() {}
 
-// One message of a subscription stream.
+// One message of a subscription stream: either events or a heartbeat, never
+// both, never neither.
 type SubscribeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// An event or a heartbeat.
-	//
-	// Types that are valid to be assigned to Kind:
-	//
-	//	*SubscribeResponse_Event
-	//	*SubscribeResponse_Heartbeat
-	//	*SubscribeResponse_Events
-	Kind          isSubscribeResponse_Kind `protobuf_oneof:"kind"`
+	// Events that matched the subscription, in sequence order; 1 to
+	// `max_events_per_response` of them, or none in a heartbeat.
+	Events []*Event `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Set, and `events` empty, when the stream has been idle for the heartbeat
+	// interval.
+	Heartbeat     *Heartbeat `protobuf:"bytes,2,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -223,108 +221,16 @@ func (*SubscribeResponse) Descriptor() ([]byte, []int) {
 	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{1}
 }
 
-func (x *SubscribeResponse) GetKind() isSubscribeResponse_Kind {
+func (x *SubscribeResponse) GetEvents() []*Event {
 	if x != nil {
-		return x.Kind
-	}
-	return nil
-}
-
-func (x *SubscribeResponse) GetEvent() *Event {
-	if x != nil {
-		if x, ok := x.Kind.(*SubscribeResponse_Event); ok {
-			return x.Event
-		}
+		return x.Events
 	}
 	return nil
 }
 
 func (x *SubscribeResponse) GetHeartbeat() *Heartbeat {
 	if x != nil {
-		if x, ok := x.Kind.(*SubscribeResponse_Heartbeat); ok {
-			return x.Heartbeat
-		}
-	}
-	return nil
-}
-
-func (x *SubscribeResponse) GetEvents() *EventBatch {
-	if x != nil {
-		if x, ok := x.Kind.(*SubscribeResponse_Events); ok {
-			return x.Events
-		}
-	}
-	return nil
-}
-
-type isSubscribeResponse_Kind interface {
-	isSubscribeResponse_Kind()
-}
-
-type SubscribeResponse_Event struct {
-	// An event that matched the subscription.
-	Event *Event `protobuf:"bytes,1,opt,name=event,proto3,oneof"`
-}
-
-type SubscribeResponse_Heartbeat struct {
-	// Sent when the stream has been idle for the heartbeat interval.
-	Heartbeat *Heartbeat `protobuf:"bytes,2,opt,name=heartbeat,proto3,oneof"`
-}
-
-type SubscribeResponse_Events struct {
-	// Events that matched the subscription, in sequence order: sent instead
-	// of `event` when the request's `max_events_per_response` is above 1.
-	Events *EventBatch `protobuf:"bytes,3,opt,name=events,proto3,oneof"`
-}
-
-func (*SubscribeResponse_Event) isSubscribeResponse_Kind() {}
-
-func (*SubscribeResponse_Heartbeat) isSubscribeResponse_Kind() {}
-
-func (*SubscribeResponse_Events) isSubscribeResponse_Kind() {}
-
-// Consecutive events of one subscription stream.
-type EventBatch struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// At least one event, in sequence order.
-	Events        []*Event `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *EventBatch) Reset() {
-	*x = EventBatch{}
-	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[2]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *EventBatch) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*EventBatch) ProtoMessage() {}
-
-func (x *EventBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[2]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use EventBatch.ProtoReflect.Descriptor instead.
-func (*EventBatch) Descriptor() ([]byte, []int) {
-	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{2}
-}
-
-func (x *EventBatch) GetEvents() []*Event {
-	if x != nil {
-		return x.Events
+		return x.Heartbeat
 	}
 	return nil
 }
@@ -334,7 +240,7 @@ func (x *EventBatch) GetEvents() []*Event {
 type Heartbeat struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// When the gateway sent it.
-	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	SendTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=send_time,json=sendTime,proto3" json:"send_time,omitempty"`
 	// The newest sequence the gateway has accepted (whether or not it matched
 	// this subscription); 0 before the first event.
 	LastSequence  uint64 `protobuf:"varint,2,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
@@ -344,7 +250,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[3]
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -356,7 +262,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[3]
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -369,17 +275,86 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{3}
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{2}
 }
 
-func (x *Heartbeat) GetTime() *timestamppb.Timestamp {
+func (x *Heartbeat) GetSendTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.Time
+		return x.SendTime
 	}
 	return nil
 }
 
 func (x *Heartbeat) GetLastSequence() uint64 {
+	if x != nil {
+		return x.LastSequence
+	}
+	return 0
+}
+
+// Where a Subscribe stream that ended can resume: the error detail of
+// OUT_OF_RANGE, RESOURCE_EXHAUSTED and UNAVAILABLE (see Subscribe), as a
+// google.protobuf.Any in the google.rpc.Status details.
+type ResumeInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sequence of the last event this stream sent; when it sent none, the
+	// sequence its start position resolved to (a stream from now: the newest
+	// sequence when it began). Resume with `after_sequence` set to it.
+	LastSentSequence uint64 `protobuf:"varint,1,opt,name=last_sent_sequence,json=lastSentSequence,proto3" json:"last_sent_sequence,omitempty"`
+	// The oldest sequence the gateway still retains; the newest sequence + 1
+	// when it retains none.
+	OldestAvailableSequence uint64 `protobuf:"varint,2,opt,name=oldest_available_sequence,json=oldestAvailableSequence,proto3" json:"oldest_available_sequence,omitempty"`
+	// The newest sequence the gateway has accepted; 0 before the first event.
+	LastSequence  uint64 `protobuf:"varint,3,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeInfo) Reset() {
+	*x = ResumeInfo{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeInfo) ProtoMessage() {}
+
+func (x *ResumeInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeInfo.ProtoReflect.Descriptor instead.
+func (*ResumeInfo) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ResumeInfo) GetLastSentSequence() uint64 {
+	if x != nil {
+		return x.LastSentSequence
+	}
+	return 0
+}
+
+func (x *ResumeInfo) GetOldestAvailableSequence() uint64 {
+	if x != nil {
+		return x.OldestAvailableSequence
+	}
+	return 0
+}
+
+func (x *ResumeInfo) GetLastSequence() uint64 {
 	if x != nil {
 		return x.LastSequence
 	}
@@ -401,18 +376,18 @@ const file_convocore_webhooks_v1_event_stream_service_proto_rawDesc = "" +
 	"fromOldest\x129\n" +
 	"\tfrom_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\bfromTime\x125\n" +
 	"\x17max_events_per_response\x18\a \x01(\rR\x14maxEventsPerResponseB\x10\n" +
-	"\x0estart_position\"\xd0\x01\n" +
+	"\x0estart_position\"\x89\x01\n" +
 	"\x11SubscribeResponse\x124\n" +
-	"\x05event\x18\x01 \x01(\v2\x1c.convocore.webhooks.v1.EventH\x00R\x05event\x12@\n" +
-	"\theartbeat\x18\x02 \x01(\v2 .convocore.webhooks.v1.HeartbeatH\x00R\theartbeat\x12;\n" +
-	"\x06events\x18\x03 \x01(\v2!.convocore.webhooks.v1.EventBatchH\x00R\x06eventsB\x06\n" +
-	"\x04kind\"B\n" +
+	"\x06events\x18\x01 \x03(\v2\x1c.convocore.webhooks.v1.EventR\x06events\x12>\n" +
+	"\theartbeat\x18\x02 \x01(\v2 .convocore.webhooks.v1.HeartbeatR\theartbeat\"i\n" +
+	"\tHeartbeat\x127\n" +
+	"\tsend_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bsendTime\x12#\n" +
+	"\rlast_sequence\x18\x02 \x01(\x04R\flastSequence\"\x9b\x01\n" +
 	"\n" +
-	"EventBatch\x124\n" +
-	"\x06events\x18\x01 \x03(\v2\x1c.convocore.webhooks.v1.EventR\x06events\"`\n" +
-	"\tHeartbeat\x12.\n" +
-	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12#\n" +
-	"\rlast_sequence\x18\x02 \x01(\x04R\flastSequence2v\n" +
+	"ResumeInfo\x12,\n" +
+	"\x12last_sent_sequence\x18\x01 \x01(\x04R\x10lastSentSequence\x12:\n" +
+	"\x19oldest_available_sequence\x18\x02 \x01(\x04R\x17oldestAvailableSequence\x12#\n" +
+	"\rlast_sequence\x18\x03 \x01(\x04R\flastSequence2v\n" +
 	"\x12EventStreamService\x12`\n" +
 	"\tSubscribe\x12'.convocore.webhooks.v1.SubscribeRequest\x1a(.convocore.webhooks.v1.SubscribeResponse0\x01B\x8b\x01\n" +
 	"\x19com.convocore.webhooks.v1B\x17EventStreamServiceProtoP\x01ZPgithub.com/convocore/webhook-gateway/clients/go/convocore/webhooks/v1;webhooksv1\xf8\x01\x01b\x06proto3"
@@ -433,8 +408,8 @@ var file_convocore_webhooks_v1_event_stream_service_proto_msgTypes = make([]prot
 var file_convocore_webhooks_v1_event_stream_service_proto_goTypes = []any{
 	(*SubscribeRequest)(nil),      // 0: convocore.webhooks.v1.SubscribeRequest
 	(*SubscribeResponse)(nil),     // 1: convocore.webhooks.v1.SubscribeResponse
-	(*EventBatch)(nil),            // 2: convocore.webhooks.v1.EventBatch
-	(*Heartbeat)(nil),             // 3: convocore.webhooks.v1.Heartbeat
+	(*Heartbeat)(nil),             // 2: convocore.webhooks.v1.Heartbeat
+	(*ResumeInfo)(nil),            // 3: convocore.webhooks.v1.ResumeInfo
 	(EventType)(0),                // 4: convocore.webhooks.v1.EventType
 	(Channel)(0),                  // 5: convocore.webhooks.v1.Channel
 	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
@@ -444,18 +419,16 @@ var file_convocore_webhooks_v1_event_stream_service_proto_depIdxs = []int32{
 	4, // 0: convocore.webhooks.v1.SubscribeRequest.event_types:type_name -> convocore.webhooks.v1.EventType
 	5, // 1: convocore.webhooks.v1.SubscribeRequest.channels:type_name -> convocore.webhooks.v1.Channel
 	6, // 2: convocore.webhooks.v1.SubscribeRequest.from_time:type_name -> google.protobuf.Timestamp
-	7, // 3: convocore.webhooks.v1.SubscribeResponse.event:type_name -> convocore.webhooks.v1.Event
-	3, // 4: convocore.webhooks.v1.SubscribeResponse.heartbeat:type_name -> convocore.webhooks.v1.Heartbeat
-	2, // 5: convocore.webhooks.v1.SubscribeResponse.events:type_name -> convocore.webhooks.v1.EventBatch
-	7, // 6: convocore.webhooks.v1.EventBatch.events:type_name -> convocore.webhooks.v1.Event
-	6, // 7: convocore.webhooks.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
-	0, // 8: convocore.webhooks.v1.EventStreamService.Subscribe:input_type -> convocore.webhooks.v1.SubscribeRequest
-	1, // 9: convocore.webhooks.v1.EventStreamService.Subscribe:output_type -> convocore.webhooks.v1.SubscribeResponse
-	9, // [9:10] is the sub-list for method output_type
-	8, // [8:9] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	7, // 3: convocore.webhooks.v1.SubscribeResponse.events:type_name -> convocore.webhooks.v1.Event
+	2, // 4: convocore.webhooks.v1.SubscribeResponse.heartbeat:type_name -> convocore.webhooks.v1.Heartbeat
+	6, // 5: convocore.webhooks.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
+	0, // 6: convocore.webhooks.v1.EventStreamService.Subscribe:input_type -> convocore.webhooks.v1.SubscribeRequest
+	1, // 7: convocore.webhooks.v1.EventStreamService.Subscribe:output_type -> convocore.webhooks.v1.SubscribeResponse
+	7, // [7:8] is the sub-list for method output_type
+	6, // [6:7] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_convocore_webhooks_v1_event_stream_service_proto_init() }
@@ -468,11 +441,6 @@ func file_convocore_webhooks_v1_event_stream_service_proto_init() {
 		(*SubscribeRequest_AfterSequence)(nil),
 		(*SubscribeRequest_FromOldest)(nil),
 		(*SubscribeRequest_FromTime)(nil),
-	}
-	file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[1].OneofWrappers = []any{
-		(*SubscribeResponse_Event)(nil),
-		(*SubscribeResponse_Heartbeat)(nil),
-		(*SubscribeResponse_Events)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

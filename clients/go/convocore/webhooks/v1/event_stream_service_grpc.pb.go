@@ -36,14 +36,20 @@ type EventStreamServiceClient interface {
 	// the requested start position, then live as they are accepted. Idle
 	// streams receive heartbeats.
 	//
-	// Errors:
-	//   - OUT_OF_RANGE: the start position is older than the oldest retained
-	//     event; the message names the oldest sequence still available.
+	// Errors. Those that end a stream which could resume carry a ResumeInfo
+	// detail (in the google.rpc.Status details, the `grpc-status-details-bin`
+	// trailer), so that a client resumes without parsing the message:
+	//   - OUT_OF_RANGE, with ResumeInfo: the start position is older than the
+	//     oldest retained event, or the subscriber fell behind retention while
+	//     catching up. Resuming means accepting the gap up to
+	//     `oldest_available_sequence`; only the client can decide that.
+	//   - RESOURCE_EXHAUSTED, with ResumeInfo: the subscriber fell too far
+	//     behind; resume after `last_sent_sequence`.
+	//   - UNAVAILABLE, with ResumeInfo: the gateway is shutting down, or its
+	//     store cannot be read; resume after `last_sent_sequence`, here or on
+	//     another replica. Without ResumeInfo: refused before the stream began.
 	//   - INVALID_ARGUMENT: `after_sequence` is beyond the newest sequence, a
 	//     filter value is invalid, or `max_events_per_response` is above 1000.
-	//   - RESOURCE_EXHAUSTED: the subscriber fell too far behind; the message
-	//     names the last sequence it was sent, to resume after.
-	//   - UNAVAILABLE: the gateway is shutting down; resume elsewhere or later.
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error)
 }
 
@@ -84,14 +90,20 @@ type EventStreamServiceServer interface {
 	// the requested start position, then live as they are accepted. Idle
 	// streams receive heartbeats.
 	//
-	// Errors:
-	//   - OUT_OF_RANGE: the start position is older than the oldest retained
-	//     event; the message names the oldest sequence still available.
+	// Errors. Those that end a stream which could resume carry a ResumeInfo
+	// detail (in the google.rpc.Status details, the `grpc-status-details-bin`
+	// trailer), so that a client resumes without parsing the message:
+	//   - OUT_OF_RANGE, with ResumeInfo: the start position is older than the
+	//     oldest retained event, or the subscriber fell behind retention while
+	//     catching up. Resuming means accepting the gap up to
+	//     `oldest_available_sequence`; only the client can decide that.
+	//   - RESOURCE_EXHAUSTED, with ResumeInfo: the subscriber fell too far
+	//     behind; resume after `last_sent_sequence`.
+	//   - UNAVAILABLE, with ResumeInfo: the gateway is shutting down, or its
+	//     store cannot be read; resume after `last_sent_sequence`, here or on
+	//     another replica. Without ResumeInfo: refused before the stream began.
 	//   - INVALID_ARGUMENT: `after_sequence` is beyond the newest sequence, a
 	//     filter value is invalid, or `max_events_per_response` is above 1000.
-	//   - RESOURCE_EXHAUSTED: the subscriber fell too far behind; the message
-	//     names the last sequence it was sent, to resume after.
-	//   - UNAVAILABLE: the gateway is shutting down; resume elsewhere or later.
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error
 	mustEmbedUnimplementedEventStreamServiceServer()
 }

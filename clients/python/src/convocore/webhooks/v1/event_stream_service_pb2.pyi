@@ -29,25 +29,27 @@ class SubscribeRequest(_message.Message):
     def __init__(self, event_types: _Optional[_Iterable[_Union[_events_pb2.EventType, str]]] = ..., agent_ids: _Optional[_Iterable[str]] = ..., channels: _Optional[_Iterable[_Union[_events_pb2.Channel, str]]] = ..., after_sequence: _Optional[int] = ..., from_oldest: _Optional[bool] = ..., from_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_events_per_response: _Optional[int] = ...) -> None: ...
 
 class SubscribeResponse(_message.Message):
-    __slots__ = ("event", "heartbeat", "events")
-    EVENT_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("events", "heartbeat")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
-    EVENTS_FIELD_NUMBER: _ClassVar[int]
-    event: _events_pb2.Event
-    heartbeat: Heartbeat
-    events: EventBatch
-    def __init__(self, event: _Optional[_Union[_events_pb2.Event, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., events: _Optional[_Union[EventBatch, _Mapping]] = ...) -> None: ...
-
-class EventBatch(_message.Message):
-    __slots__ = ("events",)
-    EVENTS_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[_events_pb2.Event]
-    def __init__(self, events: _Optional[_Iterable[_Union[_events_pb2.Event, _Mapping]]] = ...) -> None: ...
+    heartbeat: Heartbeat
+    def __init__(self, events: _Optional[_Iterable[_Union[_events_pb2.Event, _Mapping]]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("time", "last_sequence")
-    TIME_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("send_time", "last_sequence")
+    SEND_TIME_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
-    time: _timestamp_pb2.Timestamp
+    send_time: _timestamp_pb2.Timestamp
     last_sequence: int
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_sequence: _Optional[int] = ...) -> None: ...
+    def __init__(self, send_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_sequence: _Optional[int] = ...) -> None: ...
+
+class ResumeInfo(_message.Message):
+    __slots__ = ("last_sent_sequence", "oldest_available_sequence", "last_sequence")
+    LAST_SENT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_AVAILABLE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    last_sent_sequence: int
+    oldest_available_sequence: int
+    last_sequence: int
+    def __init__(self, last_sent_sequence: _Optional[int] = ..., oldest_available_sequence: _Optional[int] = ..., last_sequence: _Optional[int] = ...) -> None: ...

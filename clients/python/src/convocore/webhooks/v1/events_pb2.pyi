@@ -1,6 +1,5 @@
 import datetime
 
-from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -120,25 +119,25 @@ FORM_TYPE_UI_ENGINE_INPUT: FormType
 FORM_TYPE_OTHER: FormType
 
 class AgentPayload(_message.Message):
-    __slots__ = ("agent_id", "agent_name", "agent_platform", "agent_platform_raw", "operation", "operation_raw", "created_at")
+    __slots__ = ("agent_id", "agent_name", "agent_platform", "agent_platform_raw", "operation", "operation_raw", "create_time_millis")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
     AGENT_PLATFORM_FIELD_NUMBER: _ClassVar[int]
     AGENT_PLATFORM_RAW_FIELD_NUMBER: _ClassVar[int]
     OPERATION_FIELD_NUMBER: _ClassVar[int]
     OPERATION_RAW_FIELD_NUMBER: _ClassVar[int]
-    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_MILLIS_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     agent_name: str
     agent_platform: AgentPlatform
     agent_platform_raw: str
     operation: Operation
     operation_raw: str
-    created_at: int
-    def __init__(self, agent_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., agent_platform: _Optional[_Union[AgentPlatform, str]] = ..., agent_platform_raw: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., operation_raw: _Optional[str] = ..., created_at: _Optional[int] = ...) -> None: ...
+    create_time_millis: int
+    def __init__(self, agent_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., agent_platform: _Optional[_Union[AgentPlatform, str]] = ..., agent_platform_raw: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., operation_raw: _Optional[str] = ..., create_time_millis: _Optional[int] = ...) -> None: ...
 
 class MessagePayload(_message.Message):
-    __slots__ = ("agent_id", "agent_name", "convo_id", "message_content", "channel", "channel_raw", "message_type", "created_at")
+    __slots__ = ("agent_id", "agent_name", "convo_id", "message_content", "channel", "channel_raw", "message_type", "sender", "create_time_millis")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
     CONVO_ID_FIELD_NUMBER: _ClassVar[int]
@@ -146,8 +145,8 @@ class MessagePayload(_message.Message):
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_RAW_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_TYPE_FIELD_NUMBER: _ClassVar[int]
-    FROM_FIELD_NUMBER: _ClassVar[int]
-    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_MILLIS_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     agent_name: str
     convo_id: str
@@ -155,25 +154,26 @@ class MessagePayload(_message.Message):
     channel: Channel
     channel_raw: str
     message_type: str
-    created_at: int
-    def __init__(self, agent_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., convo_id: _Optional[str] = ..., message_content: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ..., channel_raw: _Optional[str] = ..., message_type: _Optional[str] = ..., created_at: _Optional[int] = ..., **kwargs) -> None: ...
+    sender: str
+    create_time_millis: int
+    def __init__(self, agent_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., convo_id: _Optional[str] = ..., message_content: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ..., channel_raw: _Optional[str] = ..., message_type: _Optional[str] = ..., sender: _Optional[str] = ..., create_time_millis: _Optional[int] = ...) -> None: ...
 
 class OrganisationPayload(_message.Message):
-    __slots__ = ("organisation_id", "organisation_name", "operation", "operation_raw", "created_at")
+    __slots__ = ("organisation_id", "organisation_name", "operation", "operation_raw", "create_time_millis")
     ORGANISATION_ID_FIELD_NUMBER: _ClassVar[int]
     ORGANISATION_NAME_FIELD_NUMBER: _ClassVar[int]
     OPERATION_FIELD_NUMBER: _ClassVar[int]
     OPERATION_RAW_FIELD_NUMBER: _ClassVar[int]
-    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_MILLIS_FIELD_NUMBER: _ClassVar[int]
     organisation_id: str
     organisation_name: str
     operation: Operation
     operation_raw: str
-    created_at: int
-    def __init__(self, organisation_id: _Optional[str] = ..., organisation_name: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., operation_raw: _Optional[str] = ..., created_at: _Optional[int] = ...) -> None: ...
+    create_time_millis: int
+    def __init__(self, organisation_id: _Optional[str] = ..., organisation_name: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., operation_raw: _Optional[str] = ..., create_time_millis: _Optional[int] = ...) -> None: ...
 
 class ClientPayload(_message.Message):
-    __slots__ = ("organisation_id", "organisation_name", "client_id", "client_name", "client_email", "operation", "operation_raw", "created_at")
+    __slots__ = ("organisation_id", "organisation_name", "client_id", "client_name", "client_email", "operation", "operation_raw", "create_time_millis")
     ORGANISATION_ID_FIELD_NUMBER: _ClassVar[int]
     ORGANISATION_NAME_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -181,7 +181,7 @@ class ClientPayload(_message.Message):
     CLIENT_EMAIL_FIELD_NUMBER: _ClassVar[int]
     OPERATION_FIELD_NUMBER: _ClassVar[int]
     OPERATION_RAW_FIELD_NUMBER: _ClassVar[int]
-    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_MILLIS_FIELD_NUMBER: _ClassVar[int]
     organisation_id: str
     organisation_name: str
     client_id: str
@@ -189,11 +189,11 @@ class ClientPayload(_message.Message):
     client_email: str
     operation: Operation
     operation_raw: str
-    created_at: int
-    def __init__(self, organisation_id: _Optional[str] = ..., organisation_name: _Optional[str] = ..., client_id: _Optional[str] = ..., client_name: _Optional[str] = ..., client_email: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., operation_raw: _Optional[str] = ..., created_at: _Optional[int] = ...) -> None: ...
+    create_time_millis: int
+    def __init__(self, organisation_id: _Optional[str] = ..., organisation_name: _Optional[str] = ..., client_id: _Optional[str] = ..., client_name: _Optional[str] = ..., client_email: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., operation_raw: _Optional[str] = ..., create_time_millis: _Optional[int] = ...) -> None: ...
 
 class LeadPayload(_message.Message):
-    __slots__ = ("agent_id", "agent_name", "lead_name", "lead_email", "lead_phone", "channel", "channel_raw", "operation", "operation_raw", "created_at")
+    __slots__ = ("agent_id", "agent_name", "lead_name", "lead_email", "lead_phone", "channel", "channel_raw", "operation", "operation_raw", "create_time_millis")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
     LEAD_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -203,7 +203,7 @@ class LeadPayload(_message.Message):
     CHANNEL_RAW_FIELD_NUMBER: _ClassVar[int]
     OPERATION_FIELD_NUMBER: _ClassVar[int]
     OPERATION_RAW_FIELD_NUMBER: _ClassVar[int]
-    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_MILLIS_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     agent_name: str
     lead_name: str
@@ -213,33 +213,33 @@ class LeadPayload(_message.Message):
     channel_raw: str
     operation: Operation
     operation_raw: str
-    created_at: int
-    def __init__(self, agent_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., lead_name: _Optional[str] = ..., lead_email: _Optional[str] = ..., lead_phone: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ..., channel_raw: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., operation_raw: _Optional[str] = ..., created_at: _Optional[int] = ...) -> None: ...
+    create_time_millis: int
+    def __init__(self, agent_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., lead_name: _Optional[str] = ..., lead_email: _Optional[str] = ..., lead_phone: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ..., channel_raw: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., operation_raw: _Optional[str] = ..., create_time_millis: _Optional[int] = ...) -> None: ...
 
 class FormPayload(_message.Message):
-    __slots__ = ("agent_id", "agent_name", "convo_id", "form_type", "form_type_raw", "form_data", "channel", "channel_raw", "created_at")
+    __slots__ = ("agent_id", "agent_name", "convo_id", "form_type", "form_type_raw", "form_data_json", "channel", "channel_raw", "create_time_millis")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
     CONVO_ID_FIELD_NUMBER: _ClassVar[int]
     FORM_TYPE_FIELD_NUMBER: _ClassVar[int]
     FORM_TYPE_RAW_FIELD_NUMBER: _ClassVar[int]
-    FORM_DATA_FIELD_NUMBER: _ClassVar[int]
+    FORM_DATA_JSON_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_RAW_FIELD_NUMBER: _ClassVar[int]
-    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_MILLIS_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     agent_name: str
     convo_id: str
     form_type: FormType
     form_type_raw: str
-    form_data: _struct_pb2.Struct
+    form_data_json: str
     channel: Channel
     channel_raw: str
-    created_at: int
-    def __init__(self, agent_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., convo_id: _Optional[str] = ..., form_type: _Optional[_Union[FormType, str]] = ..., form_type_raw: _Optional[str] = ..., form_data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., channel: _Optional[_Union[Channel, str]] = ..., channel_raw: _Optional[str] = ..., created_at: _Optional[int] = ...) -> None: ...
+    create_time_millis: int
+    def __init__(self, agent_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., convo_id: _Optional[str] = ..., form_type: _Optional[_Union[FormType, str]] = ..., form_type_raw: _Optional[str] = ..., form_data_json: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ..., channel_raw: _Optional[str] = ..., create_time_millis: _Optional[int] = ...) -> None: ...
 
 class ChatDelegationPayload(_message.Message):
-    __slots__ = ("agent_id", "agent_name", "convo_id", "assigned_to_user_id", "assigned_to_user_name", "assigned_to_user_email", "delegated_by_user_id", "delegated_by_user_name", "customer_name", "customer_email", "customer_phone", "channel", "channel_raw", "operation", "operation_raw", "created_at")
+    __slots__ = ("agent_id", "agent_name", "convo_id", "assigned_to_user_id", "assigned_to_user_name", "assigned_to_user_email", "delegated_by_user_id", "delegated_by_user_name", "customer_name", "customer_email", "customer_phone", "channel", "channel_raw", "operation", "operation_raw", "create_time_millis")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
     CONVO_ID_FIELD_NUMBER: _ClassVar[int]
@@ -255,7 +255,7 @@ class ChatDelegationPayload(_message.Message):
     CHANNEL_RAW_FIELD_NUMBER: _ClassVar[int]
     OPERATION_FIELD_NUMBER: _ClassVar[int]
     OPERATION_RAW_FIELD_NUMBER: _ClassVar[int]
-    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_MILLIS_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     agent_name: str
     convo_id: str
@@ -271,11 +271,11 @@ class ChatDelegationPayload(_message.Message):
     channel_raw: str
     operation: Operation
     operation_raw: str
-    created_at: int
-    def __init__(self, agent_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., convo_id: _Optional[str] = ..., assigned_to_user_id: _Optional[str] = ..., assigned_to_user_name: _Optional[str] = ..., assigned_to_user_email: _Optional[str] = ..., delegated_by_user_id: _Optional[str] = ..., delegated_by_user_name: _Optional[str] = ..., customer_name: _Optional[str] = ..., customer_email: _Optional[str] = ..., customer_phone: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ..., channel_raw: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., operation_raw: _Optional[str] = ..., created_at: _Optional[int] = ...) -> None: ...
+    create_time_millis: int
+    def __init__(self, agent_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., convo_id: _Optional[str] = ..., assigned_to_user_id: _Optional[str] = ..., assigned_to_user_name: _Optional[str] = ..., assigned_to_user_email: _Optional[str] = ..., delegated_by_user_id: _Optional[str] = ..., delegated_by_user_name: _Optional[str] = ..., customer_name: _Optional[str] = ..., customer_email: _Optional[str] = ..., customer_phone: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ..., channel_raw: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., operation_raw: _Optional[str] = ..., create_time_millis: _Optional[int] = ...) -> None: ...
 
 class BugPayload(_message.Message):
-    __slots__ = ("agent_id", "agent_name", "convo_id", "bug_description", "image_url", "reported_by_user_id", "reported_by_user_name", "reported_by_user_email", "channel", "channel_raw", "operation", "operation_raw", "created_at")
+    __slots__ = ("agent_id", "agent_name", "convo_id", "bug_description", "image_url", "reported_by_user_id", "reported_by_user_name", "reported_by_user_email", "channel", "channel_raw", "operation", "operation_raw", "create_time_millis")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
     CONVO_ID_FIELD_NUMBER: _ClassVar[int]
@@ -288,7 +288,7 @@ class BugPayload(_message.Message):
     CHANNEL_RAW_FIELD_NUMBER: _ClassVar[int]
     OPERATION_FIELD_NUMBER: _ClassVar[int]
     OPERATION_RAW_FIELD_NUMBER: _ClassVar[int]
-    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_MILLIS_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     agent_name: str
     convo_id: str
@@ -301,27 +301,27 @@ class BugPayload(_message.Message):
     channel_raw: str
     operation: Operation
     operation_raw: str
-    created_at: int
-    def __init__(self, agent_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., convo_id: _Optional[str] = ..., bug_description: _Optional[str] = ..., image_url: _Optional[str] = ..., reported_by_user_id: _Optional[str] = ..., reported_by_user_name: _Optional[str] = ..., reported_by_user_email: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ..., channel_raw: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., operation_raw: _Optional[str] = ..., created_at: _Optional[int] = ...) -> None: ...
+    create_time_millis: int
+    def __init__(self, agent_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., convo_id: _Optional[str] = ..., bug_description: _Optional[str] = ..., image_url: _Optional[str] = ..., reported_by_user_id: _Optional[str] = ..., reported_by_user_name: _Optional[str] = ..., reported_by_user_email: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ..., channel_raw: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., operation_raw: _Optional[str] = ..., create_time_millis: _Optional[int] = ...) -> None: ...
 
 class WebhookTestPayload(_message.Message):
-    __slots__ = ("message", "created_at")
+    __slots__ = ("message", "create_time_millis")
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
-    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_MILLIS_FIELD_NUMBER: _ClassVar[int]
     message: str
-    created_at: int
-    def __init__(self, message: _Optional[str] = ..., created_at: _Optional[int] = ...) -> None: ...
+    create_time_millis: int
+    def __init__(self, message: _Optional[str] = ..., create_time_millis: _Optional[int] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("sequence", "id", "event_type", "type", "receive_time", "create_time", "envelope_extras", "payload_extras", "message_received", "chat_delegated", "bug_reported", "agent_created", "agent_updated", "agent_deleted", "webhook_test", "lead_captured", "form_submitted", "organisation_created", "organisation_updated", "organisation_deleted", "client_created", "client_updated", "client_deleted", "other")
+    __slots__ = ("sequence", "id", "event_type", "type_raw", "receive_time", "create_time", "envelope_extras_json", "payload_extras_json", "message_received", "chat_delegated", "bug_reported", "agent_created", "agent_updated", "agent_deleted", "webhook_test", "lead_captured", "form_submitted", "organisation_created", "organisation_updated", "organisation_deleted", "client_created", "client_updated", "client_deleted", "other_json")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
-    TYPE_FIELD_NUMBER: _ClassVar[int]
+    TYPE_RAW_FIELD_NUMBER: _ClassVar[int]
     RECEIVE_TIME_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
-    ENVELOPE_EXTRAS_FIELD_NUMBER: _ClassVar[int]
-    PAYLOAD_EXTRAS_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPE_EXTRAS_JSON_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_EXTRAS_JSON_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     CHAT_DELEGATED_FIELD_NUMBER: _ClassVar[int]
     BUG_REPORTED_FIELD_NUMBER: _ClassVar[int]
@@ -337,15 +337,15 @@ class Event(_message.Message):
     CLIENT_CREATED_FIELD_NUMBER: _ClassVar[int]
     CLIENT_UPDATED_FIELD_NUMBER: _ClassVar[int]
     CLIENT_DELETED_FIELD_NUMBER: _ClassVar[int]
-    OTHER_FIELD_NUMBER: _ClassVar[int]
+    OTHER_JSON_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     id: str
     event_type: EventType
-    type: str
+    type_raw: str
     receive_time: _timestamp_pb2.Timestamp
     create_time: _timestamp_pb2.Timestamp
-    envelope_extras: _struct_pb2.Struct
-    payload_extras: _struct_pb2.Struct
+    envelope_extras_json: str
+    payload_extras_json: str
     message_received: MessagePayload
     chat_delegated: ChatDelegationPayload
     bug_reported: BugPayload
@@ -361,5 +361,5 @@ class Event(_message.Message):
     client_created: ClientPayload
     client_updated: ClientPayload
     client_deleted: ClientPayload
-    other: _struct_pb2.Struct
-    def __init__(self, sequence: _Optional[int] = ..., id: _Optional[str] = ..., event_type: _Optional[_Union[EventType, str]] = ..., type: _Optional[str] = ..., receive_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., envelope_extras: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., payload_extras: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., message_received: _Optional[_Union[MessagePayload, _Mapping]] = ..., chat_delegated: _Optional[_Union[ChatDelegationPayload, _Mapping]] = ..., bug_reported: _Optional[_Union[BugPayload, _Mapping]] = ..., agent_created: _Optional[_Union[AgentPayload, _Mapping]] = ..., agent_updated: _Optional[_Union[AgentPayload, _Mapping]] = ..., agent_deleted: _Optional[_Union[AgentPayload, _Mapping]] = ..., webhook_test: _Optional[_Union[WebhookTestPayload, _Mapping]] = ..., lead_captured: _Optional[_Union[LeadPayload, _Mapping]] = ..., form_submitted: _Optional[_Union[FormPayload, _Mapping]] = ..., organisation_created: _Optional[_Union[OrganisationPayload, _Mapping]] = ..., organisation_updated: _Optional[_Union[OrganisationPayload, _Mapping]] = ..., organisation_deleted: _Optional[_Union[OrganisationPayload, _Mapping]] = ..., client_created: _Optional[_Union[ClientPayload, _Mapping]] = ..., client_updated: _Optional[_Union[ClientPayload, _Mapping]] = ..., client_deleted: _Optional[_Union[ClientPayload, _Mapping]] = ..., other: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    other_json: str
+    def __init__(self, sequence: _Optional[int] = ..., id: _Optional[str] = ..., event_type: _Optional[_Union[EventType, str]] = ..., type_raw: _Optional[str] = ..., receive_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., envelope_extras_json: _Optional[str] = ..., payload_extras_json: _Optional[str] = ..., message_received: _Optional[_Union[MessagePayload, _Mapping]] = ..., chat_delegated: _Optional[_Union[ChatDelegationPayload, _Mapping]] = ..., bug_reported: _Optional[_Union[BugPayload, _Mapping]] = ..., agent_created: _Optional[_Union[AgentPayload, _Mapping]] = ..., agent_updated: _Optional[_Union[AgentPayload, _Mapping]] = ..., agent_deleted: _Optional[_Union[AgentPayload, _Mapping]] = ..., webhook_test: _Optional[_Union[WebhookTestPayload, _Mapping]] = ..., lead_captured: _Optional[_Union[LeadPayload, _Mapping]] = ..., form_submitted: _Optional[_Union[FormPayload, _Mapping]] = ..., organisation_created: _Optional[_Union[OrganisationPayload, _Mapping]] = ..., organisation_updated: _Optional[_Union[OrganisationPayload, _Mapping]] = ..., organisation_deleted: _Optional[_Union[OrganisationPayload, _Mapping]] = ..., client_created: _Optional[_Union[ClientPayload, _Mapping]] = ..., client_updated: _Optional[_Union[ClientPayload, _Mapping]] = ..., client_deleted: _Optional[_Union[ClientPayload, _Mapping]] = ..., other_json: _Optional[str] = ...) -> None: ...
