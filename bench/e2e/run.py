@@ -73,7 +73,7 @@ def proc_stats(pid):
 # from one shell. With --isolate each server gets a session of its own: it is
 # then held to about an equal share against the load generator (about one of
 # the two cores), which favours a single-threaded server such as the
-# Pistache baseline over the gateway's several threads (see the README).
+# Pistache baseline over the gateway's several threads (see docs/benchmarks.md).
 ISOLATE = False
 
 
