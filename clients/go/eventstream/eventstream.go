@@ -1,8 +1,16 @@
 // Package eventstream subscribes to the webhook gateway's EventStreamService
 // and keeps the subscription going across disconnects and gateway restarts:
-// after a break it subscribes again from the last event it delivered, with
-// exponential backoff, so the handler sees every matching event once and in
-// sequence order.
+// after a break it subscribes again after the last event it delivered (or,
+// before the first event, after the position the gateway reported in the
+// error's ResumeInfo), with exponential backoff, so the handler sees every
+// matching event once and in sequence order.
+//
+// Each SubscribeResponse carries either 1 to max_events_per_response events
+// or a Heartbeat; Subscribe hands the events to the handler one at a time.
+// Handlers should switch on Event.GetEventType(); the payloads' free-form
+// JSON (FormPayload.form_data_json, Event.other_json, the *_extras_json
+// fields) is text holding one JSON object with every number as sent: decode
+// it with encoding/json's Decoder.UseNumber to keep the values exact.
 //
 //	conn, _ := grpc.NewClient("localhost:50051",
 //		grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -12,9 +20,13 @@
 //	err := eventstream.Subscribe(ctx, webhooksv1.NewEventStreamServiceClient(conn),
 //		eventstream.Config{Request: req},
 //		func(ctx context.Context, ev *webhooksv1.Event) error {
-//			fmt.Println(ev.GetSequence(), ev.GetType())
+//			fmt.Println(ev.GetSequence(), ev.GetEventType())
 //			return nil
 //		})
+//	if info, ok := eventstream.ResumeInfoFromError(err); ok {
+//		// e.g. OUT_OF_RANGE: events up to info.GetOldestAvailableSequence()-1
+//		// are gone; subscribing with after_sequence set to that accepts the gap.
+//	}
 package eventstream
 
 import (
@@ -40,11 +52,15 @@ type Config struct {
 	// Request holds the filters and the first start position; nil means every
 	// event type, from now. Once an event has been delivered, every
 	// resubscription uses after_sequence = the last delivered sequence
-	// instead. A subscription that starts from now and breaks before its
-	// first event starts from now again (events accepted in between are not
-	// sent): set AfterSequence to make even that gap impossible. When its
-	// MaxEventsPerResponse is 0, DefaultMaxEventsPerResponse is asked for:
-	// the handler still gets one event at a time.
+	// instead. Before the first event, a break whose error carries a
+	// ResumeInfo (the gateway's UNAVAILABLE and RESOURCE_EXHAUSTED stream
+	// ends) makes the resubscription use after_sequence =
+	// ResumeInfo.last_sent_sequence, the position the start resolved to, so
+	// that a subscription from now misses nothing accepted while it was
+	// reconnecting. A break without one (e.g. the gateway was unreachable)
+	// keeps the start position as it was. When MaxEventsPerResponse is 0,
+	// DefaultMaxEventsPerResponse is sent (what the gateway takes 0 to mean);
+	// the handler gets one event at a time whatever the response size.
 	Request *webhooksv1.SubscribeRequest
 	// Delay before the first retry after a break; default 100 ms. Each
 	// further consecutive failure doubles it, up to MaxBackoff (default 10
@@ -56,7 +72,8 @@ type Config struct {
 	// Called before each retry with the error that broke the stream and the
 	// delay before the next attempt; for logging. Optional.
 	OnRetry func(err error, delay time.Duration)
-	// Called for each heartbeat (idle stream). Optional.
+	// Called for each heartbeat (a response without events, sent when the
+	// stream is idle). Optional.
 	OnHeartbeat func(hb *webhooksv1.Heartbeat)
 	// Passed to every Subscribe call, e.g. grpc.WaitForReady(true).
 	CallOptions []grpc.CallOption
@@ -67,10 +84,13 @@ type Config struct {
 
 // Subscribe streams the events matching cfg.Request to handle until ctx ends
 // (it then returns ctx's error), handle returns an error (returned as is), or
-// the gateway answers with an error that retrying cannot fix (returned as a
-// gRPC status error):
+// the gateway answers with an error that retrying cannot fix (returned as the
+// gRPC status error the gateway sent, details included):
 //   - OUT_OF_RANGE: the next event to deliver is no longer retained; resuming
 //     would leave a gap, which only the caller can decide to accept.
+//     ResumeInfoFromError gives the gateway's ResumeInfo: subscribing again
+//     with after_sequence = OldestAvailableSequence-1 (or from_oldest)
+//     accepts the gap.
 //   - INVALID_ARGUMENT: a bad filter, or a resume point beyond the gateway's
 //     newest event (e.g. a gateway with --store=memory that restarted).
 //   - UNIMPLEMENTED, UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND,
@@ -78,8 +98,10 @@ type Config struct {
 //
 // Every other break (UNAVAILABLE while the gateway restarts or is
 // unreachable, RESOURCE_EXHAUSTED when this subscriber fell behind, a stream
-// that ended, ...) is retried with backoff after the last delivered event.
-// Events at or below the last delivered sequence are never handed over twice.
+// that ended, ...) is retried with backoff, after the last delivered event,
+// or before the first one after the ResumeInfo's last_sent_sequence when the
+// error carries one (see Config.Request). Events at or below the last
+// delivered sequence are never handed over twice.
 func Subscribe(ctx context.Context, client webhooksv1.EventStreamServiceClient, cfg Config, handle Handler) error {
 	cfg.setDefaults()
 	s := subscription{cfg: cfg, client: client, handle: handle}
@@ -87,9 +109,31 @@ func Subscribe(ctx context.Context, client webhooksv1.EventStreamServiceClient, 
 }
 
 // DefaultMaxEventsPerResponse is how many events one response may carry
-// unless the request says otherwise: a busy stream then costs the gateway
-// and the client far less per event, and an idle one is as prompt.
+// unless the request says otherwise; the gateway takes 0 to mean the same
+// (and allows at most 1000). Batching makes a busy stream far cheaper per
+// event for the gateway and the client, and an idle one is as prompt: the
+// gateway never holds an event back to fill a response.
 const DefaultMaxEventsPerResponse = 100
+
+// ResumeInfoFromError returns the ResumeInfo detail of a gRPC status error
+// (the gateway attaches one when a stream that could resume ends with
+// OUT_OF_RANGE, RESOURCE_EXHAUSTED or UNAVAILABLE), and whether there was
+// one. It works on the errors Subscribe returns, and on errors wrapping them.
+func ResumeInfoFromError(err error) (*webhooksv1.ResumeInfo, bool) {
+	if err == nil {
+		return nil, false
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return nil, false
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*webhooksv1.ResumeInfo); ok {
+			return info, true
+		}
+	}
+	return nil, false
+}
 
 func (c *Config) setDefaults() {
 	if c.Request == nil {
@@ -120,6 +164,10 @@ type subscription struct {
 	// The sequence of the last event handed to handle; valid when seen.
 	last uint64
 	seen bool
+	// Before the first delivered event: the last_sent_sequence of the latest
+	// break's ResumeInfo; valid when resumable.
+	resumeAfter uint64
+	resumable   bool
 }
 
 // errHandler wraps a handler's error so that run can tell it from a stream's.
@@ -140,6 +188,9 @@ func (s *subscription) run(ctx context.Context) error {
 		}
 		if permanent(err) {
 			return err
+		}
+		if info, ok := ResumeInfoFromError(err); ok && !s.seen {
+			s.resumeAfter, s.resumable = info.GetLastSentSequence(), true
 		}
 		if progressed {
 			backoff = s.cfg.InitialBackoff
@@ -176,21 +227,13 @@ func (s *subscription) once(ctx context.Context) (progressed bool, err error) {
 			return progressed, err
 		}
 		progressed = true
-		switch kind := resp.GetKind().(type) {
-		case *webhooksv1.SubscribeResponse_Event:
-			if err := s.deliver(ctx, kind.Event); err != nil {
+		for _, ev := range resp.GetEvents() {
+			if err := s.deliver(ctx, ev); err != nil {
 				return progressed, err
 			}
-		case *webhooksv1.SubscribeResponse_Events:
-			for _, ev := range kind.Events.GetEvents() {
-				if err := s.deliver(ctx, ev); err != nil {
-					return progressed, err
-				}
-			}
-		case *webhooksv1.SubscribeResponse_Heartbeat:
-			if s.cfg.OnHeartbeat != nil {
-				s.cfg.OnHeartbeat(kind.Heartbeat)
-			}
+		}
+		if hb := resp.GetHeartbeat(); hb != nil && s.cfg.OnHeartbeat != nil {
+			s.cfg.OnHeartbeat(hb)
 		}
 	}
 }
@@ -208,13 +251,19 @@ func (s *subscription) deliver(ctx context.Context, ev *webhooksv1.Event) error 
 }
 
 // request is the configured request, resuming after the last delivered event
-// once there is one.
+// once there is one, and before that after the ResumeInfo of a break.
 func (s *subscription) request() *webhooksv1.SubscribeRequest {
-	if !s.seen {
+	var after uint64
+	switch {
+	case s.seen:
+		after = s.last
+	case s.resumable:
+		after = s.resumeAfter
+	default:
 		return s.cfg.Request
 	}
 	req := proto.Clone(s.cfg.Request).(*webhooksv1.SubscribeRequest)
-	req.StartPosition = &webhooksv1.SubscribeRequest_AfterSequence{AfterSequence: s.last}
+	req.StartPosition = &webhooksv1.SubscribeRequest_AfterSequence{AfterSequence: after}
 	return req
 }
 

@@ -3,6 +3,7 @@ package eventstream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // session scripts one Subscribe call of the fake gateway.
@@ -66,16 +68,43 @@ func start(t *testing.T, f *fakeGateway) webhooksv1.EventStreamServiceClient {
 	return webhooksv1.NewEventStreamServiceClient(conn)
 }
 
-func event(seq uint64) *webhooksv1.SubscribeResponse {
-	return &webhooksv1.SubscribeResponse{Kind: &webhooksv1.SubscribeResponse_Event{Event: &webhooksv1.Event{
+func newEvent(seq uint64) *webhooksv1.Event {
+	return &webhooksv1.Event{
 		Sequence:  seq,
 		EventType: webhooksv1.EventType_EVENT_TYPE_MESSAGE_RECEIVED,
-		Type:      "message_received",
-	}}}
+		TypeRaw:   "message_received",
+	}
+}
+
+// event is a response carrying the one event seq.
+func event(seq uint64) *webhooksv1.SubscribeResponse {
+	return batch(seq)
+}
+
+// batch is one response carrying the events seqs, in that order.
+func batch(seqs ...uint64) *webhooksv1.SubscribeResponse {
+	resp := &webhooksv1.SubscribeResponse{}
+	for _, seq := range seqs {
+		resp.Events = append(resp.Events, newEvent(seq))
+	}
+	return resp
 }
 
 func heartbeat(last uint64) *webhooksv1.SubscribeResponse {
-	return &webhooksv1.SubscribeResponse{Kind: &webhooksv1.SubscribeResponse_Heartbeat{Heartbeat: &webhooksv1.Heartbeat{LastSequence: last}}}
+	return &webhooksv1.SubscribeResponse{Heartbeat: &webhooksv1.Heartbeat{
+		SendTime:     timestamppb.New(time.Unix(1700000000, 0)),
+		LastSequence: last,
+	}}
+}
+
+// withResumeInfo is a status error carrying info as its detail, the way the
+// gateway ends a stream that could resume.
+func withResumeInfo(code codes.Code, msg string, info *webhooksv1.ResumeInfo) error {
+	st, err := status.New(code, msg).WithDetails(info)
+	if err != nil {
+		panic(err)
+	}
+	return st.Err()
 }
 
 // sends scripts a session that sends msgs and then ends with err.
@@ -147,14 +176,6 @@ func checkSeqs(t *testing.T, got []uint64, want ...uint64) {
 			t.Fatalf("delivered sequences %v, want %v", got, want)
 		}
 	}
-}
-
-func batch(seqs ...uint64) *webhooksv1.SubscribeResponse {
-	b := &webhooksv1.EventBatch{}
-	for _, seq := range seqs {
-		b.Events = append(b.Events, event(seq).GetEvent())
-	}
-	return &webhooksv1.SubscribeResponse{Kind: &webhooksv1.SubscribeResponse_Events{Events: b}}
 }
 
 // checkRequests compares the requests the gateway got with want, as Subscribe
@@ -331,5 +352,128 @@ func TestCancellingTheContextEndsTheBackoffWait(t *testing.T) {
 	err := Subscribe(ctx, start(t, f), cfg, func(context.Context, *webhooksv1.Event) error { return nil })
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Subscribe returned %v, want context.Canceled", err)
+	}
+}
+
+func TestEventsOfOneResponseAreHandedOverOneAtATimeInOrder(t *testing.T) {
+	f := &fakeGateway{sessions: []session{
+		sends(status.Error(codes.OutOfRange, "gone"), batch(1, 2, 3, 5, 8), heartbeat(8), batch(13, 21)),
+	}}
+	var r recorder
+	var perCall []int
+	handle := func(ctx context.Context, ev *webhooksv1.Event) error {
+		perCall = append(perCall, len(r.seqs)) // How many were handed over before.
+		return r.handle(ctx, ev)
+	}
+	err := Subscribe(context.Background(), start(t, f), r.config(filtered(fromOldest)), handle)
+
+	if status.Code(err) != codes.OutOfRange {
+		t.Fatalf("Subscribe returned %v, want the script's OUT_OF_RANGE", err)
+	}
+	checkSeqs(t, r.seqs, 1, 2, 3, 5, 8, 13, 21)
+	for i, n := range perCall {
+		if n != i {
+			t.Fatalf("handler call %d came after %d events, want one event per call", i, n)
+		}
+	}
+}
+
+func TestHeartbeatsGoToOnHeartbeatAndDeliverNothing(t *testing.T) {
+	f := &fakeGateway{sessions: []session{
+		sends(status.Error(codes.OutOfRange, "gone"), heartbeat(0), heartbeat(4), event(5), heartbeat(9)),
+	}}
+	var r recorder
+	var heartbeats []*webhooksv1.Heartbeat
+	cfg := r.config(filtered(after(4)))
+	cfg.OnHeartbeat = func(hb *webhooksv1.Heartbeat) { heartbeats = append(heartbeats, hb) }
+	Subscribe(context.Background(), start(t, f), cfg, r.handle)
+
+	checkSeqs(t, r.seqs, 5)
+	if len(heartbeats) != 3 {
+		t.Fatalf("OnHeartbeat got %d heartbeats, want 3", len(heartbeats))
+	}
+	for i, want := range []uint64{0, 4, 9} {
+		hb := heartbeats[i]
+		if hb.GetLastSequence() != want || hb.GetSendTime().AsTime() != time.Unix(1700000000, 0).UTC() {
+			t.Errorf("heartbeat %d is %v, want last_sequence %d and the send_time sent", i, hb, want)
+		}
+	}
+}
+
+func TestBeforeTheFirstEventResumesAfterTheResumeInfo(t *testing.T) {
+	f := &fakeGateway{sessions: []session{
+		// A stream from now that ends before any event: the gateway says
+		// where it had started.
+		sends(withResumeInfo(codes.Unavailable, "shutting down",
+			&webhooksv1.ResumeInfo{LastSentSequence: 41, OldestAvailableSequence: 1, LastSequence: 41}), heartbeat(41)),
+		// Unreachable: no ResumeInfo, so the position stays.
+		sends(unavailable),
+		sends(withResumeInfo(codes.ResourceExhausted, "fell behind",
+			&webhooksv1.ResumeInfo{LastSentSequence: 44, OldestAvailableSequence: 1, LastSequence: 90})),
+		sends(unavailable, event(45)),
+	}}
+	var r recorder
+	err := Subscribe(context.Background(), start(t, f), r.config(filtered(nil)), r.handle)
+
+	if status.Code(err) != codes.Unimplemented {
+		t.Fatalf("Subscribe returned %v, want the script's end (UNIMPLEMENTED)", err)
+	}
+	checkSeqs(t, r.seqs, 45)
+	checkRequests(t, f.recorded(), filtered(nil), filtered(after(41)), filtered(after(41)), filtered(after(44)), filtered(after(45)))
+}
+
+func TestAfterAnEventResumesAfterItsOwnLastSequenceWhateverTheResumeInfoSays(t *testing.T) {
+	f := &fakeGateway{sessions: []session{
+		// The gateway claims to have sent up to 9, but only 3 arrived: 4..9
+		// must be asked for again, not skipped.
+		sends(withResumeInfo(codes.Unavailable, "shutting down",
+			&webhooksv1.ResumeInfo{LastSentSequence: 9, OldestAvailableSequence: 1, LastSequence: 9}), event(2), event(3)),
+		// A stream that sends nothing after events were delivered: still
+		// after the last delivered one, not the ResumeInfo's 1.
+		sends(withResumeInfo(codes.ResourceExhausted, "fell behind",
+			&webhooksv1.ResumeInfo{LastSentSequence: 1, OldestAvailableSequence: 1, LastSequence: 9})),
+		sends(unavailable, batch(4, 9)),
+	}}
+	var r recorder
+	err := Subscribe(context.Background(), start(t, f), r.config(filtered(fromOldest)), r.handle)
+
+	if status.Code(err) != codes.Unimplemented {
+		t.Fatalf("Subscribe returned %v, want the script's end (UNIMPLEMENTED)", err)
+	}
+	checkSeqs(t, r.seqs, 2, 3, 4, 9)
+	checkRequests(t, f.recorded(), filtered(fromOldest), filtered(after(3)), filtered(after(3)), filtered(after(9)))
+}
+
+func TestOutOfRangeIsReturnedWithItsResumeInfo(t *testing.T) {
+	want := &webhooksv1.ResumeInfo{LastSentSequence: 0, OldestAvailableSequence: 7, LastSequence: 12}
+	f := &fakeGateway{sessions: []session{
+		sends(withResumeInfo(codes.OutOfRange, "events after 0 are no longer retained", want)),
+	}}
+	var r recorder
+	err := Subscribe(context.Background(), start(t, f), r.config(filtered(after(0))), r.handle)
+
+	if status.Code(err) != codes.OutOfRange {
+		t.Fatalf("Subscribe returned %v, want OUT_OF_RANGE", err)
+	}
+	if n := len(f.recorded()); n != 1 || len(r.delays) != 0 {
+		t.Fatalf("retried OUT_OF_RANGE: %d calls, delays %v", n, r.delays)
+	}
+	for _, e := range []error{err, fmt.Errorf("subscribing: %w", err)} {
+		got, ok := ResumeInfoFromError(e)
+		if !ok || !proto.Equal(got, want) {
+			t.Errorf("ResumeInfoFromError(%v) = %v, %v; want %v, true", e, got, ok, want)
+		}
+	}
+}
+
+func TestResumeInfoFromErrorWithoutOne(t *testing.T) {
+	for _, err := range []error{
+		nil,
+		errors.New("not a status"),
+		status.Error(codes.Unavailable, "no details"),
+	} {
+		if info, ok := ResumeInfoFromError(err); ok || info != nil {
+			t.Errorf("ResumeInfoFromError(%v) = %v, %v; want nil, false", err, info, ok)
+		}
 	}
 }
