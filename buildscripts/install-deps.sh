@@ -68,7 +68,7 @@ go_tools=(
   google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
   github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
 )
-python_tools=(grpcio-tools==1.85.1 pytest==9.2.0 PyYAML==6.0.3)
+python_tools=(grpcio-tools==1.85.1 googleapis-common-protos==1.76.0 pytest==9.2.0 PyYAML==6.0.3)
 if command -v go >/dev/null 2>&1; then
   for t in "${go_tools[@]}"; do
     bin="$root/.tools/bin/$(basename "${t%@*}")"

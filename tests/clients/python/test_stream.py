@@ -11,42 +11,80 @@ from __future__ import annotations
 
 import threading
 from concurrent import futures
+from dataclasses import dataclass
 
 import grpc
 import pytest
+from google.protobuf import timestamp_pb2
+from google.rpc import status_pb2
 
 import convocore.webhooks.v1.events_pb2 as events_pb2
-from convocore.webhooks import StreamEnded, Subscription
+from convocore.webhooks import StreamEnded, Subscription, resume_info
 from convocore.webhooks.stream import DEFAULT_MAX_EVENTS_PER_RESPONSE
 from convocore.webhooks.v1 import event_stream_service_pb2 as pb
 from convocore.webhooks.v1 import event_stream_service_pb2_grpc as pb_grpc
 
 
-def event(seq):
+def batch(*seqs):
+    """One response carrying the events `seqs`, in that order."""
     return pb.SubscribeResponse(
-        event=events_pb2.Event(
-            sequence=seq,
-            event_type=events_pb2.EVENT_TYPE_MESSAGE_RECEIVED,
-            type="message_received",
-        )
+        events=[
+            events_pb2.Event(
+                sequence=s,
+                event_type=events_pb2.EVENT_TYPE_MESSAGE_RECEIVED,
+                type_raw="message_received",
+            )
+            for s in seqs
+        ]
     )
 
 
-def batch(*seqs):
-    return pb.SubscribeResponse(events=pb.EventBatch(events=[event(s).event for s in seqs]))
+def event(seq):
+    """One response carrying the one event `seq`."""
+    return batch(seq)
+
+
+SEND_TIME = timestamp_pb2.Timestamp(seconds=1700000000)
 
 
 def heartbeat(last):
-    return pb.SubscribeResponse(heartbeat=pb.Heartbeat(last_sequence=last))
+    return pb.SubscribeResponse(heartbeat=pb.Heartbeat(send_time=SEND_TIME, last_sequence=last))
 
 
-def sends(*messages, code=grpc.StatusCode.UNAVAILABLE, details="gateway restarting"):
-    """A session that sends `messages`, then ends with `code` (None: OK)."""
+@dataclass(frozen=True)
+class _Status(grpc.Status):
+    """A grpc.Status for context.abort_with_status."""
+
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple
+
+
+def ends_with(code, details, resume=None):
+    """Ends a session with `code`, carrying `resume` (a ResumeInfo) the way
+    the gateway does: as a google.protobuf.Any in the google.rpc.Status of the
+    grpc-status-details-bin trailer."""
+
+    def end(context):
+        if resume is None:
+            context.abort(code, details)
+        status = status_pb2.Status(code=code.value[0], message=details)
+        status.details.add().Pack(resume)
+        context.abort_with_status(
+            _Status(code, details, (("grpc-status-details-bin", status.SerializeToString()),))
+        )
+
+    return end
+
+
+def sends(*messages, code=grpc.StatusCode.UNAVAILABLE, details="gateway restarting", resume=None):
+    """A session that sends `messages`, then ends with `code` (None: OK),
+    with the detail `resume` (a ResumeInfo) when given."""
 
     def session(request, context):
         yield from messages
         if code is not None:
-            context.abort(code, details)
+            ends_with(code, details, resume)(context)
 
     return session
 
@@ -273,3 +311,125 @@ def test_breaking_out_of_the_loop_cancels_the_stream(serve):
     for _ in Subscription(channel):
         break
     assert cancelled.wait(timeout=10), "the gateway never saw the stream cancelled"
+
+
+def test_the_events_of_one_response_are_yielded_one_at_a_time_in_order(serve):
+    _, channel = serve(
+        sends(batch(1, 2, 3, 5, 8), heartbeat(8), batch(13, 21), code=grpc.StatusCode.OUT_OF_RANGE)
+    )
+    kwargs, _ = fast()
+    subscription = Subscription(channel, filtered(from_oldest=True), **kwargs)
+    seen = []
+    with pytest.raises(grpc.RpcError):
+        for ev in subscription:
+            assert isinstance(ev, events_pb2.Event)
+            # Each step yields one event and has recorded it, no more.
+            assert subscription.last_sequence == ev.sequence
+            seen.append(ev.sequence)
+    assert seen == [1, 2, 3, 5, 8, 13, 21]
+
+
+def test_heartbeats_go_to_on_heartbeat_and_yield_nothing(serve):
+    _, channel = serve(
+        sends(heartbeat(0), heartbeat(4), event(5), heartbeat(9), code=grpc.StatusCode.OUT_OF_RANGE)
+    )
+    heartbeats = []
+    kwargs, _ = fast(on_heartbeat=heartbeats.append)
+    seen = []
+    with pytest.raises(grpc.RpcError):
+        for ev in Subscription(channel, filtered(after_sequence=4), **kwargs):
+            seen.append(ev.sequence)
+    assert seen == [5]
+    assert [hb.last_sequence for hb in heartbeats] == [0, 4, 9]
+    assert all(hb.send_time == SEND_TIME for hb in heartbeats)
+
+
+def test_before_the_first_event_resumes_after_the_resume_info(serve):
+    gateway, channel = serve(
+        # A stream from now that ends before any event: the gateway says
+        # where it had started.
+        sends(
+            heartbeat(41),
+            details="shutting down",
+            resume=pb.ResumeInfo(last_sent_sequence=41, oldest_available_sequence=1, last_sequence=41),
+        ),
+        sends(),  # Unreachable: no ResumeInfo, so the position stays.
+        sends(
+            code=grpc.StatusCode.RESOURCE_EXHAUSTED,
+            resume=pb.ResumeInfo(last_sent_sequence=44, oldest_available_sequence=1, last_sequence=90),
+        ),
+        sends(event(45)),
+    )
+    kwargs, _ = fast()
+    seen = []
+    with pytest.raises(grpc.RpcError) as raised:
+        for ev in Subscription(channel, filtered(), **kwargs):
+            seen.append(ev.sequence)
+
+    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED  # Script's end.
+    assert seen == [45]
+    assert gateway.requests == [
+        sent(filtered()),
+        sent(filtered(after_sequence=41)),
+        sent(filtered(after_sequence=41)),
+        sent(filtered(after_sequence=44)),
+        sent(filtered(after_sequence=45)),
+    ]
+
+
+def test_after_an_event_resumes_after_its_own_last_sequence_whatever_the_resume_info_says(serve):
+    gateway, channel = serve(
+        # The gateway claims to have sent up to 9, but only 3 arrived: 4..9
+        # must be asked for again, not skipped.
+        sends(
+            event(2),
+            event(3),
+            resume=pb.ResumeInfo(last_sent_sequence=9, oldest_available_sequence=1, last_sequence=9),
+        ),
+        # A stream that sends nothing after events were yielded: still after
+        # the last yielded one, not the ResumeInfo's 1.
+        sends(
+            code=grpc.StatusCode.RESOURCE_EXHAUSTED,
+            resume=pb.ResumeInfo(last_sent_sequence=1, oldest_available_sequence=1, last_sequence=9),
+        ),
+        sends(batch(4, 9)),
+    )
+    kwargs, _ = fast()
+    seen = []
+    with pytest.raises(grpc.RpcError) as raised:
+        for ev in Subscription(channel, filtered(from_oldest=True), **kwargs):
+            seen.append(ev.sequence)
+
+    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED  # Script's end.
+    assert seen == [2, 3, 4, 9]
+    assert gateway.requests == [
+        sent(filtered(from_oldest=True)),
+        sent(filtered(after_sequence=3)),
+        sent(filtered(after_sequence=3)),
+        sent(filtered(after_sequence=9)),
+    ]
+
+
+def test_out_of_range_is_raised_with_its_resume_info(serve):
+    info = pb.ResumeInfo(last_sent_sequence=0, oldest_available_sequence=7, last_sequence=12)
+    gateway, channel = serve(
+        sends(code=grpc.StatusCode.OUT_OF_RANGE, details="events after 0 are no longer retained", resume=info)
+    )
+    kwargs, delays = fast()
+    with pytest.raises(grpc.RpcError) as raised:
+        list(Subscription(channel, filtered(after_sequence=0), **kwargs))
+
+    assert raised.value.code() == grpc.StatusCode.OUT_OF_RANGE
+    assert raised.value.details() == "events after 0 are no longer retained"
+    assert resume_info(raised.value) == info
+    assert len(gateway.requests) == 1 and delays == []
+
+
+def test_resume_info_is_none_without_one(serve):
+    _, channel = serve(sends(code=grpc.StatusCode.OUT_OF_RANGE))
+    kwargs, _ = fast()
+    with pytest.raises(grpc.RpcError) as raised:
+        list(Subscription(channel, **kwargs))
+    assert resume_info(raised.value) is None
+    assert resume_info(ValueError("not an RPC error")) is None
+    assert resume_info(StreamEnded("the gateway ended the stream")) is None

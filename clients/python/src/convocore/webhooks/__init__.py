@@ -2,9 +2,11 @@
 
 The generated stubs are in `convocore.webhooks.v1` (events_pb2,
 event_stream_service_pb2, event_stream_service_pb2_grpc); `Subscription`
-subscribes and resumes after the last event it yielded when the stream breaks.
+subscribes and, when the stream breaks, resumes after the last event it
+yielded (before the first one, after the error's `ResumeInfo`);
+`resume_info(error)` reads the `ResumeInfo` detail of a Subscribe error.
 """
 
-from convocore.webhooks.stream import PERMANENT_CODES, StreamEnded, Subscription
+from convocore.webhooks.stream import PERMANENT_CODES, StreamEnded, Subscription, resume_info
 
-__all__ = ["PERMANENT_CODES", "StreamEnded", "Subscription"]
+__all__ = ["PERMANENT_CODES", "StreamEnded", "Subscription", "resume_info"]

@@ -1,18 +1,30 @@
 """A subscription to the webhook gateway's event stream that survives breaks.
 
 Iterating a `Subscription` yields each matching event once, in sequence
-order. When the stream breaks (the gateway restarts, the network drops, the
-subscriber fell behind), it subscribes again after the last event it yielded,
+order, one at a time, although each gateway response carries 1 to
+`max_events_per_response` events (or, on an idle stream, a `Heartbeat`).
+When the stream breaks (the gateway restarts, the network drops, the
+subscriber fell behind), it subscribes again after the last event it yielded
+(before the first one: after the position the error's `ResumeInfo` reports),
 with exponential backoff, so the loop sees neither a gap nor a repeat::
 
     import grpc
-    from convocore.webhooks import Subscription
+    from convocore.webhooks import Subscription, resume_info
     from convocore.webhooks.v1 import event_stream_service_pb2 as pb, events_pb2
 
     channel = grpc.insecure_channel("localhost:50051")
     request = pb.SubscribeRequest(event_types=[events_pb2.EVENT_TYPE_MESSAGE_RECEIVED])
-    for event in Subscription(channel, request):
-        print(event.sequence, event.type)
+    try:
+        for event in Subscription(channel, request):
+            print(event.sequence, events_pb2.EventType.Name(event.event_type))
+    except grpc.RpcError as error:
+        info = resume_info(error)  # e.g. OUT_OF_RANGE: where the gap ends.
+
+Switch on `event.event_type`. The free-form JSON of an event
+(`form_submitted.form_data_json`, `other_json`, `envelope_extras_json`,
+`payload_extras_json`) is text holding one JSON object with every number as
+sent: `json.loads` keeps integers exact (pass `parse_float=decimal.Decimal`
+to keep the other numbers exact too).
 """
 
 from __future__ import annotations
@@ -22,6 +34,8 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 
 import grpc
+from google.protobuf.message import DecodeError
+from google.rpc import status_pb2
 
 from convocore.webhooks.v1 import event_stream_service_pb2 as _service_pb2
 from convocore.webhooks.v1 import event_stream_service_pb2_grpc as _service_grpc
@@ -45,10 +59,46 @@ PERMANENT_CODES = frozenset(
 )
 
 
-# How many events one response may carry unless the request says otherwise: a
-# busy stream then costs the gateway and this client far less per event, and
-# an idle one is as prompt. Iteration still yields one event at a time.
+# How many events one response may carry unless the request says otherwise;
+# the gateway takes 0 to mean the same (and allows at most 1000). Batching
+# makes a busy stream far cheaper per event for the gateway and this client,
+# and an idle one is as prompt: the gateway never holds an event back to fill
+# a response. Iteration still yields one event at a time.
 DEFAULT_MAX_EVENTS_PER_RESPONSE = 100
+
+# The trailing metadata key of the google.rpc.Status that carries an error's
+# details.
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def resume_info(error: BaseException) -> _service_pb2.ResumeInfo | None:
+    """The `ResumeInfo` detail of a Subscribe error, or None without one.
+
+    The gateway attaches one when a stream that could resume ends with
+    OUT_OF_RANGE, RESOURCE_EXHAUSTED or UNAVAILABLE, as a google.protobuf.Any
+    in the google.rpc.Status of the `grpc-status-details-bin` trailer. Any
+    other exception, an error without that trailer and a trailer that does
+    not parse give None. For OUT_OF_RANGE, subscribing again with
+    `after_sequence = info.oldest_available_sequence - 1` (or `from_oldest`)
+    accepts the gap.
+    """
+    trailing_metadata = getattr(error, "trailing_metadata", None)
+    if not callable(trailing_metadata):
+        return None
+    for key, value in trailing_metadata() or ():
+        if key != _STATUS_DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        try:
+            status = status_pb2.Status.FromString(value)
+        except DecodeError:
+            return None
+        for detail in status.details:
+            if detail.Is(_service_pb2.ResumeInfo.DESCRIPTOR):
+                info = _service_pb2.ResumeInfo()
+                if detail.Unpack(info):
+                    return info
+        return None
+    return None
 
 
 class StreamEnded(Exception):
@@ -60,17 +110,23 @@ class Subscription:
 
     The first call uses `request` as given (its filters and start position;
     none means from now). Once an event has been yielded, every resubscription
-    asks for exactly the events after it. A subscription that starts from now
-    and breaks before its first event starts from now again; set
-    `after_sequence` to make even that gap impossible. A request whose
-    `max_events_per_response` is 0 asks for `DEFAULT_MAX_EVENTS_PER_RESPONSE`.
+    asks for exactly the events after the last one yielded. Before the first
+    event, a break whose error carries a `ResumeInfo` (the gateway's
+    UNAVAILABLE and RESOURCE_EXHAUSTED stream ends) makes the resubscription
+    ask for the events after its `last_sent_sequence`, the position the start
+    resolved to, so that a subscription from now misses nothing accepted while
+    it reconnects; a break without one (e.g. the gateway was unreachable)
+    keeps the start position as it was. A request whose
+    `max_events_per_response` is 0 is sent with
+    `DEFAULT_MAX_EVENTS_PER_RESPONSE`, what the gateway takes 0 to mean.
 
     Breaks other than `PERMANENT_CODES` are retried: the first after
     `initial_backoff` seconds, doubling per consecutive failure up to
     `max_backoff`, each delay jittered down by up to half; a stream that
-    delivered anything resets it. A permanent error is raised as the
-    `grpc.RpcError` the gateway sent. `cancel()`, from any thread, ends the
-    iteration (StopIteration).
+    delivered anything (events or heartbeats) resets it. A permanent error is
+    raised as the `grpc.RpcError` the gateway sent, trailers included, so that
+    `resume_info(error)` reads its `ResumeInfo` (OUT_OF_RANGE carries one).
+    `cancel()`, from any thread, ends the iteration (StopIteration).
 
     Args:
       channel: a channel to the gateway's gRPC port.
@@ -106,6 +162,9 @@ class Subscription:
         self._metadata = metadata
         self._wait_for_ready = wait_for_ready
         self._last_sequence: int | None = None
+        # Before the first yielded event: the last_sent_sequence of the latest
+        # break's ResumeInfo.
+        self._resume_after: int | None = None
         self._cancelled = threading.Event()
         self._lock = threading.Lock()
         self._call: grpc.Future | None = None
@@ -129,19 +188,12 @@ class Subscription:
             try:
                 for response in self._open():
                     progressed = True
-                    kind = response.WhichOneof("kind")
-                    if kind == "event":
-                        events = [response.event]
-                    elif kind == "events":
-                        events = response.events.events
-                    else:
-                        events = []
-                    for event in events:
+                    for event in response.events:
                         if self._last_sequence is not None and event.sequence <= self._last_sequence:
                             continue  # Already yielded before a break.
                         self._last_sequence = event.sequence
                         yield event
-                    if kind == "heartbeat" and self._on_heartbeat is not None:
+                    if response.HasField("heartbeat") and self._on_heartbeat is not None:
                         self._on_heartbeat(response.heartbeat)
                 error: Exception = StreamEnded("the gateway ended the stream")
             except grpc.RpcError as e:
@@ -150,6 +202,9 @@ class Subscription:
                 if e.code() in PERMANENT_CODES:
                     raise
                 error = e
+                info = resume_info(e)
+                if info is not None and self._last_sequence is None:
+                    self._resume_after = info.last_sent_sequence
             finally:
                 self._close()
             if progressed:
@@ -163,10 +218,11 @@ class Subscription:
 
     def _open(self):
         request = self._request
-        if self._last_sequence is not None:
+        after = self._last_sequence if self._last_sequence is not None else self._resume_after
+        if after is not None:
             request = _service_pb2.SubscribeRequest()
             request.CopyFrom(self._request)
-            request.after_sequence = self._last_sequence
+            request.after_sequence = after
         call = self._stub.Subscribe(
             request, metadata=self._metadata, wait_for_ready=self._wait_for_ready
         )
