@@ -1,6 +1,7 @@
 // Command subscribe prints the webhook gateway's events of the chosen types,
-// one JSON object per line (the protobuf JSON mapping), and keeps going
-// across gateway restarts without missing or repeating an event.
+// one JSON object per line (the protobuf JSON mapping: the payload's keys are
+// the sender's, and formData and the *Json fields are JSON text), and keeps
+// going across gateway restarts without missing or repeating an event.
 //
 //	go run ./subscribe -target localhost:50051 -types message_received,lead_captured
 //	go run ./subscribe -after_sequence 0    # every event ever accepted, then live
@@ -23,7 +24,9 @@ import (
 	webhooksv1 "github.com/convocore/webhook-gateway/clients/go/convocore/webhooks/v1"
 	"github.com/convocore/webhook-gateway/clients/go/eventstream"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -67,6 +70,12 @@ func main() {
 			return err
 		})
 	if err != nil && !errors.Is(err, context.Canceled) {
+		if info, ok := eventstream.ResumeInfoFromError(err); ok && status.Code(err) == codes.OutOfRange {
+			// Only the operator can decide to accept the gap: say how.
+			log.Fatalf("cannot resume without a gap: %v; the oldest event retained is %d "+
+				"(rerun with -after_sequence %d, or -from_oldest, to accept the gap)",
+				err, info.GetOldestAvailableSequence(), info.GetOldestAvailableSequence()-1)
+		}
 		log.Fatal(err)
 	}
 }
