@@ -28,7 +28,6 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "services/store/legacy_sqlite_log.h"
 #include "services/store/log_format.h"
 
 namespace convocore::store {
@@ -48,7 +47,6 @@ constexpr std::size_t kProbeBytes = 64 << 10;
 constexpr std::size_t kReadChunk = 1 << 20;
 // The write buffer is given back after a batch larger than this.
 constexpr std::size_t kKeptBufferBytes = 4 << 20;
-constexpr std::size_t kImportBatch = 1000;
 // How a segment made ahead is zero-filled: see MakeSegmentFile().
 constexpr std::size_t kZeroFillChunk = 64 << 10;
 constexpr absl::Duration kZeroFillPause = absl::Milliseconds(1);
@@ -192,17 +190,10 @@ class SegmentLogStore final : public DiskEventStore {
     close(dir_fd_);  // releases the directory lock
   }
 
-  // Imports a legacy SQLite log if there is one, loads the segments, then
-  // opens the newest for appending, or, when that fails, starts unhealthy
-  // with what could be read. Then starts maintenance.
+  // Loads the segments, then opens the newest for appending, or, when that
+  // fails, starts unhealthy with what could be read. Then starts
+  // maintenance.
   absl::Status Initialize() {
-    if (absl::Status imported = ImportLegacyLog(); !imported.ok()) {
-      return absl::Status(
-          imported.code(),
-          absl::StrCat("cannot import the SQLite event log of an earlier "
-                       "version from ",
-                       Path(kLegacyDbFile), ": ", imported.message()));
-    }
     if (absl::Status loaded = Load(); !loaded.ok()) return loaded;
     absl::Status opened;
     {
@@ -1025,70 +1016,6 @@ class SegmentLogStore final : public DiskEventStore {
     // appends are refused rather than answered on a failing disk.
     sync_failed_ = true;
     health_ = UnavailableBecause(failed);
-  }
-
-  // --- Import --------------------------------------------------------------
-
-  // Moves the events of an earlier version's SQLite log into segments.
-  // Until the import is complete the SQLite files stay, and an interrupted
-  // import is started over: segments found next to events.db are its own.
-  absl::Status ImportLegacyLog() {
-    const std::string db_path = Path(kLegacyDbFile);
-    std::error_code error;
-    if (!std::filesystem::exists(db_path, error)) return absl::OkStatus();
-    absl::StatusOr<std::vector<std::uint32_t>> ordinals = ListSegments();
-    if (!ordinals.ok()) return ordinals.status();
-    for (const std::uint32_t ordinal : *ordinals) {
-      if (unlink(Path(SegmentName(ordinal)).c_str()) != 0) {
-        return ErrnoStatus("cannot remove a partly imported segment");
-      }
-    }
-    unlink(Path(kMetaFile).c_str());
-
-    absl::MutexLock writer_lock(&writer_mu_);
-    if (absl::Status created = CreateFirstSegment(); !created.ok()) {
-      return created;
-    }
-    std::uint64_t imported_last = 0;
-    absl::StatusOr<LegacyLogSummary> summary = ReadLegacySqliteLog(
-        db_path, kImportBatch, [&](std::vector<StoredEvent> batch) {
-          imported_last = batch.back().sequence;
-          for (const StoredEvent& event : batch) {
-            if (absl::Status storable = log_format::CheckStorable(event);
-                !storable.ok()) {
-              return storable;
-            }
-          }
-          return WriteBatch(batch);
-        });
-    absl::Status status = summary.status();
-    if (status.ok()) status = SyncData(write_fd_, "the imported segment");
-    if (status.ok()) {
-      // A log whose every event was trimmed keeps its high-water mark as the
-      // trim point; otherwise the imported events carry it. Durable: until
-      // an event is appended, log.meta alone holds that mark.
-      status = WriteMeta(
-          {.trimmed_through = imported_last == 0 ? summary->last_sequence : 0,
-           .trimmed_events_total = summary->trimmed_events_total},
-          /*durable=*/true);
-    }
-    close(write_fd_);
-    write_fd_ = -1;
-    {
-      absl::MutexLock state_lock(&state_mu_);
-      segments_.clear();
-      active_ordinal_ = 0;
-    }
-    if (!status.ok()) return status;
-    for (const char* suffix : kLegacyDbSuffixes) {
-      const std::string path = db_path + suffix;
-      if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-        return ErrnoStatus("cannot remove ", path);
-      }
-    }
-    if (fsync(dir_fd_) != 0)
-      return ErrnoStatus("cannot fsync the data directory");
-    return absl::OkStatus();
   }
 
   const DiskStoreOptions options_;

@@ -5,9 +5,7 @@
 // An append-only log of segment files (format in log_format.h) with its
 // index in memory: an Append() is one write and one fdatasync, a read is
 // one pread per run of contiguous records, and retention deletes whole
-// segments. It replaced an SQLite database whose per-row B-tree work cost as
-// much as the fsync itself (see the README's Benchmarks); a data directory
-// that still holds that database (events.db) is imported on open.
+// segments.
 //
 // Files in the data directory: events-NNNNNNNNNN.log (the segments, oldest
 // first; the newest may be one made ahead of need, zero-filled) and log.meta

@@ -30,7 +30,6 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/store/log_format.h"
-#include "services/store/sqlite.h"
 #include "tests/services/store/fault_injection.h"
 #include "tests/services/store/test_events.h"
 
@@ -1053,131 +1052,6 @@ TEST_F(DiskEventStoreTest, UnwritableLogAtRuntimeIsUnavailableThenRecovers) {
   store = Open();
   ASSERT_NE(store, nullptr);
   EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAreArray(Range(1, 6)));
-}
-
-// --- Upgrading from the SQLite log of earlier versions.
-
-// Writes events.db as the SQLite store (schema version 1) left it: events
-// `first`..`last` retained, `high_water` and `trimmed` in its meta table.
-void WriteLegacyLog(const std::filesystem::path& dir, std::uint64_t first,
-                    std::uint64_t last, std::uint64_t high_water,
-                    std::uint64_t trimmed) {
-  std::filesystem::create_directories(dir);
-  absl::StatusOr<sqlite::Connection> db = sqlite::Connection::Open(
-      (dir / "events.db").string(), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  ASSERT_TRUE(db.ok()) << db.status();
-  ASSERT_TRUE(db->Exec("PRAGMA journal_mode = WAL").ok());
-  ASSERT_TRUE(db->Exec(R"sql(
-    CREATE TABLE events (sequence INTEGER PRIMARY KEY,
-                         receive_time_ns INTEGER NOT NULL,
-                         id TEXT NOT NULL, event BLOB NOT NULL);
-    CREATE INDEX events_by_receive_time ON events (receive_time_ns);
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)
-      WITHOUT ROWID;
-    CREATE TABLE probe (id INTEGER PRIMARY KEY, filler BLOB NOT NULL);
-    INSERT INTO meta (key, value) VALUES ('schema_version', 1);
-  )sql")
-                  .ok());
-  absl::StatusOr<sqlite::Statement> meta =
-      db->Prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)");
-  ASSERT_TRUE(meta.ok());
-  for (const auto& [key, value] :
-       {std::pair{"last_sequence", high_water},
-        std::pair{"trimmed_events_total", trimmed}}) {
-    meta->Reset();
-    meta->BindText(1, key);
-    meta->BindInt64(2, static_cast<std::int64_t>(value));
-    ASSERT_TRUE(meta->Run().ok());
-  }
-  absl::StatusOr<sqlite::Statement> insert = db->Prepare(
-      "INSERT INTO events (sequence, receive_time_ns, id, event) "
-      "VALUES (?1, ?2, ?3, ?4)");
-  ASSERT_TRUE(insert.ok());
-  for (std::uint64_t sequence = first; first > 0 && sequence <= last;
-       ++sequence) {
-    const StoredEvent event = MakeEvent(sequence);
-    insert->Reset();
-    insert->BindInt64(1, static_cast<std::int64_t>(sequence));
-    insert->BindInt64(2, absl::ToUnixNanos(event.receive_time));
-    insert->BindText(3, event.id);
-    insert->BindBlob(4, *event.event_bytes);
-    ASSERT_TRUE(insert->Run().ok());
-  }
-}
-
-TEST_F(DiskEventStoreTest, ImportsTheSqliteLogOfAnEarlierVersion) {
-  // 2,500 events: more than one import batch and more than one segment.
-  WriteLegacyLog(dir_, 101, 2600, 2600, 100);
-  DiskStoreOptions options = Options();
-  options.segment_bytes = 256 << 10;
-  {
-    auto store = Open(options);
-    ASSERT_NE(store, nullptr);
-    EXPECT_FALSE(std::filesystem::exists(dir_ / "events.db"));
-    EXPECT_FALSE(std::filesystem::exists(dir_ / "events.db-wal"));
-    EXPECT_GT(SegmentFiles().size(), 1u);
-    const hub::StoreStats stats = store->Stats();
-    EXPECT_EQ(stats.first_sequence, 101u);
-    EXPECT_EQ(stats.last_sequence, 2600u);
-    EXPECT_EQ(stats.retained_events, 2500u);
-    EXPECT_EQ(stats.trimmed_events_total, 100u);
-    ASSERT_TRUE(store->Append(Batch(2601, 2)).ok());
-  }
-  auto store = Open(options);
-  ASSERT_NE(store, nullptr);
-  const std::vector<StoredEvent> events = ReadAll(*store);
-  EXPECT_THAT(Sequences(events), ElementsAreArray(Range(101, 2602)));
-  ExpectGenerated(events);
-  EXPECT_EQ(events.front().receive_time, EventTime(101));
-}
-
-// Subscribers resume by sequence: an upgrade must not hand out again the
-// sequences of events that were all trimmed before it.
-TEST_F(DiskEventStoreTest, ImportKeepsTheHighWaterMarkOfAnEmptyLog) {
-  WriteLegacyLog(dir_, 0, 0, 42, 42);
-  auto store = Open();
-  ASSERT_NE(store, nullptr);
-  EXPECT_EQ(store->Stats().last_sequence, 42u);
-  EXPECT_EQ(store->Stats().retained_events, 0u);
-  EXPECT_EQ(store->Stats().trimmed_events_total, 42u);
-  EXPECT_EQ(store->Append(Batch(42, 1)).code(),
-            absl::StatusCode::kInvalidArgument);
-  ASSERT_TRUE(store->Append(Batch(43, 1)).ok());
-  store.reset();
-  store = Open();
-  ASSERT_NE(store, nullptr);
-  EXPECT_EQ(store->Stats().last_sequence, 43u);
-  EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAre(43));
-}
-
-// A crash during the import leaves segments next to events.db; they are
-// the import's own and it starts over.
-TEST_F(DiskEventStoreTest, AnInterruptedImportStartsOver) {
-  WriteLegacyLog(dir_, 1, 30, 30, 0);
-  std::ofstream(dir_ / "events-0000000001.log") << "half an import";
-  std::ofstream(dir_ / "events-0000000002.log") << "";
-  auto store = Open();
-  ASSERT_NE(store, nullptr);
-  EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAreArray(Range(1, 30)));
-  // The leftovers are gone: the first segment is the import's, and a second
-  // one, if any, was made ahead, empty.
-  for (const std::filesystem::path& segment : SegmentFiles()) {
-    std::ifstream stream(segment, std::ios::binary);
-    const std::string content((std::istreambuf_iterator<char>(stream)),
-                              std::istreambuf_iterator<char>());
-    EXPECT_EQ(content.find("half an import"), std::string::npos) << segment;
-  }
-}
-
-TEST_F(DiskEventStoreTest, RefusesALegacyDatabaseThatIsCorrupt) {
-  std::filesystem::create_directories(dir_);
-  std::ofstream(dir_ / "events.db") << std::string(8192, 'x');
-  absl::StatusOr<std::unique_ptr<DiskEventStore>> store =
-      DiskEventStore::Open(Options());
-  EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss)
-      << store.status();
-  // Nothing was thrown away: the operator can still recover it by hand.
-  EXPECT_TRUE(std::filesystem::exists(dir_ / "events.db"));
 }
 
 }  // namespace
