@@ -170,10 +170,9 @@ class DiskEventStoreTest : public ::testing::Test {
     std::ifstream in(file, std::ios::binary);
     std::string header(log_format::kSegmentHeaderSize, '\0');
     in.read(header.data(), static_cast<std::streamsize>(header.size()));
-    absl::StatusOr<log_format::SegmentHeaderFields> fields =
-        log_format::CheckSegmentHeader(header);
-    EXPECT_TRUE(fields.ok()) << file << ": " << fields.status();
-    return fields.ok() ? fields->salt : 0;
+    absl::StatusOr<std::uint32_t> salt = log_format::CheckSegmentHeader(header);
+    EXPECT_TRUE(salt.ok()) << file << ": " << salt.status();
+    return salt.ok() ? *salt : 0;
   }
 
   static void FlipByte(const std::filesystem::path& file, std::uintmax_t at) {
@@ -512,6 +511,33 @@ TEST_F(DiskEventStoreTest, RefusesAFileThatIsNotASegment) {
       DiskEventStore::Open(Options());
   EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss)
       << store.status();
+}
+
+// A segment of another format version (an unreleased development one, or a
+// newer binary's) is refused with the file and the version named; nothing is
+// cut or rewritten.
+TEST_F(DiskEventStoreTest, RefusesASegmentOfAnotherFormatVersion) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Append(Batch(1, 3)).ok());
+  }
+  const std::filesystem::path segment = SegmentFiles()[0];
+  const std::uintmax_t end = DataEnd(segment);
+  {
+    std::fstream stream(segment, std::ios::binary | std::ios::in | std::ios::out);
+    stream.seekp(8);
+    stream.put('\1');  // the version field's low byte: 2 becomes 1
+    ASSERT_TRUE(stream.good());
+  }
+  absl::StatusOr<std::unique_ptr<DiskEventStore>> store =
+      DiskEventStore::Open(Options());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition)
+      << store.status();
+  EXPECT_THAT(store.status().message(),
+              HasSubstr(segment.filename().string()));
+  EXPECT_THAT(store.status().message(), HasSubstr("format version 1"));
+  EXPECT_EQ(DataEnd(segment), end);
 }
 
 // Damage followed by newer segments is not a crash's torn tail: the log
