@@ -1098,10 +1098,6 @@ bool AbslParseFlag(absl::string_view text, Durability* durability,
   return false;
 }
 
-std::string AbslUnparseFlag(Durability durability) {
-  return std::string(DurabilityName(durability));
-}
-
 absl::StatusOr<std::unique_ptr<DiskEventStore>> DiskEventStore::Open(
     DiskStoreOptions options) {
   if (options.data_dir.empty()) {
@@ -1152,14 +1148,6 @@ absl::Status ForEachRecentId(
     if (ids->size() < kChunk) return absl::OkStatus();
     after = ids->back().sequence;
   }
-}
-
-absl::StatusOr<std::unique_ptr<hub::EventStore>> OpenDiskEventStore(
-    DiskStoreOptions options) {
-  absl::StatusOr<std::unique_ptr<DiskEventStore>> store =
-      DiskEventStore::Open(std::move(options));
-  if (!store.ok()) return store.status();
-  return std::unique_ptr<hub::EventStore>(std::move(*store));
 }
 
 }  // namespace convocore::store

@@ -48,10 +48,10 @@ enum class Durability {
 
 // "fsync" / "os_cache".
 absl::string_view DurabilityName(Durability durability);
-// Parses a DurabilityName(); for flags.
+// Parses a DurabilityName() into `durability`; false, with the reason in
+// `error`, for any other text. For the gateway's --durability flag.
 bool AbslParseFlag(absl::string_view text, Durability* durability,
                    std::string* error);
-std::string AbslUnparseFlag(Durability durability);
 
 struct DiskStoreOptions {
   // Created if missing. Must not be shared with another process.
@@ -115,10 +115,6 @@ class DiskEventStore : public hub::EventStore {
 absl::Status ForEachRecentId(
     const DiskEventStore& store, std::size_t max_entries, absl::Time since,
     absl::FunctionRef<void(const StoredEventId&)> visit);
-
-// The same, as the hub's interface, for the binary's store factory.
-absl::StatusOr<std::unique_ptr<hub::EventStore>> OpenDiskEventStore(
-    DiskStoreOptions options);
 
 }  // namespace convocore::store
 

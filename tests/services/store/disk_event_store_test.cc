@@ -834,7 +834,7 @@ TEST(DurabilityTest, ParsesAndPrintsFlagValues) {
   std::string error;
   EXPECT_TRUE(AbslParseFlag("os_cache", &durability, &error));
   EXPECT_EQ(durability, Durability::kOsCache);
-  EXPECT_EQ(AbslUnparseFlag(durability), "os_cache");
+  EXPECT_EQ(DurabilityName(durability), "os_cache");
   EXPECT_TRUE(AbslParseFlag("fsync", &durability, &error));
   EXPECT_EQ(durability, Durability::kFsync);
   EXPECT_FALSE(AbslParseFlag("sometimes", &durability, &error));
@@ -900,7 +900,7 @@ Report RunAndKillChild(const std::filesystem::path& dir, Durability durability,
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
   const std::string dir_arg = dir.string();
-  const std::string mode_arg = AbslUnparseFlag(durability);
+  const std::string mode_arg(DurabilityName(durability));
   std::string segment_arg = "65536";
   char* argv[] = {const_cast<char*>(DISK_STORE_CRASH_CHILD),
                   const_cast<char*>(dir_arg.c_str()),
