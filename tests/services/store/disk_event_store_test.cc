@@ -14,7 +14,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -32,6 +31,7 @@
 #include "services/store/log_format.h"
 #include "tests/services/store/fault_injection.h"
 #include "tests/services/store/test_events.h"
+#include "tests/support/eventually.h"
 
 extern char** environ;
 
@@ -46,6 +46,7 @@ using ::convocore::store::testing::FillFileSystem;
 using ::convocore::store::testing::MakeEvent;
 using ::convocore::store::testing::ScopedMount;
 using ::convocore::store::testing::SetImmutable;
+using ::convocore::testing::Eventually;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
@@ -78,17 +79,6 @@ void ExpectGenerated(const std::vector<StoredEvent>& events) {
     EXPECT_EQ(*event.event_bytes, EventBytes(event.sequence)) << event.sequence;
     EXPECT_EQ(event.id, EventId(event.sequence));
   }
-}
-
-// Polls `done` until it holds or a generous deadline passes; for background
-// work whose completion the store does not signal.
-bool Eventually(const std::function<bool()>& done) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  while (!done()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return true;
 }
 
 class DiskEventStoreTest : public ::testing::Test {

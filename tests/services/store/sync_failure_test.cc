@@ -24,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "services/store/disk_event_store.h"
 #include "tests/services/store/test_events.h"
+#include "tests/support/eventually.h"
 
 namespace {
 
@@ -53,13 +54,11 @@ bool IsFirstSegment(int fd) {
                                     "/events-0000000001.log");
 }
 
-bool WaitUntil(bool (*done)()) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (!done()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-  return true;
+// Bounded waits for the interposed calls and the test: 10 s at most.
+template <typename Condition>
+bool WaitUntil(Condition done) {
+  return convocore::testing::Eventually(done, absl::Seconds(10),
+                                        absl::Milliseconds(1));
 }
 
 }  // namespace
