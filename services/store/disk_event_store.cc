@@ -155,6 +155,15 @@ class SegmentLogStore final : public DiskEventStore {
       SetHealth(UnavailableBecause(offset.status()));
       return Health();
     }
+    // Durable, but only where a start looks: not in a file or directory
+    // deleted meanwhile (a stat and an fstat, a few µs beside the fsync).
+    // The batch is then not acknowledged, nor indexed. When the check
+    // itself fails, the batch (written where it belongs, as far as can be
+    // told) stands, and maintenance decides about the store.
+    if (absl::Status in_place = CheckInPlace(); StorageIsLost(in_place)) {
+      OnStorageProblem(in_place);
+      return Health();
+    }
     std::vector<IndexEntry> entries;
     entries.reserve(batch.size());
     std::uint64_t at = *offset;
@@ -476,16 +485,35 @@ class SegmentLogStore final : public DiskEventStore {
       absl::MutexLock lock(&state_mu_);
       if (storage_lost_) return;
     }
-    absl::Status status = dir_.CheckStillInPlace();
-    if (status.ok()) {
+    absl::Status status;
+    {
       absl::MutexLock lock(&writer_mu_);
-      if (writer_.has_value()) status = writer_->CheckStillLinked();
+      status = CheckInPlace();
     }
-    if (status.ok()) return;
-    const bool lost =
-        absl::IsNotFound(status) || absl::IsFailedPrecondition(status);
+    if (!status.ok()) OnStorageProblem(status);
+  }
+
+  // The data directory and the active segment (once open) are where a start
+  // finds them.
+  absl::Status CheckInPlace() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
+    absl::Status status = dir_.CheckStillInPlace();
+    if (status.ok() && writer_.has_value()) {
+      status = writer_->CheckStillLinked();
+    }
+    return status;
+  }
+
+  // CheckInPlace() found the directory or the segment gone, rather than
+  // failing to check.
+  static bool StorageIsLost(const absl::Status& status) {
+    return absl::IsNotFound(status) || absl::IsFailedPrecondition(status);
+  }
+
+  void OnStorageProblem(const absl::Status& status)
+      ABSL_LOCKS_EXCLUDED(state_mu_) {
     absl::MutexLock lock(&state_mu_);
-    if (!lost) {
+    if (storage_lost_) return;
+    if (!StorageIsLost(status)) {
       // Cannot tell (stat failed otherwise): unavailable until a probe
       // proves the directory writable again.
       SetHealthLocked(UnavailableBecause(status));
@@ -494,9 +522,8 @@ class SegmentLogStore final : public DiskEventStore {
     storage_lost_ = true;
     log::Error(
         "the event log's storage is gone: appends are refused until the "
-        "gateway restarts with a data directory in place; the events "
-        "retained stay readable until then, and what the directory held is "
-        "lost",
+        "gateway restarts; the retained events stay readable until then, "
+        "and what the removed files held is lost at the restart",
         {{"data_dir", options_.data_dir},
          {"error", status},
          {"last_sequence", index_.Stats().last_sequence},

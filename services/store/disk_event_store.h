@@ -7,10 +7,11 @@
 // one pread per run of contiguous records, and retention deletes whole
 // segments.
 //
-// Files in the data directory: events-NNNNNNNNNN.log (the segments, oldest
-// first; the newest may be one made ahead of need, zero-filled) and log.meta
-// (how far retention trimmed). The directory itself is locked (flock) for the
-// lifetime of the store: two processes never share one log.
+// Files in the data directory (log_directory.h): events-NNNNNNNNNN.log (the
+// segments, oldest first; the newest may be one made ahead of need,
+// zero-filled) and log.meta (how far retention trimmed). The directory itself
+// is locked (flock) for the lifetime of the store: two processes never share
+// one log.
 #ifndef SERVICES_STORE_DISK_EVENT_STORE_H_
 #define SERVICES_STORE_DISK_EVENT_STORE_H_
 
@@ -60,7 +61,8 @@ struct DiskStoreOptions {
   Durability durability = Durability::kFsync;
 
   // How often the background maintenance runs: age retention, deleting
-  // trimmed segments, the os_cache fsync, and, while the store cannot
+  // trimmed segments, the os_cache fsync, the check that the data directory
+  // and the active segment are still in place, and, while the store cannot
   // write, the probe that detects that it can again.
   absl::Duration maintenance_interval = absl::Seconds(1);
   // A segment takes no more batches once it holds this many bytes. Retention
@@ -88,6 +90,20 @@ class DiskEventStore : public hub::EventStore {
   // background probe finds the directory writable again. A directory that
   // cannot be read, whose log is corrupt, or that another process holds, is
   // an error: the store cannot know which sequences were already used.
+  //
+  // Storage that goes away while the store runs (the data directory
+  // removed, renamed away or replaced by another, or the active segment
+  // deleted) is noticed by the next Append() and within one maintenance
+  // interval otherwise: Health() and Append() then report kUnavailable
+  // with the reason, and an error is logged once. An Append() that wrote
+  // its batch into storage that was meanwhile removed reports that too,
+  // instead of acknowledging a batch no start will find. The store does not recover from that by itself, since the
+  // next start will not find what it appended meanwhile: it stays
+  // unavailable until the process restarts, and reads keep serving the
+  // retained events (the open segments stay readable) until then. The
+  // restart opens what the directory then holds: whatever the removed
+  // directory held is lost, which the log line says, and an empty (or
+  // recreated) one starts a new log whose sequences begin at 1 again.
   static absl::StatusOr<std::unique_ptr<DiskEventStore>> Open(
       DiskStoreOptions options);
 

@@ -18,14 +18,19 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/cleanup/cleanup.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "gateway/log/logger.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/store/log_format.h"
@@ -1068,6 +1073,113 @@ TEST_F(DiskEventStoreTest, UnwritableLogAtRuntimeIsUnavailableThenRecovers) {
   store = Open();
   ASSERT_NE(store, nullptr);
   EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAreArray(Range(1, 6)));
+}
+
+// --- Storage that goes away while the store runs.
+
+// Collects the lines the store logs.
+class LogLines {
+ public:
+  LogLines() {
+    log::SetSinkForTesting([this](std::string_view line) {
+      absl::MutexLock lock(&mu_);
+      lines_.emplace_back(line);
+    });
+  }
+  ~LogLines() { log::SetSinkForTesting(nullptr); }
+
+  int Count(absl::string_view text) const {
+    absl::MutexLock lock(&mu_);
+    return static_cast<int>(
+        std::count_if(lines_.begin(), lines_.end(), [&](const std::string& l) {
+          return absl::StrContains(l, text);
+        }));
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<std::string> lines_ ABSL_GUARDED_BY(mu_);
+};
+
+// `rm -rf` of the data directory under a running store: what it appends
+// next would be in no directory a start reads, so it refuses, with the
+// reason, and says so once in the log. It stays so, even once a directory
+// of that name is back; the retained events stay readable.
+TEST_F(DiskEventStoreTest, RemovedDataDirectoryMakesItUnavailableForGood) {
+  LogLines lines;
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Append(Batch(1, 3)).ok());
+  std::filesystem::remove_all(dir_);
+
+  ASSERT_TRUE(Eventually([&] { return !store->Health().ok(); }));
+  EXPECT_EQ(store->Health().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(store->Health().message(), HasSubstr(dir_.string()));
+  EXPECT_THAT(store->Health().message(), HasSubstr("was removed"));
+  const absl::Status refused = store->Append(Batch(4, 1));
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("was removed"));
+  EXPECT_EQ(store->Stats().last_sequence, 3u);
+  const std::vector<StoredEvent> events = ReadAll(*store);
+  EXPECT_THAT(Sequences(events), ElementsAre(1, 2, 3));
+  ExpectGenerated(events);
+
+  // A directory of the same name is another one: still unavailable, and
+  // nothing is written into it.
+  std::filesystem::create_directories(dir_);
+  const int ticks_before = lines.Count("storage is gone");
+  absl::SleepFor(absl::Milliseconds(100));  // ten maintenance intervals
+  EXPECT_EQ(store->Health().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store->Append(Batch(4, 1)).code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(std::filesystem::is_empty(dir_));
+  EXPECT_EQ(ticks_before, 1);
+  EXPECT_EQ(lines.Count("storage is gone"), 1);
+  store.reset();
+  EXPECT_TRUE(std::filesystem::is_empty(dir_));
+}
+
+TEST_F(DiskEventStoreTest, ReplacedDataDirectoryMakesItUnavailable) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Append(Batch(1, 3)).ok());
+  std::filesystem::rename(dir_, root_ / "moved");
+  std::filesystem::create_directories(dir_);
+  ASSERT_TRUE(Eventually([&] { return !store->Health().ok(); }));
+  EXPECT_THAT(store->Health().message(), HasSubstr("replaced"));
+  EXPECT_EQ(store->Append(Batch(4, 1)).code(),
+            absl::StatusCode::kUnavailable);
+}
+
+// Between maintenance ticks the next Append() notices: the batch it wrote
+// into the removed directory is refused, not acknowledged.
+TEST_F(DiskEventStoreTest, AppendAfterTheDataDirectoryIsRemovedIsRefused) {
+  DiskStoreOptions options = Options();
+  options.maintenance_interval = absl::Hours(1);  // only Append() checks
+  auto store = Open(options);
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Append(Batch(1, 3)).ok());
+  std::filesystem::remove_all(dir_);
+  const absl::Status refused = store->Append(Batch(4, 2));
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("was removed"));
+  EXPECT_EQ(store->Health().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store->Stats().last_sequence, 3u);
+  EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAre(1, 2, 3));
+}
+
+// The active segment alone deleted: its later batches would be in no file.
+TEST_F(DiskEventStoreTest, DeletedActiveSegmentMakesItUnavailable) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Append(Batch(1, 3)).ok());
+  ASSERT_FALSE(SegmentFiles().empty());
+  std::filesystem::remove(SegmentFiles()[0]);
+  ASSERT_TRUE(Eventually([&] { return !store->Health().ok(); }));
+  EXPECT_THAT(store->Health().message(), HasSubstr("was deleted"));
+  EXPECT_EQ(store->Append(Batch(4, 1)).code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAre(1, 2, 3));
 }
 
 }  // namespace
