@@ -78,6 +78,13 @@ struct StoredEventId {
   std::string id;
 };
 
+// A failed Append() leaves the log as it was: whatever it wrote is cut off,
+// durably, before anything else is written, and Append() keeps failing while
+// that cut cannot be made. Stats().last_sequence advances only when Append()
+// succeeds, so the failed batch's sequences may be appended again. One
+// exception: a crash before that cut succeeded can leave the failed batch
+// whole on disk, and the next start then recovers it as if it had been
+// acknowledged (nothing else was appended after it meanwhile).
 class DiskEventStore : public hub::EventStore {
  public:
   // Opens (creating if needed) the log in `options.data_dir`, recovering it
@@ -93,17 +100,17 @@ class DiskEventStore : public hub::EventStore {
   //
   // Storage that goes away while the store runs (the data directory
   // removed, renamed away or replaced by another, or the active segment
-  // deleted) is noticed by the next Append() and within one maintenance
-  // interval otherwise: Health() and Append() then report kUnavailable
-  // with the reason, and an error is logged once. An Append() that wrote
-  // its batch into storage that was meanwhile removed reports that too,
-  // instead of acknowledging a batch no start will find. The store does not recover from that by itself, since the
-  // next start will not find what it appended meanwhile: it stays
-  // unavailable until the process restarts, and reads keep serving the
-  // retained events (the open segments stay readable) until then. The
-  // restart opens what the directory then holds: whatever the removed
-  // directory held is lost, which the log line says, and an empty (or
-  // recreated) one starts a new log whose sequences begin at 1 again.
+  // deleted) is noticed by the next Append(), and within one maintenance
+  // interval otherwise: Health() and Append() then report kUnavailable with
+  // the reason, and an error is logged once. An Append() that wrote its
+  // batch into storage removed meanwhile reports that too, instead of
+  // acknowledging a batch no start will find. The store does not recover
+  // from that by itself: it stays unavailable until the process restarts,
+  // and reads keep serving the retained events (the open segments stay
+  // readable) until then. The restart opens what the directory then holds:
+  // whatever the removed storage held is lost, which the log line says, and
+  // an empty (or recreated) directory starts a new log whose sequences begin
+  // at 1 again.
   static absl::StatusOr<std::unique_ptr<DiskEventStore>> Open(
       DiskStoreOptions options);
 

@@ -49,8 +49,7 @@ absl::StatusOr<LogDirectory> LogDirectory::Open(std::string path) {
     return absl::UnavailableError(absl::StrCat(
         "cannot create the data directory ", path, ": ", error.message()));
   }
-  absl::StatusOr<ScopedFd> fd =
-      posix::Open(path, O_RDONLY | O_DIRECTORY);
+  absl::StatusOr<ScopedFd> fd = posix::Open(path, O_RDONLY | O_DIRECTORY);
   if (!fd.ok()) return fd.status();
   if (absl::Status locked = posix::LockExclusive(
           fd->get(), absl::StrCat("the data directory ", path));

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -61,7 +62,9 @@ class LogDirectory {
 
  private:
   LogDirectory(std::string path, ScopedFd fd, dev_t device, ino_t inode)
-      : path_(std::move(path)), fd_(std::move(fd)), device_(device),
+      : path_(std::move(path)),
+        fd_(std::move(fd)),
+        device_(device),
         inode_(inode) {}
 
   std::string path_;

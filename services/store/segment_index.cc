@@ -21,7 +21,8 @@ void SegmentIndex::Add(absl::Span<const IndexEntry> entries) {
   }
   stats_.retained_events = entries_.size();
   stats_.first_sequence = entries_.empty() ? 0 : entries_.front().sequence;
-  stats_.last_sequence = std::max(stats_.last_sequence, entries.back().sequence);
+  stats_.last_sequence =
+      std::max(stats_.last_sequence, entries.back().sequence);
 }
 
 bool SegmentIndex::Trim(absl::Time too_old, std::uint32_t active_ordinal) {

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
@@ -24,7 +25,9 @@ namespace convocore::store {
 struct ReadableSegment {
   ReadableSegment(std::uint32_t ordinal, std::string path, ScopedFd fd,
                   std::uint32_t salt)
-      : ordinal(ordinal), path(std::move(path)), fd(std::move(fd)),
+      : ordinal(ordinal),
+        path(std::move(path)),
+        fd(std::move(fd)),
         salt(salt) {}
 
   const std::uint32_t ordinal;
@@ -33,7 +36,8 @@ struct ReadableSegment {
   const std::uint32_t salt;  // of its records' checksums
 };
 
-using SegmentMap = std::map<std::uint32_t, std::shared_ptr<const ReadableSegment>>;
+using SegmentMap =
+    std::map<std::uint32_t, std::shared_ptr<const ReadableSegment>>;
 
 // Reads the records of `entries` (in order) from `segments`, which holds
 // every ordinal they name, and hands each to `visit`. kDataLoss when a

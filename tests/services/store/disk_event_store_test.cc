@@ -520,7 +520,8 @@ TEST_F(DiskEventStoreTest, RefusesASegmentOfAnotherFormatVersion) {
   const std::filesystem::path segment = SegmentFiles()[0];
   const std::uintmax_t end = DataEnd(segment);
   {
-    std::fstream stream(segment, std::ios::binary | std::ios::in | std::ios::out);
+    std::fstream stream(segment,
+                        std::ios::binary | std::ios::in | std::ios::out);
     stream.seekp(8);
     stream.put('\1');  // the version field's low byte: 2 becomes 1
     ASSERT_TRUE(stream.good());

@@ -26,12 +26,13 @@ std::vector<IndexEntry> Entries(std::uint32_t ordinal, std::uint64_t first,
   std::vector<IndexEntry> entries;
   std::uint64_t offset = log_format::kSegmentHeaderSize;
   for (std::uint64_t sequence = first; sequence <= last; ++sequence) {
-    entries.push_back(IndexEntry{.sequence = sequence,
-                                 .receive_time_ns = absl::ToUnixNanos(At(sequence)),
-                                 .offset = offset,
-                                 .ordinal = ordinal,
-                                 .id_size = 10,
-                                 .event_size = kEventSize});
+    entries.push_back(
+        IndexEntry{.sequence = sequence,
+                   .receive_time_ns = absl::ToUnixNanos(At(sequence)),
+                   .offset = offset,
+                   .ordinal = ordinal,
+                   .id_size = 10,
+                   .event_size = kEventSize});
     offset += entries.back().RecordSize();
   }
   return entries;
