@@ -102,6 +102,12 @@ class SyncFailureTest : public ::testing::Test {
   static constexpr std::size_t kSegmentBytes = 64 << 10;
 
   void SetUp() override {
+    // Every test starts from no fault, also when repeated in one process.
+    g_fail_background_sync = false;
+    g_sync_waits_for_write = false;
+    g_sync_entered = false;
+    g_hold_test_write = false;
+    g_test_write_held = false;
     g_test_thread = pthread_self();
     std::string path =
         (std::filesystem::temp_directory_path() / "sync-failure-XXXXXX")
