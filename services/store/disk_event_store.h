@@ -81,10 +81,13 @@ struct StoredEventId {
 // A failed Append() leaves the log as it was: whatever it wrote is cut off,
 // durably, before anything else is written, and Append() keeps failing while
 // that cut cannot be made. Stats().last_sequence advances only when Append()
-// succeeds, so the failed batch's sequences may be appended again. One
-// exception: a crash before that cut succeeded can leave the failed batch
-// whole on disk, and the next start then recovers it as if it had been
-// acknowledged (nothing else was appended after it meanwhile).
+// succeeds, so the failed batch's sequences may be appended again. Two
+// exceptions, in which no later batch was appended after the failed one: a
+// crash before that cut succeeded can leave the failed batch whole on disk,
+// and a batch refused because its storage was found gone right after its
+// write stays in that storage; a start that reads either (the data
+// directory renamed away and moved back, say) recovers the batch as if it
+// had been acknowledged.
 class DiskEventStore : public hub::EventStore {
  public:
   // Opens (creating if needed) the log in `options.data_dir`, recovering it
