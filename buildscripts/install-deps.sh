@@ -19,7 +19,6 @@ apt_packages=(
   clang libclang-rt-14-dev
   curl procps
   wrk nginx-light   # bench/run.sh: load generator and the HTTP baseline
-  libsqlite3-dev     # services/store: imports the SQLite log of earlier versions
   python3-venv       # the metrics tests' venv (prometheus_client), below
 )
 # The machine may carry its own Node.js (whose npm conflicts with Debian's);

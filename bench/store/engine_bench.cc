@@ -1,16 +1,14 @@
-// Chooses the engine behind the durable store by measurement: appends
-// batches of realistic (~500 B) events with one fsync per batch, the way the
-// hub's group commit calls EventStore::Append, and prints appends/s and
-// events/s for the store's segment log (services/store, what the gateway
-// uses), SQLite (WAL, synchronous=FULL, what it used before) and, when built
-// with it, RocksDB (WriteOptions.sync). Not a test: it prints figures.
+// Measures the store's segment log the way the hub's group commit drives
+// it: appends batches of realistic (~500 B) events with one fsync per batch,
+// as EventStore::Append is called, and prints appends/s, events/s and CPU
+// per event. When built with RocksDB (WriteOptions.sync) it measures that
+// too, for comparison. Not a test: it prints figures.
 //
 // RocksDB is measured only when librocksdb-dev is installed at configure
 // time (`apt-get install librocksdb-dev`); the gateway does not need it.
 //
 //   store_engine_bench [--dir=/path/on/the/real/disk] [--seconds=2]
 //                      [--rounds=3]
-#include <sqlite3.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -60,15 +58,6 @@ std::string RealisticEvent(std::uint64_t sequence, std::mt19937_64& rng) {
   return bytes;
 }
 
-std::string BigEndianKey(std::uint64_t sequence) {
-  std::string key(8, '\0');
-  for (int i = 7; i >= 0; --i) {
-    key[i] = static_cast<char>(sequence & 0xff);
-    sequence >>= 8;
-  }
-  return key;
-}
-
 struct Rate {
   double appends_per_second = 0;
   // Process CPU (user + system) per appended event: on a machine whose cores
@@ -109,67 +98,12 @@ Rate Measure(std::string_view engine, int batch_size, double seconds,
   };
 }
 
-bool Exec(sqlite3* db, const char* sql) {
-  char* error = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &error) != SQLITE_OK) {
-    std::fprintf(stderr, "sqlite: %s: %s\n", sql, error ? error : "?");
-    sqlite3_free(error);
-    return false;
-  }
-  return true;
-}
-
-Rate BenchSqlite(const std::filesystem::path& dir, int batch_size,
-                 double seconds) {
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  sqlite3* db = nullptr;
-  if (sqlite3_open((dir / "events.db").c_str(), &db) != SQLITE_OK) {
-    std::fprintf(stderr, "sqlite open failed\n");
-    std::exit(1);
-  }
-  if (!Exec(db, "PRAGMA journal_mode=WAL") ||
-      !Exec(db, "PRAGMA synchronous=FULL") ||
-      !Exec(db,
-            "CREATE TABLE events (sequence INTEGER PRIMARY KEY, "
-            "receive_time_us INTEGER NOT NULL, id TEXT NOT NULL, "
-            "event BLOB NOT NULL)")) {
-    std::exit(1);
-  }
-  sqlite3_stmt* insert = nullptr;
-  sqlite3_prepare_v2(db, "INSERT INTO events VALUES (?, ?, ?, ?)", -1, &insert,
-                     nullptr);
-  std::mt19937_64 rng(42);
-  const Rate rate =
-      Measure("sqlite", batch_size, seconds, [&](std::uint64_t first) {
-        if (!Exec(db, "BEGIN")) return false;
-        for (int i = 0; i < batch_size; ++i) {
-          const std::uint64_t sequence = first + i;
-          const std::string event = RealisticEvent(sequence, rng);
-          const std::string id = "evt_" + std::to_string(sequence);
-          sqlite3_bind_int64(insert, 1, static_cast<sqlite3_int64>(sequence));
-          sqlite3_bind_int64(insert, 2, 1'700'000'000'000'000);
-          sqlite3_bind_text(insert, 3, id.data(), static_cast<int>(id.size()),
-                            SQLITE_TRANSIENT);
-          sqlite3_bind_blob(insert, 4, event.data(),
-                            static_cast<int>(event.size()), SQLITE_TRANSIENT);
-          if (sqlite3_step(insert) != SQLITE_DONE) return false;
-          sqlite3_reset(insert);
-        }
-        return Exec(db, "COMMIT");
-      });
-  sqlite3_finalize(insert);
-  sqlite3_close(db);
-  std::filesystem::remove_all(dir);
-  return rate;
-}
-
 Rate BenchSegmentLog(const std::filesystem::path& dir, int batch_size,
                      double seconds) {
   std::filesystem::remove_all(dir);
   convocore::store::DiskStoreOptions options;
   options.data_dir = dir.string();
-  options.retention = {};  // keep everything, as the other engines do
+  options.retention = {};  // keep everything, as RocksDB does
   auto store = convocore::store::DiskEventStore::Open(options);
   if (!store.ok()) {
     std::fprintf(stderr, "segment log open failed: %s\n",
@@ -198,6 +132,15 @@ Rate BenchSegmentLog(const std::filesystem::path& dir, int batch_size,
 }
 
 #ifdef STORE_BENCH_WITH_ROCKSDB
+std::string BigEndianKey(std::uint64_t sequence) {
+  std::string key(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    key[i] = static_cast<char>(sequence & 0xff);
+    sequence >>= 8;
+  }
+  return key;
+}
+
 Rate BenchRocksdb(const std::filesystem::path& dir, int batch_size,
                   double seconds) {
   std::filesystem::remove_all(dir);
@@ -243,7 +186,6 @@ int main(int argc, char** argv) {
   const int rounds = std::max(1, absl::GetFlag(FLAGS_rounds));
   const std::vector<Engine> engines = {
       {"segments", &BenchSegmentLog},
-      {"sqlite", &BenchSqlite},
 #ifdef STORE_BENCH_WITH_ROCKSDB
       {"rocksdb", &BenchRocksdb},
 #endif

@@ -1,35 +1,27 @@
 #include "services/store/disk_event_store.h"
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <pthread.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
-#include <cstring>
-#include <deque>
-#include <filesystem>
-#include <map>
+#include <memory>
 #include <optional>
 #include <string>
-#include <system_error>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
-#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "services/store/legacy_sqlite_log.h"
+#include "gateway/log/logger.h"
+#include "services/store/log_directory.h"
 #include "services/store/log_format.h"
+#include "services/store/maintenance_thread.h"
+#include "services/store/posix_file.h"
+#include "services/store/recovery.h"
+#include "services/store/segment_file.h"
+#include "services/store/segment_index.h"
+#include "services/store/segment_reader.h"
+#include "services/store/segment_writer.h"
 
 namespace convocore::store {
 namespace {
@@ -37,184 +29,96 @@ namespace {
 using hub::StoredEvent;
 using hub::StoreStats;
 
-constexpr char kSegmentPrefix[] = "events-";
-constexpr char kSegmentSuffix[] = ".log";
-constexpr char kMetaFile[] = "log.meta";
-constexpr char kMetaTempFile[] = "log.meta.tmp";
 // As large as a big batch: a probe that fits into the last free blocks of a
 // full disk would report health that Append() lacks.
 constexpr std::size_t kProbeBytes = 64 << 10;
-// Reads gather contiguous records into preads of about this size.
-constexpr std::size_t kReadChunk = 1 << 20;
-// The write buffer is given back after a batch larger than this.
-constexpr std::size_t kKeptBufferBytes = 4 << 20;
-constexpr std::size_t kImportBatch = 1000;
-// How a segment made ahead is zero-filled: see MakeSegmentFile().
-constexpr std::size_t kZeroFillChunk = 64 << 10;
-constexpr absl::Duration kZeroFillPause = absl::Milliseconds(1);
 
-std::string SegmentName(std::uint32_t ordinal) {
-  return absl::StrFormat("%s%010u%s", kSegmentPrefix, ordinal, kSegmentSuffix);
-}
+// Logs a failure of background work once, not on every maintenance tick
+// while it lasts, and its end. Used by the maintenance thread alone.
+class FailureNote {
+ public:
+  explicit FailureNote(absl::string_view what) : what_(what) {}
 
-std::optional<std::uint32_t> ParseSegmentName(absl::string_view name) {
-  if (!absl::ConsumePrefix(&name, kSegmentPrefix) ||
-      !absl::ConsumeSuffix(&name, kSegmentSuffix) || name.size() != 10) {
-    return std::nullopt;
-  }
-  std::uint32_t ordinal = 0;
-  if (!absl::SimpleAtoi(name, &ordinal) || ordinal == 0) return std::nullopt;
-  return ordinal;
-}
-
-// `context` and `subject` are joined here, after errno is read: a caller's
-// StrCat() could run after errno was read as a default argument (the order
-// is unspecified), and an allocation may change errno.
-absl::Status ErrnoStatus(absl::string_view context,
-                         absl::string_view subject = "") {
-  const int error = errno;
-  return absl::UnavailableError(
-      absl::StrCat(context, subject, ": ", std::strerror(error)));
-}
-
-absl::Status WriteAll(int fd, absl::string_view bytes, std::uint64_t offset,
-                      absl::string_view what) {
-  while (!bytes.empty()) {
-    const ssize_t written =
-        pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset));
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus("cannot write ", what);
+  void Update(const absl::Status& status, const std::string& data_dir) {
+    if (status.ok() == !failing_) return;
+    failing_ = !status.ok();
+    if (failing_) {
+      log::Warning(absl::StrCat("the event log cannot ", what_,
+                                "; retrying every maintenance interval"),
+                   {{"data_dir", data_dir}, {"error", status}});
+    } else {
+      log::Info(absl::StrCat("the event log can ", what_, " again"),
+                {{"data_dir", data_dir}});
     }
-    bytes.remove_prefix(static_cast<std::size_t>(written));
-    offset += static_cast<std::uint64_t>(written);
   }
-  return absl::OkStatus();
-}
 
-// kDataLoss when the file ends before `size` bytes: the index promised them.
-absl::Status ReadAll(int fd, char* out, std::size_t size, std::uint64_t offset,
-                     absl::string_view what) {
-  while (size > 0) {
-    const ssize_t got = pread(fd, out, size, static_cast<off_t>(offset));
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus("cannot read ", what);
-    }
-    if (got == 0) {
-      return absl::DataLossError(
-          absl::StrCat(what, " ends at ", offset, ", before its records do"));
-    }
-    out += got;
-    size -= static_cast<std::size_t>(got);
-    offset += static_cast<std::uint64_t>(got);
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::string> ReadWholeFile(int fd, absl::string_view what) {
-  struct stat info;
-  if (fstat(fd, &info) != 0) return ErrnoStatus("cannot stat ", what);
-  std::string content(static_cast<std::size_t>(info.st_size), '\0');
-  if (absl::Status status =
-          ReadAll(fd, content.data(), content.size(), 0, what);
-      !status.ok()) {
-    return status;
-  }
-  return content;
-}
-
-absl::Status SyncData(int fd, absl::string_view what) {
-  if (fdatasync(fd) != 0) return ErrnoStatus("cannot fsync ", what);
-  return absl::OkStatus();
-}
-
-// One segment file, open for reading for as long as anyone may read it: a
-// segment retention deletes stays readable by the reads already under way.
-struct Segment {
-  Segment(std::uint32_t ordinal, std::string path, int fd, std::uint32_t salt)
-      : ordinal(ordinal), path(std::move(path)), fd(fd), salt(salt) {}
-  ~Segment() { close(fd); }
-  Segment(const Segment&) = delete;
-  Segment& operator=(const Segment&) = delete;
-
-  const std::uint32_t ordinal;
-  const std::string path;
-  const int fd;
-  const std::uint32_t salt;  // of its records' checksums
+ private:
+  const std::string what_;
+  bool failing_ = false;
 };
 
-// A segment file made, with its header, and not yet appended to.
-struct MadeSegment {
-  int fd;
-  std::uint32_t salt;
-};
-
-// Where a retained event's record is; 40 bytes per event in memory.
-struct IndexEntry {
-  std::uint64_t sequence;
-  std::int64_t receive_time_ns;
-  std::uint64_t offset;
-  std::uint32_t ordinal;
-  std::uint32_t id_size;
-  std::uint32_t event_size;
-
-  std::uint64_t RecordSize() const {
-    return log_format::kRecordHeaderSize + id_size + event_size;
-  }
-};
-
+// The segment log: SegmentIndex in memory, SegmentWriter on the active
+// segment, a segment made ahead by maintenance, which also trims, deletes
+// trimmed segments, fsyncs in os_cache mode and probes while unhealthy.
 class SegmentLogStore final : public DiskEventStore {
  public:
-  SegmentLogStore(DiskStoreOptions options, int dir_fd)
-      : options_(std::move(options)), dir_fd_(dir_fd) {}
+  SegmentLogStore(DiskStoreOptions options, LogDirectory dir,
+                  RecoveredLog recovered)
+      : options_(std::move(options)),
+        dir_(std::move(dir)),
+        discarded_tail_bytes_(recovered.plan.discarded_tail_bytes),
+        discarded_damaged_meta_(recovered.plan.discarded_damaged_meta),
+        resume_(recovered.plan.active),
+        pending_cut_(recovered.plan.cut),
+        index_(options_.retention, recovered.plan.meta),
+        segments_(std::move(recovered.segments)),
+        active_ordinal_(recovered.plan.active.ordinal),
+        persisted_meta_(recovered.plan.meta) {
+    index_.Add(recovered.plan.entries);
+    // Bounds lowered since the last run, and time, apply from the start.
+    index_.Trim(options_.retention.max_age > absl::ZeroDuration()
+                    ? absl::Now() - options_.retention.max_age
+                    : absl::InfinitePast(),
+                active_ordinal_);
+  }
 
   ~SegmentLogStore() override {
-    closing_.store(true);
-    {
-      absl::MutexLock lock(&wake_mu_);
-      stopping_ = true;
-      wake_cv_.Signal();
-    }
-    if (maintenance_.joinable()) maintenance_.join();
+    closing_.store(true, std::memory_order_relaxed);  // a paced fill stops
+    maintenance_.reset();
     bool writable = false;
     {
       absl::MutexLock lock(&writer_mu_);
-      writable = write_fd_ >= 0;
+      writable = writer_.has_value();
+    }
+    {
+      absl::MutexLock lock(&state_mu_);
+      writable = writable && !storage_lost_;
     }
     // So that a restart finds the trim point where it was, not a tick ago.
     if (writable) DeleteTrimmedSegments();
-    {
-      absl::MutexLock lock(&writer_mu_);
-      if (write_fd_ >= 0) close(write_fd_);
-      if (next_fd_ >= 0) close(next_fd_);  // kept: the next start uses it
+    absl::MutexLock lock(&writer_mu_);
+    if (writer_.has_value()) {
+      // Its batches were fdatasynced (or, os_cache, are in the page cache
+      // either way): a failed close() loses nothing more.
+      if (absl::Status closed = writer_->Close(); !closed.ok()) {
+        log::Warning("cannot close the active segment",
+                     {{"data_dir", options_.data_dir}, {"error", closed}});
+      }
     }
-    close(dir_fd_);  // releases the directory lock
+    // A segment made ahead is kept: the next start appends to it.
   }
 
-  // Imports a legacy SQLite log if there is one, loads the segments, then
-  // opens the newest for appending, or, when that fails, starts unhealthy
-  // with what could be read. Then starts maintenance.
-  absl::Status Initialize() {
-    if (absl::Status imported = ImportLegacyLog(); !imported.ok()) {
-      return absl::Status(
-          imported.code(),
-          absl::StrCat("cannot import the SQLite event log of an earlier "
-                       "version from ",
-                       Path(kLegacyDbFile), ": ", imported.message()));
-    }
-    if (absl::Status loaded = Load(); !loaded.ok()) return loaded;
+  // Opens the writer (or, when that fails, starts unhealthy with what could
+  // be read), then starts maintenance.
+  void Start() {
     absl::Status opened;
     {
-      absl::MutexLock writer_lock(&writer_mu_);
+      absl::MutexLock lock(&writer_mu_);
       opened = OpenWriter();
     }
-    {
-      absl::MutexLock state_lock(&state_mu_);
-      health_ = opened.ok() ? absl::OkStatus() : UnavailableBecause(opened);
-    }
-    maintenance_ = std::thread([this] { MaintenanceLoop(); });
-    return absl::OkStatus();
+    if (!opened.ok()) SetHealth(UnavailableBecause(opened));
+    maintenance_.emplace("store-maint", options_.maintenance_interval,
+                         [this] { Maintain(); });
   }
 
   absl::Status Append(absl::Span<const StoredEvent> batch) override {
@@ -233,54 +137,57 @@ class SegmentLogStore final : public DiskEventStore {
     absl::MutexLock writer_lock(&writer_mu_);
     {
       absl::MutexLock state_lock(&state_mu_);
-      if (batch.front().sequence <= stats_.last_sequence) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "sequence ", batch.front().sequence,
-            " is not after the last stored one, ", stats_.last_sequence));
+      const std::uint64_t last = index_.Stats().last_sequence;
+      if (batch.front().sequence <= last) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("sequence ", batch.front().sequence,
+                         " is not after the last stored one, ", last));
       }
-      if (write_fd_ < 0 || sync_failed_) {
+      if (!writer_.has_value() || sync_failed_ || storage_lost_) {
         return health_.ok()
                    ? absl::UnavailableError("the event log cannot be written")
                    : health_;
       }
     }
 
-    const absl::Status status = WriteBatch(batch);
+    const absl::StatusOr<std::uint64_t> offset = WriteBatch(batch);
+    if (!offset.ok()) {
+      SetHealth(UnavailableBecause(offset.status()));
+      return Health();
+    }
+    // Durable, but only where a start looks: not in a file or directory
+    // deleted meanwhile (a stat and an fstat, a few µs beside the fsync).
+    // The batch is then not acknowledged, nor indexed. When the check
+    // itself fails, the batch (written where it belongs, as far as can be
+    // told) stands, and maintenance decides about the store.
+    if (absl::Status in_place = CheckInPlace(); StorageIsLost(in_place)) {
+      OnStorageProblem(in_place);
+      return Health();
+    }
+    std::vector<IndexEntry> entries;
+    entries.reserve(batch.size());
+    std::uint64_t at = *offset;
+    for (const StoredEvent& event : batch) {
+      entries.push_back(IndexEntry{
+          .sequence = event.sequence,
+          .receive_time_ns = absl::ToUnixNanos(event.receive_time),
+          .offset = at,
+          .ordinal = writer_->ordinal(),
+          .id_size = static_cast<std::uint32_t>(event.id.size()),
+          .event_size = static_cast<std::uint32_t>(event.event_bytes->size()),
+      });
+      at += entries.back().RecordSize();
+    }
     bool wake = false;
     {
       absl::MutexLock state_lock(&state_mu_);
-      if (!status.ok()) {
-        health_ = UnavailableBecause(status);
-        return health_;
-      }
-      // A background fsync that failed meanwhile (os_cache) keeps the store
-      // unavailable: only a probe clears that (RecoverIfUnhealthy()).
-      if (!sync_failed_) health_ = absl::OkStatus();
-      // WriteBatch() may have started a new segment: the batch is what ends
-      // the active one.
-      std::uint64_t offset = write_end_ - buffer_.size();
-      for (const StoredEvent& event : batch) {
-        const IndexEntry entry{
-            .sequence = event.sequence,
-            .receive_time_ns = absl::ToUnixNanos(event.receive_time),
-            .offset = offset,
-            .ordinal = active_ordinal_,
-            .id_size = static_cast<std::uint32_t>(event.id.size()),
-            .event_size = static_cast<std::uint32_t>(event.event_bytes->size()),
-        };
-        offset += entry.RecordSize();
-        index_.push_back(entry);
-        stats_.retained_bytes += entry.event_size;
-      }
-      if (stats_.retained_events == 0) {
-        stats_.first_sequence = batch.front().sequence;
-      }
-      stats_.retained_events += batch.size();
-      stats_.last_sequence = batch.back().sequence;
-      last_in_segment_[active_ordinal_] = batch.back().sequence;
-      wake = TrimToBounds(absl::InfinitePast());
+      // A background fsync that failed meanwhile (os_cache), or storage
+      // found gone, keeps the store unavailable: only a probe clears the
+      // first (RecoverIfUnhealthy()), nothing the second.
+      if (!sync_failed_ && !storage_lost_) SetHealthLocked(absl::OkStatus());
+      index_.Add(entries);
+      wake = index_.Trim(absl::InfinitePast(), active_ordinal_);
     }
-    if (buffer_.capacity() > kKeptBufferBytes) std::string().swap(buffer_);
     if (wake) WakeMaintenance();
     return absl::OkStatus();
   }
@@ -288,7 +195,7 @@ class SegmentLogStore final : public DiskEventStore {
   absl::StatusOr<std::vector<StoredEvent>> ReadAfter(
       std::uint64_t after_sequence, std::size_t max_events) const override {
     std::vector<StoredEvent> events;
-    const absl::Status status = ReadRecords(
+    const absl::Status status = Read(
         after_sequence, max_events, [&](const log_format::Record& record) {
           events.push_back(StoredEvent{
               .sequence = record.header.sequence,
@@ -305,7 +212,7 @@ class SegmentLogStore final : public DiskEventStore {
   absl::StatusOr<std::vector<StoredEventId>> ReadIdsAfter(
       std::uint64_t after_sequence, std::size_t max_events) const override {
     std::vector<StoredEventId> ids;
-    const absl::Status status = ReadRecords(
+    const absl::Status status = Read(
         after_sequence, max_events, [&](const log_format::Record& record) {
           ids.push_back(StoredEventId{
               .sequence = record.header.sequence,
@@ -320,21 +227,13 @@ class SegmentLogStore final : public DiskEventStore {
 
   absl::StatusOr<std::uint64_t> FirstSequenceAtOrAfter(
       absl::Time time) const override {
-    const std::int64_t time_ns = absl::ToUnixNanos(time);
     absl::MutexLock lock(&state_mu_);
-    // The hub hands over receive times that never decrease, but a clock
-    // stepped back across a restart breaks that; a scan (4 MB of index for
-    // 100,000 events, once per subscription from a time) is right
-    // regardless, a binary search would not be.
-    for (const IndexEntry& entry : index_) {
-      if (entry.receive_time_ns >= time_ns) return entry.sequence;
-    }
-    return stats_.last_sequence + 1;
+    return index_.FirstSequenceAtOrAfter(time);
   }
 
   StoreStats Stats() const override {
     absl::MutexLock lock(&state_mu_);
-    return stats_;
+    return index_.Stats();
   }
 
   bool DiscardedDamagedMeta() const override { return discarded_damaged_meta_; }
@@ -349,223 +248,106 @@ class SegmentLogStore final : public DiskEventStore {
   }
 
  private:
-  std::string Path(absl::string_view name) const {
-    return (std::filesystem::path(options_.data_dir) / std::string(name))
-        .string();
-  }
-
   absl::Status UnavailableBecause(const absl::Status& cause) const {
     return absl::UnavailableError(
         absl::StrCat("the event log in ", options_.data_dir,
                      " cannot persist events: ", cause.message()));
   }
 
-  // --- Opening -------------------------------------------------------------
-
-  // The segment ordinals in the data directory, oldest first.
-  absl::StatusOr<std::vector<std::uint32_t>> ListSegments() const {
-    std::vector<std::uint32_t> ordinals;
-    std::error_code error;
-    for (std::filesystem::directory_iterator it(options_.data_dir, error), end;
-         !error && it != end; it.increment(error)) {
-      if (auto ordinal = ParseSegmentName(it->path().filename().string())) {
-        ordinals.push_back(*ordinal);
-      }
-    }
-    if (error) {
-      return absl::UnavailableError(absl::StrCat(
-          "cannot list ", options_.data_dir, ": ", error.message()));
-    }
-    std::sort(ordinals.begin(), ordinals.end());
-    return ordinals;
+  void SetHealth(absl::Status health) ABSL_LOCKS_EXCLUDED(state_mu_) {
+    absl::MutexLock lock(&state_mu_);
+    SetHealthLocked(std::move(health));
   }
 
-  // Reads log.meta and every segment into the index. The newest segment may
-  // end in a torn tail (a batch whose Append() never returned); an older
-  // one may not, since a segment takes no batch before the previous one is
-  // durable.
-  absl::Status Load() {
-    log_format::Meta meta;
-    // Needed only when no segment holds a record (see the end).
-    absl::Status meta_damage;
-    const int meta_fd = open(Path(kMetaFile).c_str(), O_RDONLY | O_CLOEXEC);
-    if (meta_fd >= 0) {
-      absl::StatusOr<std::string> bytes = ReadWholeFile(meta_fd, kMetaFile);
-      close(meta_fd);
-      if (!bytes.ok()) return bytes.status();
-      absl::StatusOr<log_format::Meta> decoded = log_format::DecodeMeta(*bytes);
-      if (decoded.ok()) {
-        meta = *decoded;
+  // Logs the changes between healthy and not (not every failed Append).
+  // Once storage is lost its reason stays.
+  void SetHealthLocked(absl::Status health)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_mu_) {
+    if (storage_lost_) return;
+    if (health.ok() != health_.ok()) {
+      if (health.ok()) {
+        log::Info("the event log can persist events again",
+                  {{"data_dir", options_.data_dir}});
       } else {
-        meta_damage = absl::DataLossError(
-            absl::StrCat(Path(kMetaFile), ": ", decoded.status().message(),
-                         ", and no segment holds an event: the log's "
-                         "high-water mark is unknown"));
+        log::Warning("the event log cannot persist events",
+                     {{"data_dir", options_.data_dir}, {"error", health}});
       }
-    } else if (errno != ENOENT) {
-      return ErrnoStatus("cannot open ", Path(kMetaFile));
     }
-
-    absl::StatusOr<std::vector<std::uint32_t>> ordinals = ListSegments();
-    if (!ordinals.ok()) return ordinals.status();
-
-    absl::MutexLock writer_lock(&writer_mu_);
-    absl::MutexLock state_lock(&state_mu_);
-    std::uint64_t last_sequence = 0;
-    std::string torn_reason;
-    for (std::size_t i = 0; i < ordinals->size(); ++i) {
-      const std::uint32_t ordinal = (*ordinals)[i];
-      const std::string path = Path(SegmentName(ordinal));
-      const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) return ErrnoStatus("cannot open ", path);
-      absl::StatusOr<std::string> content = ReadWholeFile(fd, path);
-      if (!content.ok()) {
-        close(fd);
-        return content.status();
-      }
-      if (content->size() < log_format::kSegmentHeaderSize ||
-          content->find_first_not_of('\0') == std::string::npos) {
-        // Being made at a crash (by MakeSegmentFile(), before its fsync):
-        // no batch went into it. OpenWriter() writes the header again.
-        segments_[ordinal] = std::make_shared<Segment>(ordinal, path, fd, 0);
-        active_ordinal_ = ordinal;
-        write_end_ = 0;
-        zero_tail_ = true;
-        continue;
-      }
-      absl::StatusOr<log_format::SegmentScan> scan =
-          log_format::ScanSegment(*content);
-      if (!scan.ok()) {
-        close(fd);
-        return absl::Status(scan.status().code(),
-                            absl::StrCat(path, ": ", scan.status().message()));
-      }
-      segments_[ordinal] =
-          std::make_shared<Segment>(ordinal, path, fd, scan->salt);
-      // A torn tail is the batch a crash interrupted only in the newest
-      // segment with records; the segments after it may be empty, made
-      // ahead by PrepareNextSegment().
-      if (torn_ordinal_ != 0 &&
-          (!scan->records.empty() || !scan->torn_tail.empty())) {
-        return absl::DataLossError(
-            absl::StrCat(Path(SegmentName(torn_ordinal_)), " is damaged ",
-                         torn_reason, ", and newer segments hold records"));
-      }
-      if (!scan->torn_tail.empty()) {
-        torn_ordinal_ = ordinal;
-        torn_committed_size_ = scan->committed_size;
-        torn_reason = scan->torn_tail;
-        discarded_tail_bytes_ = scan->torn_size;
-      }
-      for (const log_format::RecordLocation& record : scan->records) {
-        const log_format::RecordHeader& header = record.header;
-        if (header.sequence <= last_sequence) {
-          return absl::DataLossError(absl::StrCat(
-              path, ": record ", header.sequence,
-              " does not follow the previous segment's ", last_sequence));
-        }
-        last_sequence = header.sequence;
-        if (header.sequence <= meta.trimmed_through) continue;
-        index_.push_back(IndexEntry{
-            .sequence = header.sequence,
-            .receive_time_ns = header.receive_time_ns,
-            .offset = record.offset,
-            .ordinal = ordinal,
-            .id_size = header.id_size,
-            .event_size = header.event_size,
-        });
-        stats_.retained_bytes += header.event_size;
-      }
-      if (!scan->records.empty()) {
-        last_in_segment_[ordinal] = scan->records.back().header.sequence;
-      }
-      active_ordinal_ = ordinal;
-      write_end_ = scan->committed_size;
-      write_salt_ = scan->salt;
-      zero_tail_ = scan->zero_tail;
-    }
-    if (!meta_damage.ok()) {
-      // Without log.meta, every record was indexed: retention (below) trims
-      // again from its bounds, and the newest record is the high-water mark.
-      if (last_sequence == 0) return meta_damage;
-      discarded_damaged_meta_ = true;
-    }
-    stats_.retained_events = index_.size();
-    stats_.first_sequence = index_.empty() ? 0 : index_.front().sequence;
-    stats_.last_sequence = std::max(last_sequence, meta.trimmed_through);
-    stats_.trimmed_events_total = meta.trimmed_events_total;
-    trimmed_through_ = meta.trimmed_through;
-    persisted_meta_ = meta;
-    // Bounds lowered since the last run, and time, apply from the start.
-    TrimToBounds(options_.retention.max_age > absl::ZeroDuration()
-                     ? absl::Now() - options_.retention.max_age
-                     : absl::InfinitePast());
-    return absl::OkStatus();
+    health_ = std::move(health);
   }
 
-  // Opens the newest segment for appending (creating the first), cutting
-  // off a torn tail. kUnavailable when the directory cannot be written.
+  // --- Writing -------------------------------------------------------------
+
+  // Opens the active segment for appending: cuts the torn tail recovery
+  // found before it, then resumes the newest segment or creates the first.
+  // kUnavailable when the directory cannot be written; retried whole by
+  // maintenance.
   absl::Status OpenWriter() ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
-    if (absl::Status cut = CutTornTail(); !cut.ok()) return cut;
-    if (active_ordinal_ == 0) return CreateFirstSegment();
-    const std::string path = Path(SegmentName(active_ordinal_));
-    const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
-    if (fd < 0) return ErrnoStatus("cannot open ", path);
-    absl::Status status;
-    // write_end_ moves only once the header is durable: a failure here (a
-    // full disk at start) is retried whole by maintenance, never skipped.
-    std::uint64_t end = write_end_;
-    std::uint32_t salt = write_salt_;
-    const bool half_made = end < log_format::kSegmentHeaderSize;
-    if (half_made) {
-      end = log_format::kSegmentHeaderSize;
-      salt = log_format::NewSalt();
-      status = WriteAll(fd, log_format::SegmentHeader(salt), 0, path);
+    if (pending_cut_.ordinal != 0) {
+      if (absl::Status cut =
+              CutSegmentFile(dir_, pending_cut_.ordinal, pending_cut_.size);
+          !cut.ok()) {
+        return cut;
+      }
+      pending_cut_ = {};
     }
-    // A zero tail is space written ahead for appends: kept, not cut.
-    if (status.ok() && !zero_tail_ &&
-        ftruncate(fd, static_cast<off_t>(end)) != 0) {
-      status = ErrnoStatus("cannot truncate ", path);
-    }
-    if (status.ok()) status = SyncData(fd, path);
-    // Neither may its directory entry be, if a crash cut its making short.
-    if (status.ok() && half_made && fsync(dir_fd_) != 0) {
-      status = ErrnoStatus("cannot fsync the data directory");
-    }
-    if (!status.ok()) {
-      close(fd);
-      return status;
-    }
-    if (half_made) {
+    if (resume_.ordinal == 0) return CreateFirstSegment();
+    absl::StatusOr<SegmentWriter> writer =
+        SegmentWriter::Resume(dir_, resume_.ordinal, resume_.end, resume_.salt,
+                              resume_.zero_tail, resume_.half_made);
+    if (!writer.ok()) return writer.status();
+    if (resume_.half_made) {
       // Its reader must check records against the new salt.
-      const int read_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-      if (read_fd < 0) {
-        status = ErrnoStatus("cannot duplicate the descriptor of ", path);
-        close(fd);
-        return status;
+      absl::StatusOr<ScopedFd> read_fd =
+          posix::Duplicate(writer->fd(), writer->path());
+      if (!read_fd.ok()) {
+        CloseUnused(*writer);
+        return read_fd.status();
       }
       absl::MutexLock state_lock(&state_mu_);
-      segments_[active_ordinal_] =
-          std::make_shared<Segment>(active_ordinal_, path, read_fd, salt);
+      segments_[writer->ordinal()] = std::make_shared<const ReadableSegment>(
+          writer->ordinal(), writer->path(), *std::move(read_fd),
+          writer->salt());
     }
-    write_fd_ = fd;
-    write_end_ = end;
-    write_salt_ = salt;
+    writer_ = *std::move(writer);
     RemoveEmptySegments();
     return absl::OkStatus();
+  }
+
+  void CloseUnused(SegmentWriter& writer) {
+    if (absl::Status closed = writer.Close(); !closed.ok()) {
+      log::Warning("cannot close a segment", {{"error", closed}});
+    }
+  }
+
+  // The first segment of a new log, zero-filled like those made ahead when
+  // the disk has room for that, else plain. Unpaced: nothing is written yet,
+  // and the gateway is not ready before.
+  absl::Status CreateFirstSegment() ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
+    absl::StatusOr<MadeSegment> made =
+        MakeSegmentFile(dir_, 1, {.size = options_.segment_bytes});
+    if (!made.ok()) made = MakeSegmentFile(dir_, 1, {});
+    if (!made.ok()) return made.status();
+    return SwitchTo(*std::move(made));
   }
 
   // Deletes the segments before the active one that hold no records: made
   // ahead by an earlier start that then took no appends, or cut to nothing
   // as a torn tail. Each start makes one ahead, so without this a sidecar
   // restarted without traffic would gain a segment's worth of disk per
-  // start. A failed unlink is left for the next start.
+  // start. A failed removal is logged and left for the next start.
   void RemoveEmptySegments() ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
     absl::MutexLock lock(&state_mu_);
     for (auto it = segments_.begin(); it != segments_.end();) {
-      if (it->first >= active_ordinal_ ||
-          last_in_segment_.contains(it->first) ||
-          unlink(it->second->path.c_str()) != 0) {
+      if (it->first >= active_ordinal_ || index_.HasRecords(it->first)) {
+        ++it;
+        continue;
+      }
+      if (absl::Status removed = posix::Unlink(it->second->path);
+          !removed.ok() && !absl::IsNotFound(removed)) {
+        log::Warning("cannot remove an empty segment; the next start tries "
+                     "again",
+                     {{"error", removed}});
         ++it;
         continue;
       }
@@ -573,120 +355,42 @@ class SegmentLogStore final : public DiskEventStore {
     }
   }
 
-  // Cuts the torn tail Load() found off its segment, unless that is the
-  // active one, which OpenWriter() cuts itself.
-  absl::Status CutTornTail() ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
-    if (torn_ordinal_ == active_ordinal_) torn_ordinal_ = 0;
-    if (torn_ordinal_ == 0) return absl::OkStatus();
-    const std::string path = Path(SegmentName(torn_ordinal_));
-    const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
-    if (fd < 0) return ErrnoStatus("cannot open ", path);
-    absl::Status status;
-    if (ftruncate(fd, static_cast<off_t>(torn_committed_size_)) != 0) {
-      status = ErrnoStatus("cannot truncate ", path);
+  // Makes `made` the segment appended to, and readable.
+  absl::Status SwitchTo(MadeSegment made)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
+    const std::string path = dir_.SegmentPath(made.ordinal);
+    absl::StatusOr<ScopedFd> read_fd = posix::Duplicate(made.fd.get(), path);
+    if (!read_fd.ok()) {
+      Discard(std::move(made));
+      return read_fd.status();
     }
-    if (status.ok()) status = SyncData(fd, path);
-    close(fd);
-    if (status.ok()) torn_ordinal_ = 0;
-    return status;
-  }
-
-  // Creates the file of segment `ordinal` with its header and, when
-  // `preallocate` exceeds it, zeros up to that size; all durable, directory
-  // entry included, before any batch goes into it. Returns its descriptor.
-  // Touches no member state but the directory: runs without the locks.
-  //
-  // `paced`: the zeros go to the disk 64 KiB at a time with a pause between,
-  // because the committer's fdatasync waits behind whatever is in the
-  // disk's queue; 8 MiB take about 0.2 s this way. Stops early (kCancelled)
-  // when the store closes.
-  absl::StatusOr<MadeSegment> MakeSegmentFile(std::uint32_t ordinal,
-                                              std::size_t preallocate,
-                                              bool paced) const {
-    const std::string path = Path(SegmentName(ordinal));
-    const int fd =
-        open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) return ErrnoStatus("cannot create ", path);
-    const std::uint32_t salt = log_format::NewSalt();
-    absl::Status status =
-        WriteAll(fd, log_format::SegmentHeader(salt), 0, path);
-    if (preallocate > log_format::kSegmentHeaderSize) {
-      const std::string zeros(
-          std::min<std::size_t>(preallocate, paced ? kZeroFillChunk : 1 << 20),
-          '\0');
-      for (std::size_t at = log_format::kSegmentHeaderSize;
-           status.ok() && at < preallocate; at += zeros.size()) {
-        if (paced && at > log_format::kSegmentHeaderSize) {
-          if (closing_.load(std::memory_order_relaxed)) {
-            status = absl::CancelledError("the store is closing");
-            break;
-          }
-          absl::SleepFor(kZeroFillPause);
-        }
-        const absl::string_view chunk =
-            absl::string_view(zeros).substr(0, preallocate - at);
-        status = WriteAll(fd, chunk, at, path);
-        // Written back as it goes, one chunk at a time: flushed at once,
-        // 8 MiB would hold a concurrent fdatasync for tens of milliseconds.
-        sync_file_range(fd, static_cast<off_t>(at),
-                        static_cast<off_t>(chunk.size()),
-                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-                            SYNC_FILE_RANGE_WAIT_AFTER);
+    if (writer_.has_value()) {
+      // Full, and durable: fdatasynced per batch (fsync) or before the
+      // rollover (os_cache). A failed close() loses nothing.
+      if (absl::Status closed = writer_->Close(); !closed.ok()) {
+        log::Warning("cannot close a full segment", {{"error", closed}});
       }
     }
-    if (status.ok()) status = SyncData(fd, path);
-    if (status.ok() && fsync(dir_fd_) != 0) {
-      status =
-          ErrnoStatus("cannot fsync the data directory ", options_.data_dir);
-    }
-    if (!status.ok()) {
-      close(fd);
-      unlink(path.c_str());
-      return status;
-    }
-    return MadeSegment{.fd = fd, .salt = salt};
-  }
-
-  // Makes segment `ordinal`, whose file MakeSegmentFile() made, the one
-  // appended to. Takes its descriptor over, also on failure.
-  absl::Status SwitchTo(std::uint32_t ordinal, MadeSegment made)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
-    const std::string path = Path(SegmentName(ordinal));
-    const int read_fd = fcntl(made.fd, F_DUPFD_CLOEXEC, 0);
-    if (read_fd < 0) {
-      const absl::Status status =
-          ErrnoStatus("cannot duplicate the descriptor of ", path);
-      close(made.fd);
-      unlink(path.c_str());
-      return status;
-    }
-    if (write_fd_ >= 0) close(write_fd_);
-    write_fd_ = made.fd;
-    write_end_ = log_format::kSegmentHeaderSize;
-    write_salt_ = made.salt;
+    writer_.emplace(made.ordinal, path, std::move(made.fd),
+                    log_format::kSegmentHeaderSize, made.salt);
     absl::MutexLock state_lock(&state_mu_);
-    active_ordinal_ = ordinal;
-    segments_[ordinal] =
-        std::make_shared<Segment>(ordinal, path, read_fd, made.salt);
+    active_ordinal_ = made.ordinal;
+    segments_[made.ordinal] = std::make_shared<const ReadableSegment>(
+        made.ordinal, path, *std::move(read_fd), made.salt);
     return absl::OkStatus();
   }
 
-  absl::Status CreateSegment(std::uint32_t ordinal)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
-    absl::StatusOr<MadeSegment> made =
-        MakeSegmentFile(ordinal, 0, /*paced=*/false);
-    if (!made.ok()) return made.status();
-    return SwitchTo(ordinal, *made);
-  }
-
-  // The first segment of a new log, zero-filled like those made ahead when
-  // the disk has room for that, else plain.
-  absl::Status CreateFirstSegment() ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
-    // Unpaced: nothing is written yet, and the gateway is not ready before.
-    absl::StatusOr<MadeSegment> made =
-        MakeSegmentFile(1, options_.segment_bytes, /*paced=*/false);
-    if (!made.ok()) return CreateSegment(1);
-    return SwitchTo(1, *made);
+  // Removes a made segment that never became part of the log.
+  void Discard(MadeSegment made) {
+    const std::string path = dir_.SegmentPath(made.ordinal);
+    if (absl::Status closed = made.fd.Close(path); !closed.ok()) {
+      log::Warning("cannot close an unused segment", {{"error", closed}});
+    }
+    // Left behind, it holds no record: the next start removes it.
+    if (absl::Status removed = posix::Unlink(path);
+        !removed.ok() && !absl::IsNotFound(removed)) {
+      log::Warning("cannot remove an unused segment", {{"error", removed}});
+    }
   }
 
   // Starts the next segment: the one maintenance prepared if it is ready,
@@ -694,197 +398,137 @@ class SegmentLogStore final : public DiskEventStore {
   absl::Status RollOver() ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
     // Maintenance makes the one after next meanwhile.
     WakeMaintenance();
-    if (next_fd_ >= 0) {
-      const int fd = std::exchange(next_fd_, -1);
-      return SwitchTo(next_ordinal_, MadeSegment{.fd = fd, .salt = next_salt_});
+    if (next_.has_value()) {
+      MadeSegment next = *std::move(next_);
+      next_.reset();
+      return SwitchTo(std::move(next));
     }
     // Past the one being prepared, whose maker then finds it stale.
-    return CreateSegment(std::max(active_ordinal_, preparing_ordinal_) + 1);
+    absl::StatusOr<MadeSegment> made = MakeSegmentFile(
+        dir_, std::max(writer_->ordinal(), preparing_ordinal_) + 1, {});
+    if (!made.ok()) return made.status();
+    return SwitchTo(*std::move(made));
   }
 
-  // --- Writing -------------------------------------------------------------
-
   // Writes `batch` at the end of the active segment (after starting a new
-  // one if it is full), durable per the mode. On failure the file is cut
-  // back to where it was, so the batch is absent and its sequences unused.
-  absl::Status WriteBatch(absl::Span<const StoredEvent> batch)
+  // one if it is full), durable per the mode; the offset of its first
+  // record. On failure the batch is absent and its sequences unused.
+  absl::StatusOr<std::uint64_t> WriteBatch(absl::Span<const StoredEvent> batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
-    if (absl::Status repaired = Repair(); !repaired.ok()) return repaired;
-    if (write_end_ >= options_.segment_bytes) {
+    // What a failed write left goes before anything else is written, in
+    // this segment or the next.
+    if (absl::Status repaired = writer_->Repair(); !repaired.ok()) {
+      return repaired;
+    }
+    if (writer_->end() >= options_.segment_bytes) {
       // In os_cache mode the full segment is made durable first, so that a
       // power loss loses a suffix of the log and never a hole.
       if (options_.durability == Durability::kOsCache) {
-        if (absl::Status synced = SyncData(write_fd_, "the full segment");
-            !synced.ok()) {
-          return synced;
-        }
+        if (absl::Status synced = writer_->Sync(); !synced.ok()) return synced;
       }
       if (absl::Status rolled = RollOver(); !rolled.ok()) return rolled;
     }
-    buffer_.clear();
-    // Each batch is written only once everything before it is durable
-    // (the previous batch's fsync, a repair's, or OpenWriter()'s).
-    const std::uint32_t flags = options_.durability == Durability::kFsync
-                                    ? log_format::kWrittenAfterSync
-                                    : 0;
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      log_format::AppendRecord(
-          batch[i],
-          flags | (i == 0 ? log_format::kStartsBatch : 0) |
-              (i + 1 == batch.size() ? log_format::kEndsBatch : 0),
-          write_salt_, &buffer_);
-    }
-    absl::Status status =
-        WriteAll(write_fd_, buffer_, write_end_, "the active segment");
-    if (status.ok() && options_.durability == Durability::kFsync) {
-      status = SyncData(write_fd_, "the active segment");
-    }
-    if (!status.ok()) {
-      // After a failed fsync the kernel may have dropped the pages: only a
-      // truncation that is itself synced proves the batch gone.
-      needs_repair_ = true;
-      Repair().IgnoreError();
-      return status;
-    }
-    write_end_ += buffer_.size();
-    return absl::OkStatus();
-  }
-
-  // Cuts the active segment back to its committed end after a failed write.
-  absl::Status Repair() ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
-    if (!needs_repair_) return absl::OkStatus();
-    if (ftruncate(write_fd_, static_cast<off_t>(write_end_)) != 0) {
-      return ErrnoStatus("cannot cut a failed batch off the active segment");
-    }
-    if (absl::Status synced = SyncData(write_fd_, "the active segment");
-        !synced.ok()) {
-      return synced;
-    }
-    needs_repair_ = false;
-    return absl::OkStatus();
-  }
-
-  // Drops the oldest events beyond the count and byte bounds, and those
-  // received before `too_old`. True when a whole segment became deletable.
-  bool TrimToBounds(absl::Time too_old)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_mu_) {
-    const hub::RetentionOptions& retention = options_.retention;
-    const std::int64_t too_old_ns = absl::ToUnixNanos(too_old);
-    std::uint64_t dropped = 0;
-    while (!index_.empty()) {
-      const IndexEntry& oldest = index_.front();
-      const bool over_count =
-          retention.max_events > 0 && index_.size() > retention.max_events;
-      const bool over_bytes = retention.max_bytes > 0 &&
-                              stats_.retained_bytes > retention.max_bytes;
-      if (!over_count && !over_bytes && oldest.receive_time_ns >= too_old_ns) {
-        break;
-      }
-      stats_.retained_bytes -= oldest.event_size;
-      trimmed_through_ = oldest.sequence;
-      index_.pop_front();
-      ++dropped;
-    }
-    if (dropped == 0) return false;
-    stats_.retained_events = index_.size();
-    stats_.first_sequence = index_.empty() ? 0 : index_.front().sequence;
-    stats_.trimmed_events_total += dropped;
-    const auto oldest_segment = last_in_segment_.begin();
-    return oldest_segment != last_in_segment_.end() &&
-           oldest_segment->first != active_ordinal_ &&
-           oldest_segment->second <= trimmed_through_;
+    // Each batch is written only once everything before it is durable (the
+    // previous batch's fsync, a repair's, or the writer's opening).
+    const bool fsync = options_.durability == Durability::kFsync;
+    return writer_->Write(batch, fsync ? log_format::kWrittenAfterSync : 0,
+                          fsync);
   }
 
   // --- Reading -------------------------------------------------------------
 
   // Hands each retained record after `after_sequence` to `visit`, checked
-  // against its checksum, up to `max_events`. Contiguous records are read
-  // with one pread.
-  template <typename Visit>
-  absl::Status ReadRecords(std::uint64_t after_sequence, std::size_t max_events,
-                           Visit visit) const {
+  // against its checksum, up to `max_events`.
+  absl::Status Read(
+      std::uint64_t after_sequence, std::size_t max_events,
+      absl::FunctionRef<void(const log_format::Record&)> visit) const {
     std::vector<IndexEntry> entries;
-    std::map<std::uint32_t, std::shared_ptr<const Segment>> segments;
+    SegmentMap segments;
     {
       absl::MutexLock lock(&state_mu_);
-      auto it =
-          std::upper_bound(index_.begin(), index_.end(), after_sequence,
-                           [](std::uint64_t sequence, const IndexEntry& entry) {
-                             return sequence < entry.sequence;
-                           });
-      const std::size_t available = static_cast<std::size_t>(index_.end() - it);
-      entries.assign(it, it + std::min(available, max_events));
+      entries = index_.After(after_sequence, max_events);
       for (const IndexEntry& entry : entries) {
         if (segments.contains(entry.ordinal)) continue;
-        segments[entry.ordinal] = segments_.at(entry.ordinal);
-      }
-    }
-    std::string buffer;
-    for (std::size_t first = 0; first < entries.size();) {
-      std::size_t end = first + 1;
-      std::uint64_t span = entries[first].RecordSize();
-      while (end < entries.size() && span < kReadChunk &&
-             entries[end].ordinal == entries[first].ordinal &&
-             entries[end].offset == entries[first].offset + span) {
-        span += entries[end].RecordSize();
-        ++end;
-      }
-      const Segment& segment = *segments.at(entries[first].ordinal);
-      buffer.resize(span);
-      if (absl::Status status = ReadAll(segment.fd, buffer.data(), span,
-                                        entries[first].offset, segment.path);
-          !status.ok()) {
-        return status;
-      }
-      absl::string_view rest = buffer;
-      for (std::size_t i = first; i < end; ++i) {
-        absl::StatusOr<log_format::Record> record =
-            log_format::ParseRecord(rest, segment.salt);
-        if (!record.ok() || record->header.sequence != entries[i].sequence) {
-          return absl::DataLossError(absl::StrCat(
-              segment.path, " at offset ", entries[i].offset, ": ",
-              record.ok()
-                  ? absl::StrCat("record ", record->header.sequence, " where ",
-                                 entries[i].sequence, " was written")
-                  : record.status().message()));
+        if (const auto it = segments_.find(entry.ordinal);
+            it != segments_.end()) {
+          segments.emplace(entry.ordinal, it->second);
         }
-        visit(*record);
-        rest.remove_prefix(entries[i].RecordSize());
       }
-      first = end;
     }
-    return absl::OkStatus();
+    return ReadRecords(entries, segments, visit);
   }
 
   // --- Maintenance ---------------------------------------------------------
 
   void WakeMaintenance() {
-    absl::MutexLock lock(&wake_mu_);
-    wake_ = true;
-    wake_cv_.Signal();
+    if (maintenance_.has_value()) maintenance_->Wake();
   }
 
-  void MaintenanceLoop() {
-    pthread_setname_np(pthread_self(), "store-maint");
-    for (;;) {
-      {
-        absl::MutexLock lock(&wake_mu_);
-        const absl::Time deadline = absl::Now() + options_.maintenance_interval;
-        while (!stopping_ && !wake_) {
-          if (wake_cv_.WaitWithDeadline(&wake_mu_, deadline)) break;
-        }
-        if (stopping_) return;
-        wake_ = false;
-      }
-      if (!RecoverIfUnhealthy()) continue;
-      if (options_.retention.max_age > absl::ZeroDuration()) {
-        absl::MutexLock lock(&state_mu_);
-        TrimToBounds(absl::Now() - options_.retention.max_age);
-      }
-      DeleteTrimmedSegments();
-      PrepareNextSegment();
-      if (options_.durability == Durability::kOsCache) SyncActiveSegment();
+  void Maintain() {
+    CheckStorage();
+    if (!RecoverIfUnhealthy()) return;
+    if (options_.retention.max_age > absl::ZeroDuration()) {
+      absl::MutexLock lock(&state_mu_);
+      index_.Trim(absl::Now() - options_.retention.max_age, active_ordinal_);
     }
+    DeleteTrimmedSegments();
+    PrepareNextSegment();
+    if (options_.durability == Durability::kOsCache) SyncActiveSegment();
+  }
+
+  // Finds out whether the data directory is still where it was opened, and
+  // the active segment still in it. When not, every batch appended from
+  // here on would go where no start finds it: the store becomes unavailable
+  // for good (see DiskEventStore).
+  void CheckStorage() {
+    {
+      absl::MutexLock lock(&state_mu_);
+      if (storage_lost_) return;
+    }
+    absl::Status status;
+    {
+      absl::MutexLock lock(&writer_mu_);
+      status = CheckInPlace();
+    }
+    if (!status.ok()) OnStorageProblem(status);
+  }
+
+  // The data directory and the active segment (once open) are where a start
+  // finds them.
+  absl::Status CheckInPlace() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
+    absl::Status status = dir_.CheckStillInPlace();
+    if (status.ok() && writer_.has_value()) {
+      status = writer_->CheckStillLinked();
+    }
+    return status;
+  }
+
+  // CheckInPlace() found the directory or the segment gone, rather than
+  // failing to check.
+  static bool StorageIsLost(const absl::Status& status) {
+    return absl::IsNotFound(status) || absl::IsFailedPrecondition(status);
+  }
+
+  void OnStorageProblem(const absl::Status& status)
+      ABSL_LOCKS_EXCLUDED(state_mu_) {
+    absl::MutexLock lock(&state_mu_);
+    if (storage_lost_) return;
+    if (!StorageIsLost(status)) {
+      // Cannot tell (stat failed otherwise): unavailable until a probe
+      // proves the directory writable again.
+      SetHealthLocked(UnavailableBecause(status));
+      return;
+    }
+    storage_lost_ = true;
+    log::Error(
+        "the event log's storage is gone: appends are refused until the "
+        "gateway restarts; the retained events stay readable until then, "
+        "and what the removed files held is lost at the restart",
+        {{"data_dir", options_.data_dir},
+         {"error", status},
+         {"last_sequence", index_.Stats().last_sequence},
+         {"retained_events", index_.Stats().retained_events}});
+    health_ = UnavailableBecause(status);
   }
 
   // While the store cannot write: opens the writer if it never opened, cuts
@@ -894,20 +538,16 @@ class SegmentLogStore final : public DiskEventStore {
     {
       absl::MutexLock lock(&state_mu_);
       if (health_.ok()) return true;
+      if (storage_lost_) return false;
     }
     absl::MutexLock writer_lock(&writer_mu_);
-    absl::Status status = write_fd_ < 0 ? OpenWriter() : absl::OkStatus();
-    if (status.ok()) status = Repair();
-    if (status.ok()) {
-      needs_repair_ = true;  // from here on the probe may leave bytes
-      status = WriteAll(write_fd_, std::string(kProbeBytes, '\0'), write_end_,
-                        "a probe to the active segment");
-      if (status.ok()) status = SyncData(write_fd_, "the active segment");
-      const absl::Status repaired = Repair();
-      if (status.ok()) status = repaired;
-    }
+    absl::Status status =
+        writer_.has_value() ? absl::OkStatus() : OpenWriter();
+    if (status.ok()) status = writer_->Probe(kProbeBytes);
     absl::MutexLock state_lock(&state_mu_);
-    health_ = status.ok() ? absl::OkStatus() : UnavailableBecause(status);
+    if (storage_lost_) return false;
+    SetHealthLocked(status.ok() ? absl::OkStatus()
+                                : UnavailableBecause(status));
     if (status.ok()) sync_failed_ = false;
     return status.ok();
   }
@@ -920,59 +560,41 @@ class SegmentLogStore final : public DiskEventStore {
   // rename cannot leave an empty file).
   void DeleteTrimmedSegments() {
     log_format::Meta meta;
-    std::vector<std::shared_ptr<const Segment>> deletable;
+    std::vector<std::shared_ptr<const ReadableSegment>> deletable;
     {
       absl::MutexLock lock(&state_mu_);
-      meta = {.trimmed_through = trimmed_through_,
-              .trimmed_events_total = stats_.trimmed_events_total};
+      meta = index_.TrimPoint();
       if (meta.trimmed_through == persisted_meta_.trimmed_through &&
           meta.trimmed_events_total == persisted_meta_.trimmed_events_total) {
         return;
       }
-      const std::uint32_t newest_with_records =
-          last_in_segment_.empty() ? 0 : last_in_segment_.rbegin()->first;
+      std::vector<std::uint32_t> ordinals;
+      ordinals.reserve(segments_.size());
       for (const auto& [ordinal, segment] : segments_) {
-        if (ordinal >= newest_with_records || ordinal == active_ordinal_) {
-          break;
-        }
-        const auto last = last_in_segment_.find(ordinal);
-        if (last != last_in_segment_.end() &&
-            last->second > meta.trimmed_through) {
-          break;
-        }
-        deletable.push_back(segment);
+        ordinals.push_back(ordinal);
+      }
+      for (const std::uint32_t ordinal :
+           index_.TrimmedSegments(ordinals, active_ordinal_)) {
+        deletable.push_back(segments_.at(ordinal));
       }
     }
-    if (!WriteMeta(meta, /*durable=*/false).ok()) return;  // next tick
+    const absl::Status written = dir_.WriteMeta(meta, /*durable=*/false);
+    meta_note_.Update(written, options_.data_dir);
+    if (!written.ok()) return;  // next tick
+    {
+      absl::MutexLock lock(&state_mu_);
+      persisted_meta_ = meta;
+    }
+    absl::Status removed;
     for (const auto& segment : deletable) {
-      if (unlink(segment->path.c_str()) != 0 && errno != ENOENT) break;
+      removed = posix::Unlink(segment->path);
+      if (!removed.ok() && !absl::IsNotFound(removed)) break;
+      removed = absl::OkStatus();
       absl::MutexLock lock(&state_mu_);
       segments_.erase(segment->ordinal);
-      last_in_segment_.erase(segment->ordinal);
+      index_.Forget(segment->ordinal);
     }
-  }
-
-  // Replaces log.meta with a file whose content is durable before the
-  // rename: some file systems (XFS; ext4 with noauto_da_alloc) may otherwise
-  // leave an empty file after a power loss. `durable`: the rename too.
-  absl::Status WriteMeta(const log_format::Meta& meta, bool durable) {
-    const std::string temp = Path(kMetaTempFile);
-    const int fd =
-        open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return ErrnoStatus("cannot create ", temp);
-    absl::Status status = WriteAll(fd, log_format::EncodeMeta(meta), 0, temp);
-    if (status.ok()) status = SyncData(fd, temp);
-    close(fd);
-    if (status.ok() && rename(temp.c_str(), Path(kMetaFile).c_str()) != 0) {
-      status = ErrnoStatus("cannot rename ", temp);
-    }
-    if (status.ok() && durable && fsync(dir_fd_) != 0) {
-      status = ErrnoStatus("cannot fsync the data directory");
-    }
-    if (!status.ok()) return status;
-    absl::MutexLock lock(&state_mu_);
-    persisted_meta_ = meta;
-    return absl::OkStatus();
+    delete_note_.Update(removed, options_.data_dir);
   }
 
   // Makes the next segment ahead of time, zero-filled to its full size, as
@@ -985,28 +607,29 @@ class SegmentLogStore final : public DiskEventStore {
     std::uint32_t ordinal = 0;
     {
       absl::MutexLock lock(&writer_mu_);
-      if (write_fd_ < 0 || next_fd_ >= 0) return;
-      ordinal = active_ordinal_ + 1;
+      if (!writer_.has_value() || next_.has_value()) return;
+      ordinal = writer_->ordinal() + 1;
       preparing_ordinal_ = ordinal;
     }
-    absl::StatusOr<MadeSegment> made =
-        MakeSegmentFile(ordinal, options_.segment_bytes, /*paced=*/true);
+    absl::StatusOr<MadeSegment> made = MakeSegmentFile(
+        dir_, ordinal,
+        {.size = options_.segment_bytes, .paced = true, .cancel = &closing_});
+    if (!absl::IsCancelled(made.status())) {
+      prepare_note_.Update(made.status(), options_.data_dir);
+    }
     absl::MutexLock lock(&writer_mu_);
     preparing_ordinal_ = 0;
     if (!made.ok()) return;  // RollOver() makes one itself
-    if (active_ordinal_ + 1 != ordinal) {
-      close(made->fd);  // the committer rolled over past it meanwhile
-      unlink(Path(SegmentName(ordinal)).c_str());
+    if (writer_->ordinal() + 1 != ordinal) {
+      Discard(*std::move(made));  // the committer rolled over past it
       return;
     }
-    next_fd_ = made->fd;
-    next_salt_ = made->salt;
-    next_ordinal_ = ordinal;
+    next_ = *std::move(made);
   }
 
   // os_cache: bounds what a power loss can take to one maintenance interval.
   void SyncActiveSegment() {
-    std::shared_ptr<const Segment> active;
+    std::shared_ptr<const ReadableSegment> active;
     {
       absl::MutexLock lock(&state_mu_);
       const auto it = segments_.find(active_ordinal_);
@@ -1017,133 +640,57 @@ class SegmentLogStore final : public DiskEventStore {
     // kernel's write-back error (for a segment made by this process this
     // descriptor even shares the writer's open file, whose error report this
     // call then takes).
-    if (fdatasync(active->fd) == 0) return;
-    const absl::Status failed =
-        ErrnoStatus("cannot fsync the active segment ", active->path);
+    const absl::Status synced = posix::SyncData(active->fd.get(), active->path);
+    if (synced.ok()) return;
     absl::MutexLock lock(&state_mu_);
     // Until a probe write proves the disk again (RecoverIfUnhealthy()),
     // appends are refused rather than answered on a failing disk.
     sync_failed_ = true;
-    health_ = UnavailableBecause(failed);
-  }
-
-  // --- Import --------------------------------------------------------------
-
-  // Moves the events of an earlier version's SQLite log into segments.
-  // Until the import is complete the SQLite files stay, and an interrupted
-  // import is started over: segments found next to events.db are its own.
-  absl::Status ImportLegacyLog() {
-    const std::string db_path = Path(kLegacyDbFile);
-    std::error_code error;
-    if (!std::filesystem::exists(db_path, error)) return absl::OkStatus();
-    absl::StatusOr<std::vector<std::uint32_t>> ordinals = ListSegments();
-    if (!ordinals.ok()) return ordinals.status();
-    for (const std::uint32_t ordinal : *ordinals) {
-      if (unlink(Path(SegmentName(ordinal)).c_str()) != 0) {
-        return ErrnoStatus("cannot remove a partly imported segment");
-      }
-    }
-    unlink(Path(kMetaFile).c_str());
-
-    absl::MutexLock writer_lock(&writer_mu_);
-    if (absl::Status created = CreateFirstSegment(); !created.ok()) {
-      return created;
-    }
-    std::uint64_t imported_last = 0;
-    absl::StatusOr<LegacyLogSummary> summary = ReadLegacySqliteLog(
-        db_path, kImportBatch, [&](std::vector<StoredEvent> batch) {
-          imported_last = batch.back().sequence;
-          for (const StoredEvent& event : batch) {
-            if (absl::Status storable = log_format::CheckStorable(event);
-                !storable.ok()) {
-              return storable;
-            }
-          }
-          return WriteBatch(batch);
-        });
-    absl::Status status = summary.status();
-    if (status.ok()) status = SyncData(write_fd_, "the imported segment");
-    if (status.ok()) {
-      // A log whose every event was trimmed keeps its high-water mark as the
-      // trim point; otherwise the imported events carry it. Durable: until
-      // an event is appended, log.meta alone holds that mark.
-      status = WriteMeta(
-          {.trimmed_through = imported_last == 0 ? summary->last_sequence : 0,
-           .trimmed_events_total = summary->trimmed_events_total},
-          /*durable=*/true);
-    }
-    close(write_fd_);
-    write_fd_ = -1;
-    {
-      absl::MutexLock state_lock(&state_mu_);
-      segments_.clear();
-      active_ordinal_ = 0;
-    }
-    if (!status.ok()) return status;
-    for (const char* suffix : kLegacyDbSuffixes) {
-      const std::string path = db_path + suffix;
-      if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-        return ErrnoStatus("cannot remove ", path);
-      }
-    }
-    if (fsync(dir_fd_) != 0)
-      return ErrnoStatus("cannot fsync the data directory");
-    return absl::OkStatus();
+    SetHealthLocked(UnavailableBecause(synced));
   }
 
   const DiskStoreOptions options_;
-  const int dir_fd_;
-  // Set by Load(), before any other thread runs.
-  std::uint64_t discarded_tail_bytes_ = 0;
-  bool discarded_damaged_meta_ = false;
+  const LogDirectory dir_;
+  // From recovery.
+  const std::uint64_t discarded_tail_bytes_;
+  const bool discarded_damaged_meta_;
   // Set when the destructor starts: a paced fill stops.
   std::atomic<bool> closing_{false};
+  // Failures of background work, logged once while they last; used by the
+  // maintenance thread and, after it stopped, the destructor.
+  FailureNote meta_note_{"record how far retention trimmed (log.meta)"};
+  FailureNote delete_note_{"delete trimmed segments"};
+  FailureNote prepare_note_{"make the next segment ahead"};
 
-  // Held for a whole write (Append, a probe, opening the writer, creating a
-  // segment). Ordered before state_mu_.
+  // Held for a whole write (Append, a probe, opening the writer, a
+  // rollover). Ordered before state_mu_.
   absl::Mutex writer_mu_;
-  int write_fd_ ABSL_GUARDED_BY(writer_mu_) = -1;
-  // Where the active segment's committed records end.
-  std::uint64_t write_end_ ABSL_GUARDED_BY(writer_mu_) = 0;
-  // The active segment's salt, for the records appended to it.
-  std::uint32_t write_salt_ ABSL_GUARDED_BY(writer_mu_) = 0;
-  // A failed write may have left bytes past write_end_.
-  bool needs_repair_ ABSL_GUARDED_BY(writer_mu_) = false;
-  std::string buffer_ ABSL_GUARDED_BY(writer_mu_);
-  // The newest segment as loaded ends in zeros (preallocated): not cut off.
-  bool zero_tail_ ABSL_GUARDED_BY(writer_mu_) = false;
-  // A segment before the newest whose torn tail is still to be cut off
-  // (0: none), and where its last complete batch ends.
-  std::uint32_t torn_ordinal_ ABSL_GUARDED_BY(writer_mu_) = 0;
-  std::uint64_t torn_committed_size_ ABSL_GUARDED_BY(writer_mu_) = 0;
-  // The next segment, made ahead by maintenance; -1 until it is ready.
-  int next_fd_ ABSL_GUARDED_BY(writer_mu_) = -1;
-  std::uint32_t next_salt_ ABSL_GUARDED_BY(writer_mu_) = 0;
-  std::uint32_t next_ordinal_ ABSL_GUARDED_BY(writer_mu_) = 0;
+  // The segment appended to; none until it could be opened.
+  std::optional<SegmentWriter> writer_ ABSL_GUARDED_BY(writer_mu_);
+  // What the writer opens, as recovery found it; and the torn tail it cuts
+  // off a segment before that one first (ordinal 0: none).
+  const RecoveryPlan::Active resume_;
+  RecoveryPlan::Cut pending_cut_ ABSL_GUARDED_BY(writer_mu_);
+  // The next segment, made ahead by maintenance.
+  std::optional<MadeSegment> next_ ABSL_GUARDED_BY(writer_mu_);
   // The ordinal maintenance is making now; 0 when none.
   std::uint32_t preparing_ordinal_ ABSL_GUARDED_BY(writer_mu_) = 0;
 
-  mutable absl::Mutex state_mu_;
-  StoreStats stats_ ABSL_GUARDED_BY(state_mu_);
+  mutable absl::Mutex state_mu_ ABSL_ACQUIRED_AFTER(writer_mu_);
+  SegmentIndex index_ ABSL_GUARDED_BY(state_mu_);
+  // Every segment file, open for reading.
+  SegmentMap segments_ ABSL_GUARDED_BY(state_mu_);
+  // The segment appended to (as the writer's ordinal, once it is open).
+  std::uint32_t active_ordinal_ ABSL_GUARDED_BY(state_mu_);
+  log_format::Meta persisted_meta_ ABSL_GUARDED_BY(state_mu_);
   absl::Status health_ ABSL_GUARDED_BY(state_mu_);
   // os_cache: a background fsync failed; set until a probe succeeds.
   bool sync_failed_ ABSL_GUARDED_BY(state_mu_) = false;
-  std::deque<IndexEntry> index_ ABSL_GUARDED_BY(state_mu_);
-  std::map<std::uint32_t, std::shared_ptr<const Segment>> segments_
-      ABSL_GUARDED_BY(state_mu_);
-  // The newest sequence in each segment that has records.
-  std::map<std::uint32_t, std::uint64_t> last_in_segment_
-      ABSL_GUARDED_BY(state_mu_);
-  // Written under both locks, so either one suffices to read it.
-  std::uint32_t active_ordinal_ = 0;
-  std::uint64_t trimmed_through_ ABSL_GUARDED_BY(state_mu_) = 0;
-  log_format::Meta persisted_meta_ ABSL_GUARDED_BY(state_mu_);
+  // The data directory or the active segment is gone; set for good.
+  bool storage_lost_ ABSL_GUARDED_BY(state_mu_) = false;
 
-  absl::Mutex wake_mu_;
-  absl::CondVar wake_cv_;
-  bool wake_ ABSL_GUARDED_BY(wake_mu_) = false;
-  bool stopping_ ABSL_GUARDED_BY(wake_mu_) = false;
-  std::thread maintenance_;
+  // Last: started after, and stopped before, everything above is used.
+  std::optional<MaintenanceThread> maintenance_;
 };
 
 }  // namespace
@@ -1171,36 +718,15 @@ bool AbslParseFlag(absl::string_view text, Durability* durability,
   return false;
 }
 
-std::string AbslUnparseFlag(Durability durability) {
-  return std::string(DurabilityName(durability));
-}
-
 absl::StatusOr<std::unique_ptr<DiskEventStore>> DiskEventStore::Open(
     DiskStoreOptions options) {
-  if (options.data_dir.empty()) {
-    return absl::InvalidArgumentError("the data directory is empty");
-  }
-  std::error_code ignored;  // an existing directory is fine; open() decides
-  std::filesystem::create_directories(options.data_dir, ignored);
-  const int dir_fd =
-      open(options.data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0) {
-    return ErrnoStatus("cannot open the data directory ", options.data_dir);
-  }
-  if (flock(dir_fd, LOCK_EX | LOCK_NB) != 0) {
-    const int error = errno;
-    close(dir_fd);
-    if (error == EWOULDBLOCK) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("the data directory ", options.data_dir,
-                       " is in use by another process"));
-    }
-    errno = error;
-    return ErrnoStatus("cannot lock ", options.data_dir);
-  }
-  auto store = std::make_unique<SegmentLogStore>(std::move(options), dir_fd);
-  const absl::Status status = store->Initialize();
-  if (!status.ok()) return status;
+  absl::StatusOr<LogDirectory> dir = LogDirectory::Open(options.data_dir);
+  if (!dir.ok()) return dir.status();
+  absl::StatusOr<RecoveredLog> recovered = RecoverLog(*dir);
+  if (!recovered.ok()) return recovered.status();
+  auto store = std::make_unique<SegmentLogStore>(
+      std::move(options), *std::move(dir), *std::move(recovered));
+  store->Start();
   return store;
 }
 
@@ -1225,14 +751,6 @@ absl::Status ForEachRecentId(
     if (ids->size() < kChunk) return absl::OkStatus();
     after = ids->back().sequence;
   }
-}
-
-absl::StatusOr<std::unique_ptr<hub::EventStore>> OpenDiskEventStore(
-    DiskStoreOptions options) {
-  absl::StatusOr<std::unique_ptr<DiskEventStore>> store =
-      DiskEventStore::Open(std::move(options));
-  if (!store.ok()) return store.status();
-  return std::unique_ptr<hub::EventStore>(std::move(*store));
 }
 
 }  // namespace convocore::store

@@ -5,14 +5,13 @@
 // An append-only log of segment files (format in log_format.h) with its
 // index in memory: an Append() is one write and one fdatasync, a read is
 // one pread per run of contiguous records, and retention deletes whole
-// segments. It replaced an SQLite database whose per-row B-tree work cost as
-// much as the fsync itself (see the README's Benchmarks); a data directory
-// that still holds that database (events.db) is imported on open.
+// segments.
 //
-// Files in the data directory: events-NNNNNNNNNN.log (the segments, oldest
-// first; the newest may be one made ahead of need, zero-filled) and log.meta
-// (how far retention trimmed). The directory itself is locked (flock) for the
-// lifetime of the store: two processes never share one log.
+// Files in the data directory (log_directory.h): events-NNNNNNNNNN.log (the
+// segments, oldest first; the newest may be one made ahead of need,
+// zero-filled) and log.meta (how far retention trimmed). The directory itself
+// is locked (flock) for the lifetime of the store: two processes never share
+// one log.
 #ifndef SERVICES_STORE_DISK_EVENT_STORE_H_
 #define SERVICES_STORE_DISK_EVENT_STORE_H_
 
@@ -50,10 +49,10 @@ enum class Durability {
 
 // "fsync" / "os_cache".
 absl::string_view DurabilityName(Durability durability);
-// Parses a DurabilityName(); for flags.
+// Parses a DurabilityName() into `durability`; false, with the reason in
+// `error`, for any other text. For the gateway's --durability flag.
 bool AbslParseFlag(absl::string_view text, Durability* durability,
                    std::string* error);
-std::string AbslUnparseFlag(Durability durability);
 
 struct DiskStoreOptions {
   // Created if missing. Must not be shared with another process.
@@ -62,7 +61,8 @@ struct DiskStoreOptions {
   Durability durability = Durability::kFsync;
 
   // How often the background maintenance runs: age retention, deleting
-  // trimmed segments, the os_cache fsync, and, while the store cannot
+  // trimmed segments, the os_cache fsync, the check that the data directory
+  // and the active segment are still in place, and, while the store cannot
   // write, the probe that detects that it can again.
   absl::Duration maintenance_interval = absl::Seconds(1);
   // A segment takes no more batches once it holds this many bytes. Retention
@@ -78,6 +78,16 @@ struct StoredEventId {
   std::string id;
 };
 
+// A failed Append() leaves the log as it was: whatever it wrote is cut off,
+// durably, before anything else is written, and Append() keeps failing while
+// that cut cannot be made. Stats().last_sequence advances only when Append()
+// succeeds, so the failed batch's sequences may be appended again. Two
+// exceptions, in which no later batch was appended after the failed one: a
+// crash before that cut succeeded can leave the failed batch whole on disk,
+// and a batch refused because its storage was found gone right after its
+// write stays in that storage; a start that reads either (the data
+// directory renamed away and moved back, say) recovers the batch as if it
+// had been acknowledged.
 class DiskEventStore : public hub::EventStore {
  public:
   // Opens (creating if needed) the log in `options.data_dir`, recovering it
@@ -90,6 +100,20 @@ class DiskEventStore : public hub::EventStore {
   // background probe finds the directory writable again. A directory that
   // cannot be read, whose log is corrupt, or that another process holds, is
   // an error: the store cannot know which sequences were already used.
+  //
+  // Storage that goes away while the store runs (the data directory
+  // removed, renamed away or replaced by another, or the active segment
+  // deleted) is noticed by the next Append(), and within one maintenance
+  // interval otherwise: Health() and Append() then report kUnavailable with
+  // the reason, and an error is logged once. An Append() that wrote its
+  // batch into storage removed meanwhile reports that too, instead of
+  // acknowledging a batch no start will find. The store does not recover
+  // from that by itself: it stays unavailable until the process restarts,
+  // and reads keep serving the retained events (the open segments stay
+  // readable) until then. The restart opens what the directory then holds:
+  // whatever the removed storage held is lost, which the log line says, and
+  // an empty (or recreated) directory starts a new log whose sequences begin
+  // at 1 again.
   static absl::StatusOr<std::unique_ptr<DiskEventStore>> Open(
       DiskStoreOptions options);
 
@@ -117,10 +141,6 @@ class DiskEventStore : public hub::EventStore {
 absl::Status ForEachRecentId(
     const DiskEventStore& store, std::size_t max_entries, absl::Time since,
     absl::FunctionRef<void(const StoredEventId&)> visit);
-
-// The same, as the hub's interface, for the binary's store factory.
-absl::StatusOr<std::unique_ptr<hub::EventStore>> OpenDiskEventStore(
-    DiskStoreOptions options);
 
 }  // namespace convocore::store
 

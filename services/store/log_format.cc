@@ -16,9 +16,6 @@ static_assert(std::endian::native == std::endian::little,
               "the log is written in the host's byte order, little-endian");
 
 constexpr char kSegmentMagic[8] = {'C', 'V', 'C', 'E', 'V', 'L', 'O', 'G'};
-constexpr std::uint32_t kSegmentVersion = 2;
-constexpr std::uint32_t kUnsaltedSegmentVersion = 1;
-constexpr std::size_t kUnsaltedSegmentHeaderSize = 16;
 constexpr char kMetaMagic[8] = {'C', 'V', 'C', 'E', 'V', 'M', 'E', 'T'};
 constexpr std::size_t kMetaSize = 8 + 8 + 8 + 8;  // magic, fields, checksum
 
@@ -69,28 +66,25 @@ std::uint32_t NewSalt() {
   return salt;
 }
 
-absl::StatusOr<SegmentHeaderFields> CheckSegmentHeader(absl::string_view file) {
-  if (file.size() < kUnsaltedSegmentHeaderSize ||
+absl::StatusOr<std::uint32_t> CheckSegmentHeader(absl::string_view file) {
+  constexpr std::size_t kVersionEnd = sizeof(kSegmentMagic) + 4;
+  if (file.size() < kVersionEnd ||
       std::memcmp(file.data(), kSegmentMagic, sizeof(kSegmentMagic)) != 0) {
     return absl::DataLossError("not an event log segment (bad header)");
   }
   const auto version = Load<std::uint32_t>(file.data() + 8);
-  const auto salt = Load<std::uint32_t>(file.data() + 12);
-  if (version > kSegmentVersion) {
+  if (version != kSegmentVersion) {
     return absl::FailedPreconditionError(
         absl::StrCat("the event log segment has format version ", version,
-                     "; this binary reads versions up to ", kSegmentVersion));
-  }
-  if (version == kUnsaltedSegmentVersion && salt == 0) {
-    return SegmentHeaderFields{.salt = 0, .size = kUnsaltedSegmentHeaderSize};
+                     "; this binary reads only version ", kSegmentVersion));
   }
   // A damaged salt would fail every record's checksum, and the whole segment
   // would look like a torn tail: the header vouches for itself.
-  if (version != kSegmentVersion || file.size() < kSegmentHeaderSize ||
+  if (file.size() < kSegmentHeaderSize ||
       Load<std::uint64_t>(file.data() + 16) != XXH3_64bits(file.data(), 16)) {
     return absl::DataLossError("the segment header is damaged");
   }
-  return SegmentHeaderFields{.salt = salt, .size = kSegmentHeaderSize};
+  return Load<std::uint32_t>(file.data() + 12);
 }
 
 absl::Status CheckStorable(const hub::StoredEvent& event) {
@@ -235,13 +229,13 @@ absl::Status CheckDamageIsTornTail(absl::string_view file, std::uint32_t salt,
 }  // namespace
 
 absl::StatusOr<SegmentScan> ScanSegment(absl::string_view file) {
-  absl::StatusOr<SegmentHeaderFields> header = CheckSegmentHeader(file);
-  if (!header.ok()) return header.status();
+  absl::StatusOr<std::uint32_t> salt = CheckSegmentHeader(file);
+  if (!salt.ok()) return salt.status();
   SegmentScan scan;
-  scan.salt = header->salt;
-  scan.committed_size = header->size;
+  scan.salt = *salt;
+  scan.committed_size = kSegmentHeaderSize;
   std::size_t batch_start = 0;  // index in scan.records of the open batch
-  std::uint64_t offset = header->size;
+  std::uint64_t offset = kSegmentHeaderSize;
   std::uint64_t previous_sequence = 0;
   while (offset < file.size()) {
     absl::StatusOr<Record> record = ParseRecord(file.substr(offset), scan.salt);

@@ -17,9 +17,10 @@
 // start of such a batch is corruption of acknowledged events, not a crash's
 // torn batch.
 //
+// A segment of any other format version is refused, never converted.
+//
 //   segment header: 8 bytes "CVCEVLOG", u32 version (2), u32 salt,
-//                   u64 XXH3-64 of the 16 bytes before it (version 1: the
-//                   first 16 bytes only, the salt's zero)
+//                   u64 XXH3-64 of the 16 bytes before it
 //   record header: u64 checksum   XXH3-64 of the rest of the record,
 //                                 seeded with the salt
 //                  u32 id_size
@@ -44,7 +45,8 @@
 
 namespace convocore::store::log_format {
 
-// Of the headers this binary writes (version 2).
+// The only segment format version this binary reads and writes.
+inline constexpr std::uint32_t kSegmentVersion = 2;
 inline constexpr std::size_t kSegmentHeaderSize = 24;
 inline constexpr std::size_t kRecordHeaderSize = 40;
 // Bounds a damaged header's sizes before anything is allocated for them.
@@ -59,15 +61,11 @@ inline constexpr std::uint32_t kStartsBatch = 4;
 std::string SegmentHeader(std::uint32_t salt);
 // A random salt for a new segment, never 0.
 std::uint32_t NewSalt();
-// What a segment's header says.
-struct SegmentHeaderFields {
-  std::uint32_t salt = 0;                 // 0 in version 1, which had none
-  std::size_t size = kSegmentHeaderSize;  // where the records start
-};
-// Checks the header at the start of `file`: kDataLoss when it is not a
-// segment header or is damaged; kFailedPrecondition when it is one of a newer
-// format than this binary reads.
-absl::StatusOr<SegmentHeaderFields> CheckSegmentHeader(absl::string_view file);
+// Checks the header at the start of `file` and returns its salt; records
+// start right after it (kSegmentHeaderSize). kDataLoss when it is not a
+// segment header or is damaged; kFailedPrecondition when it names a format
+// version other than kSegmentVersion.
+absl::StatusOr<std::uint32_t> CheckSegmentHeader(absl::string_view file);
 
 struct RecordHeader {
   std::uint64_t checksum = 0;

@@ -14,25 +14,29 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/cleanup/cleanup.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "gateway/log/logger.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/store/log_format.h"
-#include "services/store/sqlite.h"
 #include "tests/services/store/fault_injection.h"
 #include "tests/services/store/test_events.h"
+#include "tests/support/eventually.h"
 
 extern char** environ;
 
@@ -47,6 +51,7 @@ using ::convocore::store::testing::FillFileSystem;
 using ::convocore::store::testing::MakeEvent;
 using ::convocore::store::testing::ScopedMount;
 using ::convocore::store::testing::SetImmutable;
+using ::convocore::testing::Eventually;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
@@ -79,17 +84,6 @@ void ExpectGenerated(const std::vector<StoredEvent>& events) {
     EXPECT_EQ(*event.event_bytes, EventBytes(event.sequence)) << event.sequence;
     EXPECT_EQ(event.id, EventId(event.sequence));
   }
-}
-
-// Polls `done` until it holds or a generous deadline passes; for background
-// work whose completion the store does not signal.
-bool Eventually(const std::function<bool()>& done) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  while (!done()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return true;
 }
 
 class DiskEventStoreTest : public ::testing::Test {
@@ -171,10 +165,9 @@ class DiskEventStoreTest : public ::testing::Test {
     std::ifstream in(file, std::ios::binary);
     std::string header(log_format::kSegmentHeaderSize, '\0');
     in.read(header.data(), static_cast<std::streamsize>(header.size()));
-    absl::StatusOr<log_format::SegmentHeaderFields> fields =
-        log_format::CheckSegmentHeader(header);
-    EXPECT_TRUE(fields.ok()) << file << ": " << fields.status();
-    return fields.ok() ? fields->salt : 0;
+    absl::StatusOr<std::uint32_t> salt = log_format::CheckSegmentHeader(header);
+    EXPECT_TRUE(salt.ok()) << file << ": " << salt.status();
+    return salt.ok() ? *salt : 0;
   }
 
   static void FlipByte(const std::filesystem::path& file, std::uintmax_t at) {
@@ -515,6 +508,34 @@ TEST_F(DiskEventStoreTest, RefusesAFileThatIsNotASegment) {
       << store.status();
 }
 
+// A segment of another format version (an unreleased development one, or a
+// newer binary's) is refused with the file and the version named; nothing is
+// cut or rewritten.
+TEST_F(DiskEventStoreTest, RefusesASegmentOfAnotherFormatVersion) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Append(Batch(1, 3)).ok());
+  }
+  const std::filesystem::path segment = SegmentFiles()[0];
+  const std::uintmax_t end = DataEnd(segment);
+  {
+    std::fstream stream(segment,
+                        std::ios::binary | std::ios::in | std::ios::out);
+    stream.seekp(8);
+    stream.put('\1');  // the version field's low byte: 2 becomes 1
+    ASSERT_TRUE(stream.good());
+  }
+  absl::StatusOr<std::unique_ptr<DiskEventStore>> store =
+      DiskEventStore::Open(Options());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition)
+      << store.status();
+  EXPECT_THAT(store.status().message(),
+              HasSubstr(segment.filename().string()));
+  EXPECT_THAT(store.status().message(), HasSubstr("format version 1"));
+  EXPECT_EQ(DataEnd(segment), end);
+}
+
 // Damage followed by newer segments is not a crash's torn tail: the log
 // cannot say which acknowledged events it lost, so it does not open.
 TEST_F(DiskEventStoreTest, RefusesALogWhoseOlderSegmentIsDamaged) {
@@ -809,7 +830,7 @@ TEST(DurabilityTest, ParsesAndPrintsFlagValues) {
   std::string error;
   EXPECT_TRUE(AbslParseFlag("os_cache", &durability, &error));
   EXPECT_EQ(durability, Durability::kOsCache);
-  EXPECT_EQ(AbslUnparseFlag(durability), "os_cache");
+  EXPECT_EQ(DurabilityName(durability), "os_cache");
   EXPECT_TRUE(AbslParseFlag("fsync", &durability, &error));
   EXPECT_EQ(durability, Durability::kFsync);
   EXPECT_FALSE(AbslParseFlag("sometimes", &durability, &error));
@@ -875,7 +896,7 @@ Report RunAndKillChild(const std::filesystem::path& dir, Durability durability,
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
   const std::string dir_arg = dir.string();
-  const std::string mode_arg = AbslUnparseFlag(durability);
+  const std::string mode_arg(DurabilityName(durability));
   std::string segment_arg = "65536";
   char* argv[] = {const_cast<char*>(DISK_STORE_CRASH_CHILD),
                   const_cast<char*>(dir_arg.c_str()),
@@ -1055,129 +1076,111 @@ TEST_F(DiskEventStoreTest, UnwritableLogAtRuntimeIsUnavailableThenRecovers) {
   EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAreArray(Range(1, 6)));
 }
 
-// --- Upgrading from the SQLite log of earlier versions.
+// --- Storage that goes away while the store runs.
 
-// Writes events.db as the SQLite store (schema version 1) left it: events
-// `first`..`last` retained, `high_water` and `trimmed` in its meta table.
-void WriteLegacyLog(const std::filesystem::path& dir, std::uint64_t first,
-                    std::uint64_t last, std::uint64_t high_water,
-                    std::uint64_t trimmed) {
-  std::filesystem::create_directories(dir);
-  absl::StatusOr<sqlite::Connection> db = sqlite::Connection::Open(
-      (dir / "events.db").string(), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  ASSERT_TRUE(db.ok()) << db.status();
-  ASSERT_TRUE(db->Exec("PRAGMA journal_mode = WAL").ok());
-  ASSERT_TRUE(db->Exec(R"sql(
-    CREATE TABLE events (sequence INTEGER PRIMARY KEY,
-                         receive_time_ns INTEGER NOT NULL,
-                         id TEXT NOT NULL, event BLOB NOT NULL);
-    CREATE INDEX events_by_receive_time ON events (receive_time_ns);
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)
-      WITHOUT ROWID;
-    CREATE TABLE probe (id INTEGER PRIMARY KEY, filler BLOB NOT NULL);
-    INSERT INTO meta (key, value) VALUES ('schema_version', 1);
-  )sql")
-                  .ok());
-  absl::StatusOr<sqlite::Statement> meta =
-      db->Prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)");
-  ASSERT_TRUE(meta.ok());
-  for (const auto& [key, value] :
-       {std::pair{"last_sequence", high_water},
-        std::pair{"trimmed_events_total", trimmed}}) {
-    meta->Reset();
-    meta->BindText(1, key);
-    meta->BindInt64(2, static_cast<std::int64_t>(value));
-    ASSERT_TRUE(meta->Run().ok());
+// Collects the lines the store logs.
+class LogLines {
+ public:
+  LogLines() {
+    log::SetSinkForTesting([this](std::string_view line) {
+      absl::MutexLock lock(&mu_);
+      lines_.emplace_back(line);
+    });
   }
-  absl::StatusOr<sqlite::Statement> insert = db->Prepare(
-      "INSERT INTO events (sequence, receive_time_ns, id, event) "
-      "VALUES (?1, ?2, ?3, ?4)");
-  ASSERT_TRUE(insert.ok());
-  for (std::uint64_t sequence = first; first > 0 && sequence <= last;
-       ++sequence) {
-    const StoredEvent event = MakeEvent(sequence);
-    insert->Reset();
-    insert->BindInt64(1, static_cast<std::int64_t>(sequence));
-    insert->BindInt64(2, absl::ToUnixNanos(event.receive_time));
-    insert->BindText(3, event.id);
-    insert->BindBlob(4, *event.event_bytes);
-    ASSERT_TRUE(insert->Run().ok());
+  ~LogLines() { log::SetSinkForTesting(nullptr); }
+
+  int Count(absl::string_view text) const {
+    absl::MutexLock lock(&mu_);
+    return static_cast<int>(
+        std::count_if(lines_.begin(), lines_.end(), [&](const std::string& l) {
+          return absl::StrContains(l, text);
+        }));
   }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<std::string> lines_ ABSL_GUARDED_BY(mu_);
+};
+
+// `rm -rf` of the data directory under a running store: what it appends
+// next would be in no directory a start reads, so it refuses, with the
+// reason, and says so once in the log. It stays so, even once a directory
+// of that name is back; the retained events stay readable.
+TEST_F(DiskEventStoreTest, RemovedDataDirectoryMakesItUnavailableForGood) {
+  LogLines lines;
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Append(Batch(1, 3)).ok());
+  std::filesystem::remove_all(dir_);
+
+  ASSERT_TRUE(Eventually([&] { return !store->Health().ok(); }));
+  EXPECT_EQ(store->Health().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(store->Health().message(), HasSubstr(dir_.string()));
+  EXPECT_THAT(store->Health().message(), HasSubstr("was removed"));
+  const absl::Status refused = store->Append(Batch(4, 1));
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("was removed"));
+  EXPECT_EQ(store->Stats().last_sequence, 3u);
+  const std::vector<StoredEvent> events = ReadAll(*store);
+  EXPECT_THAT(Sequences(events), ElementsAre(1, 2, 3));
+  ExpectGenerated(events);
+
+  // A directory of the same name is another one: still unavailable, and
+  // nothing is written into it.
+  std::filesystem::create_directories(dir_);
+  const int ticks_before = lines.Count("storage is gone");
+  absl::SleepFor(absl::Milliseconds(100));  // ten maintenance intervals
+  EXPECT_EQ(store->Health().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store->Append(Batch(4, 1)).code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(std::filesystem::is_empty(dir_));
+  EXPECT_EQ(ticks_before, 1);
+  EXPECT_EQ(lines.Count("storage is gone"), 1);
+  store.reset();
+  EXPECT_TRUE(std::filesystem::is_empty(dir_));
 }
 
-TEST_F(DiskEventStoreTest, ImportsTheSqliteLogOfAnEarlierVersion) {
-  // 2,500 events: more than one import batch and more than one segment.
-  WriteLegacyLog(dir_, 101, 2600, 2600, 100);
+TEST_F(DiskEventStoreTest, ReplacedDataDirectoryMakesItUnavailable) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Append(Batch(1, 3)).ok());
+  std::filesystem::rename(dir_, root_ / "moved");
+  std::filesystem::create_directories(dir_);
+  ASSERT_TRUE(Eventually([&] { return !store->Health().ok(); }));
+  EXPECT_THAT(store->Health().message(), HasSubstr("replaced"));
+  EXPECT_EQ(store->Append(Batch(4, 1)).code(),
+            absl::StatusCode::kUnavailable);
+}
+
+// Between maintenance ticks the next Append() notices: the batch it wrote
+// into the removed directory is refused, not acknowledged.
+TEST_F(DiskEventStoreTest, AppendAfterTheDataDirectoryIsRemovedIsRefused) {
   DiskStoreOptions options = Options();
-  options.segment_bytes = 256 << 10;
-  {
-    auto store = Open(options);
-    ASSERT_NE(store, nullptr);
-    EXPECT_FALSE(std::filesystem::exists(dir_ / "events.db"));
-    EXPECT_FALSE(std::filesystem::exists(dir_ / "events.db-wal"));
-    EXPECT_GT(SegmentFiles().size(), 1u);
-    const hub::StoreStats stats = store->Stats();
-    EXPECT_EQ(stats.first_sequence, 101u);
-    EXPECT_EQ(stats.last_sequence, 2600u);
-    EXPECT_EQ(stats.retained_events, 2500u);
-    EXPECT_EQ(stats.trimmed_events_total, 100u);
-    ASSERT_TRUE(store->Append(Batch(2601, 2)).ok());
-  }
+  options.maintenance_interval = absl::Hours(1);  // only Append() checks
   auto store = Open(options);
   ASSERT_NE(store, nullptr);
-  const std::vector<StoredEvent> events = ReadAll(*store);
-  EXPECT_THAT(Sequences(events), ElementsAreArray(Range(101, 2602)));
-  ExpectGenerated(events);
-  EXPECT_EQ(events.front().receive_time, EventTime(101));
+  ASSERT_TRUE(store->Append(Batch(1, 3)).ok());
+  std::filesystem::remove_all(dir_);
+  const absl::Status refused = store->Append(Batch(4, 2));
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("was removed"));
+  EXPECT_EQ(store->Health().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store->Stats().last_sequence, 3u);
+  EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAre(1, 2, 3));
 }
 
-// Subscribers resume by sequence: an upgrade must not hand out again the
-// sequences of events that were all trimmed before it.
-TEST_F(DiskEventStoreTest, ImportKeepsTheHighWaterMarkOfAnEmptyLog) {
-  WriteLegacyLog(dir_, 0, 0, 42, 42);
+// The active segment alone deleted: its later batches would be in no file.
+TEST_F(DiskEventStoreTest, DeletedActiveSegmentMakesItUnavailable) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(store->Stats().last_sequence, 42u);
-  EXPECT_EQ(store->Stats().retained_events, 0u);
-  EXPECT_EQ(store->Stats().trimmed_events_total, 42u);
-  EXPECT_EQ(store->Append(Batch(42, 1)).code(),
-            absl::StatusCode::kInvalidArgument);
-  ASSERT_TRUE(store->Append(Batch(43, 1)).ok());
-  store.reset();
-  store = Open();
-  ASSERT_NE(store, nullptr);
-  EXPECT_EQ(store->Stats().last_sequence, 43u);
-  EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAre(43));
-}
-
-// A crash during the import leaves segments next to events.db; they are
-// the import's own and it starts over.
-TEST_F(DiskEventStoreTest, AnInterruptedImportStartsOver) {
-  WriteLegacyLog(dir_, 1, 30, 30, 0);
-  std::ofstream(dir_ / "events-0000000001.log") << "half an import";
-  std::ofstream(dir_ / "events-0000000002.log") << "";
-  auto store = Open();
-  ASSERT_NE(store, nullptr);
-  EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAreArray(Range(1, 30)));
-  // The leftovers are gone: the first segment is the import's, and a second
-  // one, if any, was made ahead, empty.
-  for (const std::filesystem::path& segment : SegmentFiles()) {
-    std::ifstream stream(segment, std::ios::binary);
-    const std::string content((std::istreambuf_iterator<char>(stream)),
-                              std::istreambuf_iterator<char>());
-    EXPECT_EQ(content.find("half an import"), std::string::npos) << segment;
-  }
-}
-
-TEST_F(DiskEventStoreTest, RefusesALegacyDatabaseThatIsCorrupt) {
-  std::filesystem::create_directories(dir_);
-  std::ofstream(dir_ / "events.db") << std::string(8192, 'x');
-  absl::StatusOr<std::unique_ptr<DiskEventStore>> store =
-      DiskEventStore::Open(Options());
-  EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss)
-      << store.status();
-  // Nothing was thrown away: the operator can still recover it by hand.
-  EXPECT_TRUE(std::filesystem::exists(dir_ / "events.db"));
+  ASSERT_TRUE(store->Append(Batch(1, 3)).ok());
+  ASSERT_FALSE(SegmentFiles().empty());
+  std::filesystem::remove(SegmentFiles()[0]);
+  ASSERT_TRUE(Eventually([&] { return !store->Health().ok(); }));
+  EXPECT_THAT(store->Health().message(), HasSubstr("was deleted"));
+  EXPECT_EQ(store->Append(Batch(4, 1)).code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_THAT(Sequences(ReadAll(*store)), ElementsAre(1, 2, 3));
 }
 
 }  // namespace

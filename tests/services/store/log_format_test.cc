@@ -27,7 +27,7 @@ std::uint32_t Load32(const std::string& bytes, std::size_t at) {
   return value;
 }
 
-// Any salt but 0 (version 1's): every test then checks that it is used.
+// Any salt but 0: every test then checks that it is used.
 constexpr std::uint32_t kSalt = 0x5a17ed42;
 
 // A segment holding `batches`, each a list of sequences, as the store writes
@@ -246,7 +246,7 @@ TEST(LogFormatTest, ChecksTheSegmentHeader) {
   const absl::Status status = CheckSegmentHeader(newer).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(status.message()), HasSubstr("version 3"));
-  EXPECT_EQ(CheckSegmentHeader(SegmentHeader(kSalt))->salt, kSalt);
+  EXPECT_EQ(*CheckSegmentHeader(SegmentHeader(kSalt)), kSalt);
   EXPECT_NE(NewSalt(), 0u);
 }
 
@@ -266,21 +266,26 @@ TEST(LogFormatTest, ADamagedSegmentHeaderIsDataLoss) {
   }
 }
 
-// Version 1 segments, written before records were salted, still read.
-TEST(LogFormatTest, ReadsUnsaltedVersionOneSegments) {
-  // Magic, version 1, four zero bytes; records right after.
+// The format has one version: a segment of any other is refused, with its
+// version named, whatever its records would say.
+TEST(LogFormatTest, RefusesEveryOtherFormatVersion) {
+  for (const std::uint32_t version : {0u, 1u, 3u}) {
+    // Magic, the version, and what follows as version 2 lays it out.
+    std::string file = Segment({{1, 2}}, kWrittenAfterSync);
+    std::memcpy(file.data() + 8, &version, sizeof(version));
+    const absl::Status status = ScanSegment(file).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << version;
+    EXPECT_THAT(status.message(),
+                HasSubstr(absl::StrCat("format version ", version,
+                                       "; this binary reads only version 2")));
+  }
+  // An earlier layout: a 16-byte header, version 1, no salt, no checksum.
   std::string file = SegmentHeader(kSalt).substr(0, 16);
   file[8] = 1;
   file.replace(12, 4, 4, '\0');
   AppendRecord(MakeEvent(1), kEndsBatch, /*salt=*/0, &file);
-  absl::StatusOr<SegmentScan> scan = ScanSegment(file);
-  ASSERT_TRUE(scan.ok()) << scan.status();
-  EXPECT_EQ(scan->salt, 0u);
-  EXPECT_THAT(ScannedSequences(*scan), ::testing::ElementsAre(1));
-  EXPECT_EQ(scan->committed_size, file.size());
-  // Version 1 had no salt: anything there is damage.
-  file[13] = 1;
-  EXPECT_EQ(ScanSegment(file).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(ScanSegment(file).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 // A record is only valid in the segment whose salt it was written with: an

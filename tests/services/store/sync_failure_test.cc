@@ -24,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "services/store/disk_event_store.h"
 #include "tests/services/store/test_events.h"
+#include "tests/support/eventually.h"
 
 namespace {
 
@@ -53,13 +54,11 @@ bool IsFirstSegment(int fd) {
                                     "/events-0000000001.log");
 }
 
-bool WaitUntil(bool (*done)()) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (!done()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-  return true;
+// Bounded waits for the interposed calls and the test: 10 s at most.
+template <typename Condition>
+bool WaitUntil(Condition done) {
+  return convocore::testing::Eventually(done, absl::Seconds(10),
+                                        absl::Milliseconds(1));
 }
 
 }  // namespace
@@ -103,6 +102,12 @@ class SyncFailureTest : public ::testing::Test {
   static constexpr std::size_t kSegmentBytes = 64 << 10;
 
   void SetUp() override {
+    // Every test starts from no fault, also when repeated in one process.
+    g_fail_background_sync = false;
+    g_sync_waits_for_write = false;
+    g_sync_entered = false;
+    g_hold_test_write = false;
+    g_test_write_held = false;
     g_test_thread = pthread_self();
     std::string path =
         (std::filesystem::temp_directory_path() / "sync-failure-XXXXXX")
