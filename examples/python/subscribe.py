@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Prints the webhook gateway's events of the chosen types, one JSON object
-per line (the protobuf JSON mapping), and keeps going across gateway restarts
-without missing or repeating an event.
+per line (the protobuf JSON mapping: the payload's keys are the sender's, and
+formData and the *Json fields are JSON text), and keeps going across gateway
+restarts without missing or repeating an event.
 
     pip install ./clients/python
     python3 examples/python/subscribe.py --target localhost:50051 --types chat_delegated,bug_reported
@@ -18,7 +19,7 @@ import sys
 import grpc
 from google.protobuf import json_format
 
-from convocore.webhooks import Subscription
+from convocore.webhooks import Subscription, resume_info
 from convocore.webhooks.v1 import event_stream_service_pb2 as pb
 from convocore.webhooks.v1 import events_pb2
 
@@ -79,12 +80,24 @@ def main(argv=None) -> int:
             for event in subscription:
                 print(json_format.MessageToJson(event, indent=None), flush=True)
         except grpc.RpcError as e:
-            logging.error("cannot resume: %s", describe(e))
+            info = resume_info(e)
+            if e.code() == grpc.StatusCode.OUT_OF_RANGE and info is not None:
+                # Only the operator can decide to accept the gap: say how.
+                logging.error(
+                    "cannot resume without a gap: %s; the oldest event retained is %d "
+                    "(rerun with --after_sequence %d, or --from_oldest, to accept the gap)",
+                    describe(e),
+                    info.oldest_available_sequence,
+                    info.oldest_available_sequence - 1,
+                )
+            else:
+                logging.error("cannot resume: %s", describe(e))
             return 1
     return 0
 
 
 def describe(error: Exception) -> str:
+    """The error as one log line: its gRPC code and message when it has them."""
     if isinstance(error, grpc.RpcError):
         return f"{error.code().name}: {error.details()}"
     return str(error)

@@ -67,11 +67,13 @@ def post_all(gateway, webhooks) -> list[tuple[int, str]]:
 
 
 def received(client) -> list[tuple[int, str]]:
-    """(sequence, type) of each event the example printed so far."""
+    """(sequence, type) of each event the example printed so far (the
+    protobuf JSON mapping: type_raw is "typeRaw", event_type "eventType")."""
     events = []
     for line in client.stdout_lines():
         ev = json.loads(line)
-        events.append((int(ev["sequence"]), ev["type"]))
+        assert ev["eventType"] == "EVENT_TYPE_" + ev["typeRaw"].upper(), line
+        events.append((int(ev["sequence"]), ev["typeRaw"]))
     return events
 
 
@@ -144,23 +146,43 @@ def test_grpcurl_lists_the_service_by_reflection_and_subscribes(start_gateway, p
     assert SERVICE in services and "grpc.health.v1.Health" in services
     assert "rpc Subscribe ( .convocore.webhooks.v1.SubscribeRequest ) returns ( stream .convocore.webhooks.v1.SubscribeResponse );" in grpcurl(target, "describe", SERVICE)
 
-    webhook_test = next(b for t, b in samples() if t == "webhook_test")
-    [(sequence, _)] = post_all(gateway, [("webhook_test", webhook_test)])
-    request = json.dumps({"eventTypes": ["EVENT_TYPE_WEBHOOK_TEST"], "afterSequence": "0"})
+    wanted = ["webhook_test", "message_received", "form_submitted"]
+    bodies = {t: b for t, b in samples() if t in wanted}
+    accepted = post_all(gateway, [(t, bodies[t]) for t in wanted])
+    request = json.dumps(
+        {"eventTypes": ["EVENT_TYPE_" + t.upper() for t in wanted], "afterSequence": "0"}
+    )
     sub = processes(
         "grpcurl-subscribe",
         [os.environ["GRPCURL_BIN"], "-plaintext", "-d", request, target, f"{SERVICE}/Subscribe"],
     )
 
-    def first_message():
-        text = sub.out_path.read_text()
-        try:
-            return json.JSONDecoder().raw_decode(text.strip())[0] if text.strip() else None
-        except json.JSONDecodeError:
-            return None  # Not all of it yet.
+    def events_printed():
+        """The events of every response grpcurl printed in full, once there
+        are as many as were accepted."""
+        text, at, events = sub.out_path.read_text(), 0, []
+        decoder = json.JSONDecoder()
+        while True:
+            while at < len(text) and text[at].isspace():
+                at += 1
+            try:
+                message, at = decoder.raw_decode(text, at)
+            except json.JSONDecodeError:
+                break  # None left, or not all of the next one yet.
+            events += message.get("events", [])  # None in a heartbeat.
+        return events if len(events) >= len(accepted) else None
 
-    message = wait_for(first_message, 30, "grpcurl to print the event")
-    assert message["event"]["sequence"] == str(sequence)
-    assert message["event"]["type"] == "webhook_test"
-    # grpcurl prints the proto field names (webhook_test), not the JSON names.
-    assert message["event"]["webhook_test"]["message"]
+    events = wait_for(events_printed, 30, "grpcurl to print the events")
+    assert [(int(e["sequence"]), e["type_raw"]) for e in events] == accepted
+    # grpcurl prints the proto field names (webhook_test, type_raw), except
+    # where the field sets a json_name: then the sender's key (from,
+    # createdAt, formData).
+    test, message, form = events
+    assert test["event_type"] == "EVENT_TYPE_WEBHOOK_TEST"
+    assert test["webhook_test"]["message"]
+    sample = {t: json.loads(b)["payload"] for t, b in bodies.items()}
+    assert test["webhook_test"]["createdAt"] == str(sample["webhook_test"]["createdAt"])
+    assert message["message_received"]["from"] == sample["message_received"]["from"]
+    # formData is JSON text, holding the object as sent.
+    form_data = form["form_submitted"]["formData"]
+    assert isinstance(form_data, str) and json.loads(form_data) == sample["form_submitted"]["formData"]
