@@ -60,7 +60,7 @@ std::string RealisticEvent(std::uint64_t sequence, std::mt19937_64& rng) {
   return bytes;
 }
 
-std::string BigEndianKey(std::uint64_t sequence) {
+[[maybe_unused]] std::string BigEndianKey(std::uint64_t sequence) {
   std::string key(8, '\0');
   for (int i = 7; i >= 0; --i) {
     key[i] = static_cast<char>(sequence & 0xff);

@@ -65,7 +65,8 @@ struct HubOptions {
   // not, with how long it took and how many events it held: the store's
   // write (and fsync) latency is most of a durable acknowledgement's, so an
   // operator needs to see it. Must be cheap and must not call the hub.
-  std::function<void(absl::Duration took, std::size_t events)> on_append;
+  std::function<void(absl::Duration took, std::size_t events)> on_append =
+      nullptr;
 };
 
 struct HubStats {
