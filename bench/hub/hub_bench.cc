@@ -85,8 +85,7 @@ constexpr std::uint32_t kSequenceTag = (1 << 3) | 0;
 
 class Client {
  public:
-  Client(int streams, std::uint64_t expect)
-      : streams_(streams), expect_(expect) {}
+  explicit Client(std::uint64_t expect) : expect_(expect) {}
 
   // What the streams report; WaitFor() counts them.
   enum Counter { kReady, kComplete, kEnded, kCounters };
@@ -119,7 +118,6 @@ class Client {
     ++counts_[counter];
   }
 
-  const int streams_;
   const std::uint64_t expect_;
   absl::Mutex mu_;
   int counts_[kCounters] ABSL_GUARDED_BY(mu_) = {};
@@ -195,7 +193,7 @@ class Stream
 int RunClient() {
   const int n = absl::GetFlag(FLAGS_streams);
   const int channels = std::max(1, absl::GetFlag(FLAGS_channels));
-  Client client(n, absl::GetFlag(FLAGS_expect));
+  Client client(absl::GetFlag(FLAGS_expect));
   std::vector<std::unique_ptr<grpc::GenericStub>> stubs;
   for (int c = 0; c < channels; ++c) {
     grpc::ChannelArguments args;

@@ -178,7 +178,9 @@ absl::StatusOr<HttpResponse> RawConnection::ReadResponse(absl::Time deadline) {
       if (response->code >= 200) {
         auto it = response->headers.find("content-length");
         if (it != response->headers.end()) {
-          absl::SimpleAtoi(it->second, &length);
+          if (!absl::SimpleAtoi(it->second, &length)) {
+            return absl::DataLossError("bad content-length");
+          }
         }
       }
       if (buffered_.size() >= head_end + 4 + length) {
