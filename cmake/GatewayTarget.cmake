@@ -11,6 +11,8 @@
 #  - Warnings as errors (GATEWAY_WARNING_FLAGS, set in the top-level
 #    CMakeLists.txt), PRIVATE: they apply to our sources only, never to what
 #    a consumer compiles.
+#  - In the ThreadSanitizer build, executables link the annotations that
+#    make Debian's absl::Mutex visible to TSan (tests/support/tsan/).
 function(gateway_target target)
   get_target_property(type ${target} TYPE)
   if(type STREQUAL "UTILITY")
@@ -26,6 +28,9 @@ function(gateway_target target)
     target_include_directories(${target} PUBLIC ${PROJECT_SOURCE_DIR})
   endif()
   target_compile_options(${target} PRIVATE ${GATEWAY_WARNING_FLAGS})
+  if(GATEWAY_TSAN AND type STREQUAL "EXECUTABLE")
+    target_link_libraries(${target} PRIVATE gateway_tsan_absl_sync)
+  endif()
 endfunction()
 
 # gateway_targets_in(<dir>...): gateway_target() on every target defined in
