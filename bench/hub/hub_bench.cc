@@ -20,17 +20,16 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -38,6 +37,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "convocore/webhooks/v1/events.pb.h"
@@ -85,42 +85,42 @@ constexpr std::uint32_t kSequenceTag = (1 << 3) | 0;
 
 class Client {
  public:
-  Client(int streams, std::uint64_t expect)
-      : streams_(streams), expect_(expect) {}
+  explicit Client(std::uint64_t expect) : expect_(expect) {}
 
-  void Ready() { Bump(&Client::ready_); }
-  void StreamComplete() { Bump(&Client::complete_); }
+  // What the streams report; WaitFor() counts them.
+  enum Counter { kReady, kComplete, kEnded, kCounters };
+
+  void Ready() { Bump(kReady); }
+  void StreamComplete() { Bump(kComplete); }
   void StreamEnded(bool error) {
     if (error) errors_.fetch_add(1);
-    Bump(&Client::ended_);
+    Bump(kEnded);
   }
   void Error() { errors_.fetch_add(1); }
 
-  void WaitFor(int Client::*counter, int n) {
-    std::unique_lock<std::mutex> lock(mu_);
-    changed_.wait(lock, [&] { return this->*counter >= n; });
+  // Returns once `counter` reached `n`.
+  void WaitFor(Counter counter, int n) ABSL_LOCKS_EXCLUDED(mu_) {
+    struct Reached {
+      const int* count;
+      int n;
+      bool operator()() const { return *count >= n; }
+    };
+    Reached reached{&counts_[counter], n};
+    absl::MutexLock lock(&mu_, absl::Condition(&reached));
   }
 
   std::uint64_t expect() const { return expect_; }
   int errors() const { return errors_.load(); }
 
-  int ready_ = 0;
-  int complete_ = 0;
-  int ended_ = 0;
-
  private:
-  void Bump(int Client::*counter) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ++(this->*counter);
-    }
-    changed_.notify_all();
+  void Bump(Counter counter) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    ++counts_[counter];
   }
 
-  const int streams_;
   const std::uint64_t expect_;
-  std::mutex mu_;
-  std::condition_variable changed_;
+  absl::Mutex mu_;
+  int counts_[kCounters] ABSL_GUARDED_BY(mu_) = {};
   std::atomic<int> errors_{0};
 };
 
@@ -193,7 +193,7 @@ class Stream
 int RunClient() {
   const int n = absl::GetFlag(FLAGS_streams);
   const int channels = std::max(1, absl::GetFlag(FLAGS_channels));
-  Client client(n, absl::GetFlag(FLAGS_expect));
+  Client client(absl::GetFlag(FLAGS_expect));
   std::vector<std::unique_ptr<grpc::GenericStub>> stubs;
   for (int c = 0; c < channels; ++c) {
     grpc::ChannelArguments args;
@@ -207,11 +207,11 @@ int RunClient() {
     streams.push_back(
         std::make_unique<Stream>(stubs[i % channels].get(), &client));
   }
-  client.WaitFor(&Client::ready_, n);
+  client.WaitFor(Client::kReady, n);
   std::printf("ready\n");
   std::fflush(stdout);
   if (client.expect() > 0) {
-    client.WaitFor(&Client::complete_, n);
+    client.WaitFor(Client::kComplete, n);
   } else {
     // Idle until the driver closes our stdin.
     char c;
@@ -219,7 +219,7 @@ int RunClient() {
     }
   }
   for (auto& s : streams) s->Cancel();
-  client.WaitFor(&Client::ended_, n);
+  client.WaitFor(Client::kEnded, n);
   std::printf("done %d\n", client.errors());
   std::fflush(stdout);
   return 0;
@@ -441,8 +441,8 @@ class BaselineService final
     message_ = grpc::ByteBuffer(&slice, 1);
   }
 
-  void Go(std::uint64_t count) {
-    std::lock_guard<std::mutex> lock(mu_);
+  void Go(std::uint64_t count) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
     for (Reactor* r : reactors_) r->Go(count);
   }
 
@@ -455,7 +455,7 @@ class BaselineService final
   class Reactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
    public:
     explicit Reactor(BaselineService* service) : service_(service) {
-      std::lock_guard<std::mutex> lock(service_->mu_);
+      absl::MutexLock lock(&service_->mu_);
       service_->reactors_.insert(this);
       StartSendInitialMetadata();
     }
@@ -469,7 +469,7 @@ class BaselineService final
     void OnCancel() override { Finish(grpc::Status::CANCELLED); }
     void OnDone() override {
       {
-        std::lock_guard<std::mutex> lock(service_->mu_);
+        absl::MutexLock lock(&service_->mu_);
         service_->reactors_.erase(this);
       }
       delete this;
@@ -490,8 +490,8 @@ class BaselineService final
   };
 
   grpc::ByteBuffer message_;
-  std::mutex mu_;
-  absl::flat_hash_set<Reactor*> reactors_;
+  absl::Mutex mu_;
+  absl::flat_hash_set<Reactor*> reactors_ ABSL_GUARDED_BY(mu_);
 };
 
 RunResult RunBaseline(int subscribers, std::uint64_t events) {

@@ -56,7 +56,7 @@ struct Reply {
   std::string body;
   std::string_view content_type = "application/json";
   // Set for 405.
-  std::string_view allow;
+  std::string_view allow = {};
 };
 
 inline constexpr std::string_view kMetricsContentType =

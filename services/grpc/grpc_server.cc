@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -83,7 +85,7 @@ GrpcServer::~GrpcServer() { Shutdown(absl::Seconds(5)); }
 
 void GrpcServer::SetServing(bool serving) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     serving_wanted_ = serving;
   }
   RefreshHealth();
@@ -92,7 +94,7 @@ void GrpcServer::SetServing(bool serving) {
 void GrpcServer::RefreshHealth() {
   bool serving;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     serving = serving_wanted_ && !stopping_;
   }
   serving = serving && hub_->Health().ok();
@@ -105,24 +107,25 @@ void GrpcServer::RefreshHealth() {
 
 void GrpcServer::TimerLoop() {
   pthread_setname_np(pthread_self(), "grpc-timer");
-  std::unique_lock<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   while (!stopping_) {
-    wake_.wait_for(lock, absl::ToChronoNanoseconds(tick_));
+    // Returns at the tick, or at once when Shutdown() sets stopping_.
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), tick_);
     if (stopping_) break;
-    lock.unlock();
+    mu_.Unlock();
     service_->Tick(heartbeat_ticks_);
     RefreshHealth();
-    lock.lock();
+    mu_.Lock();
   }
 }
 
 void GrpcServer::Shutdown(absl::Duration deadline) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    // Releasing mu_ wakes the timer thread, which sees stopping_.
+    absl::MutexLock lock(&mu_);
     if (stopping_) return;
     stopping_ = true;
   }
-  wake_.notify_all();
   if (timer_.joinable()) timer_.join();
   if (server_ == nullptr) return;
   RefreshHealth();  // NOT_SERVING

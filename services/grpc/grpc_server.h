@@ -7,14 +7,13 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "services/grpc/event_stream_service.h"
 #include "services/hub/event_hub.h"
@@ -55,19 +54,19 @@ class GrpcServer {
   // Readiness as the health service reports it, for "" and
   // EventStreamService: SERVING when `serving` and the hub's store is
   // healthy (re-checked every timer tick, at most a second apart).
-  void SetServing(bool serving);
+  void SetServing(bool serving) ABSL_LOCKS_EXCLUDED(mu_);
 
   // NOT_SERVING, then every open stream ends with UNAVAILABLE and a message
   // naming where to resume; calls still running after `deadline` are
   // cancelled. Returns once every stream's reactor is done. Idempotent.
-  void Shutdown(absl::Duration deadline);
+  void Shutdown(absl::Duration deadline) ABSL_LOCKS_EXCLUDED(mu_);
 
   std::size_t open_streams() const { return service_->open_streams(); }
 
  private:
   GrpcServer(hub::EventHub* hub, absl::Duration tick, int heartbeat_ticks);
-  void TimerLoop();
-  void RefreshHealth();
+  void TimerLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  void RefreshHealth() ABSL_LOCKS_EXCLUDED(mu_);
 
   hub::EventHub* const hub_;
   const absl::Duration tick_;
@@ -77,8 +76,8 @@ class GrpcServer {
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 
-  std::mutex mu_;
-  std::condition_variable wake_;
+  // The timer thread sleeps on mu_ until stopping_ or its next tick.
+  absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool serving_wanted_ ABSL_GUARDED_BY(mu_) = true;
   std::thread timer_;

@@ -70,10 +70,10 @@ struct Subscription::State {
   const EventFilter filter;
   const std::size_t limit;
 
-  std::mutex sink_mu;
+  absl::Mutex sink_mu;
   SubscriptionSink* sink ABSL_GUARDED_BY(sink_mu);
 
-  std::mutex mu;
+  absl::Mutex mu ABSL_ACQUIRED_AFTER(sink_mu);
   Phase phase ABSL_GUARDED_BY(mu) = Phase::kCatchUp;
   std::deque<std::shared_ptr<const Delivery>> queue ABSL_GUARDED_BY(mu);
   // Next() found the queue empty: the next arrival calls OnReady().
@@ -126,7 +126,7 @@ std::shared_ptr<const Delivery> MakeDelivery(const StoredEvent& event) {
 }
 
 void Notify(State& s) ABSL_LOCKS_EXCLUDED(s.sink_mu, s.mu) {
-  std::lock_guard<std::mutex> lock(s.sink_mu);
+  absl::MutexLock lock(&s.sink_mu);
   if (s.sink != nullptr) s.sink->OnReady();
 }
 
@@ -159,7 +159,7 @@ absl::StatusOr<std::shared_ptr<const Delivery>> Subscription::Next(bool* more) {
   std::shared_ptr<const Delivery> delivery;
   bool resume_catch_up = false;
   {
-    std::lock_guard<std::mutex> lock(s.mu);
+    absl::MutexLock lock(&s.mu);
     if (s.queue.empty()) {
       if (more != nullptr) *more = false;
       if (s.phase == State::Phase::kEnded) return s.end;
@@ -202,7 +202,7 @@ absl::StatusOr<std::unique_ptr<EventHub>> EventHub::Create(
   std::unique_ptr<EventHub> hub(
       new EventHub(std::move(store), options, stats.last_sequence));
   {
-    std::lock_guard<std::mutex> lock(hub->mu_);
+    absl::MutexLock lock(&hub->mu_);
     hub->last_receive_time_ = last_receive_time;
   }
   hub->catch_up_thread_ = std::thread([h = hub.get()] { h->CatchUpLoop(); });
@@ -250,10 +250,10 @@ void EventHub::PublishAsync(v1::Event event, PublishCallback done) {
     return;
   }
 
-  std::unique_lock<std::mutex> lock(mu_);
+  absl::ReleasableMutexLock lock(&mu_);
   if (shutting_down_) {
     ++publish_failures_total_;
-    lock.unlock();
+    lock.Release();
     std::move(done)(absl::UnavailableError("the event hub is shutting down"));
     return;
   }
@@ -265,31 +265,25 @@ void EventHub::PublishAsync(v1::Event event, PublishCallback done) {
                                         std::move(id),
                                         WithSequence(sequence, body)});
   pending_infos_.push_back(PendingInfo{std::move(key), std::move(done)});
-  // Only a sleeping committer needs the (system) call; a busy one looks at
-  // the pending events when its batch is done.
-  if (committer_idle_) {
-    committer_idle_ = false;
-    lock.unlock();
-    commit_wanted_.notify_one();
-  }
+  // Releasing mu_ wakes a committer waiting for CommitWanted(); a busy one
+  // looks at the pending events when its batch is done.
 }
 
 void EventHub::CommitLoop() {
   // Named for top -H and perf, where an unnamed thread shows the process name.
   pthread_setname_np(pthread_self(), "hub-commit");
-  std::unique_lock<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   while (true) {
     if (!pending_events_.empty()) {
-      CommitBatchLocked(lock);
+      CommitBatchLocked();
       continue;
     }
     if (shutting_down_) return;
-    committer_idle_ = true;
-    commit_wanted_.wait(lock);
+    mu_.Await(absl::Condition(this, &EventHub::CommitWanted));
   }
 }
 
-void EventHub::CommitBatchLocked(std::unique_lock<std::mutex>& lock) {
+void EventHub::CommitBatchLocked() {
   std::vector<StoredEvent> events;
   std::vector<PendingInfo> infos;
   const std::size_t n =
@@ -307,7 +301,7 @@ void EventHub::CommitBatchLocked(std::unique_lock<std::mutex>& lock) {
   }
   committing_events_ = n;
 
-  lock.unlock();
+  mu_.Unlock();
   const absl::Time append_start = absl::Now();
   absl::Status status = store_->Append(events);
   if (options_.on_append) options_.on_append(absl::Now() - append_start, n);
@@ -317,14 +311,14 @@ void EventHub::CommitBatchLocked(std::unique_lock<std::mutex>& lock) {
     status = absl::UnavailableError(absl::StrCat(
         "the event store cannot persist events: ", status.message()));
   }
-  lock.lock();
+  mu_.Lock();
   if (status.ok()) {
     published_total_ += n;
     ++commit_batches_total_;
   } else {
     publish_failures_total_ += n;
   }
-  lock.unlock();
+  mu_.Unlock();
 
   for (std::size_t k = 0; k < n; ++k) {
     if (status.ok()) {
@@ -337,13 +331,13 @@ void EventHub::CommitBatchLocked(std::unique_lock<std::mutex>& lock) {
   // them before the next batch.
   infos.clear();
   events.clear();
-  lock.lock();
+  mu_.Lock();
   committing_events_ = 0;
 }
 
 void EventHub::FanOut(absl::Span<const StoredEvent> events,
                       absl::Span<const PendingInfo> infos) {
-  std::lock_guard<std::mutex> lock(fan_mu_);
+  absl::MutexLock lock(&fan_mu_);
   // One Delivery per event, made only when someone listens.
   std::vector<std::shared_ptr<const Delivery>> deliveries;
   if (!live_.empty()) {
@@ -358,7 +352,7 @@ void EventHub::FanOut(absl::Span<const StoredEvent> events,
     bool notify = false;
     bool cut_off = false;
     {
-      std::lock_guard<std::mutex> state_lock(s->mu);
+      absl::MutexLock state_lock(&s->mu);
       bool queued = false;
       for (std::size_t k = 0; k < events.size(); ++k) {
         const std::uint64_t sequence = events[k].sequence;
@@ -435,7 +429,7 @@ absl::StatusOr<std::unique_ptr<Subscription>> EventHub::Subscribe(
 
   auto state = std::make_shared<State>(options.filter,
                                        options_.subscriber_queue_limit, sink);
-  std::lock_guard<std::mutex> lock(fan_mu_);
+  absl::MutexLock lock(&fan_mu_);
   if (subscriptions_closed_) {
     return absl::UnavailableError("the event hub is shutting down");
   }
@@ -449,7 +443,7 @@ absl::StatusOr<std::unique_ptr<Subscription>> EventHub::Subscribe(
         "after_sequence ", cursor, " is beyond the newest sequence, ", head));
   }
   {
-    std::lock_guard<std::mutex> state_lock(state->mu);
+    absl::MutexLock state_lock(&state->mu);
     state->scanned = cursor;
     state->last_taken = cursor;
     state->strict = start.kind == Kind::kAfterSequence;
@@ -468,7 +462,7 @@ absl::StatusOr<std::unique_ptr<Subscription>> EventHub::Subscribe(
 void EventHub::Unsubscribe(State* s) {
   std::shared_ptr<State> keep;
   {
-    std::lock_guard<std::mutex> lock(fan_mu_);
+    absl::MutexLock lock(&fan_mu_);
     auto it = subscriptions_.find(s);
     if (it != subscriptions_.end()) {
       keep = std::move(it->second);
@@ -482,21 +476,19 @@ void EventHub::Unsubscribe(State* s) {
   }
   {
     // Waits for an OnReady() in progress; none follows.
-    std::lock_guard<std::mutex> lock(s->sink_mu);
+    absl::MutexLock lock(&s->sink_mu);
     s->sink = nullptr;
   }
-  std::lock_guard<std::mutex> lock(s->mu);
+  absl::MutexLock lock(&s->mu);
   EndLocked(*s, absl::StatusCode::kCancelled, "the subscription was cancelled",
             ResumePointAfter(0));
 }
 
 void EventHub::ScheduleCatchUp(std::shared_ptr<State> state) {
-  {
-    std::lock_guard<std::mutex> lock(catch_up_mu_);
-    if (catch_up_stop_) return;
-    catch_up_ready_.push_back(std::move(state));
-  }
-  catch_up_cv_.notify_one();
+  // Releasing catch_up_mu_ wakes the catch-up thread.
+  absl::MutexLock lock(&catch_up_mu_);
+  if (catch_up_stop_) return;
+  catch_up_ready_.push_back(std::move(state));
 }
 
 void EventHub::CatchUpLoop() {
@@ -504,9 +496,8 @@ void EventHub::CatchUpLoop() {
   while (true) {
     std::shared_ptr<State> state;
     {
-      std::unique_lock<std::mutex> lock(catch_up_mu_);
-      catch_up_cv_.wait(
-          lock, [this] { return catch_up_stop_ || !catch_up_ready_.empty(); });
+      absl::MutexLock lock(&catch_up_mu_,
+                           absl::Condition(this, &EventHub::CatchUpWanted));
       if (catch_up_stop_) return;
       state = std::move(catch_up_ready_.front());
       catch_up_ready_.pop_front();
@@ -519,7 +510,7 @@ bool EventHub::CatchUpStep(const std::shared_ptr<State>& state) {
   State& s = *state;
   std::size_t max_events;
   {
-    std::lock_guard<std::mutex> lock(s.mu);
+    absl::MutexLock lock(&s.mu);
     if (s.phase != State::Phase::kCatchUp) return false;
     if (s.queue.size() > s.limit / 2) {
       s.parked = true;
@@ -537,7 +528,7 @@ bool EventHub::ReadIntoQueue(State& s, std::size_t max_events, bool* at_end) {
   std::uint64_t cursor;
   bool strict;
   {
-    std::lock_guard<std::mutex> lock(s.mu);
+    absl::MutexLock lock(&s.mu);
     if (s.phase != State::Phase::kCatchUp) return false;
     cursor = s.scanned;
     strict = s.strict;
@@ -546,7 +537,7 @@ bool EventHub::ReadIntoQueue(State& s, std::size_t max_events, bool* at_end) {
       store_->ReadAfter(cursor, max_events);
   std::optional<std::size_t> dropped;
   if (!events.ok()) {
-    std::lock_guard<std::mutex> lock(s.mu);
+    absl::MutexLock lock(&s.mu);
     dropped = EndLocked(s, absl::StatusCode::kUnavailable,
                         absl::StrCat("reading the event store failed: ",
                                      events.status().message()),
@@ -555,7 +546,7 @@ bool EventHub::ReadIntoQueue(State& s, std::size_t max_events, bool* at_end) {
              (events->empty() || events->front().sequence > cursor + 1)) {
     const StoreStats stats = store_->Stats();
     if (MissingAfter(stats, cursor)) {
-      std::lock_guard<std::mutex> lock(s.mu);
+      absl::MutexLock lock(&s.mu);
       dropped = EndLocked(
           s, absl::StatusCode::kOutOfRange,
           absl::StrCat("the subscriber fell behind the retention window: ",
@@ -573,7 +564,7 @@ bool EventHub::ReadIntoQueue(State& s, std::size_t max_events, bool* at_end) {
   *at_end = events->size() < max_events;
   bool notify = false;
   {
-    std::lock_guard<std::mutex> lock(s.mu);
+    absl::MutexLock lock(&s.mu);
     if (s.phase != State::Phase::kCatchUp) return false;
     bool queued = false;
     for (const StoredEvent& event : *events) {
@@ -595,13 +586,13 @@ bool EventHub::ReadIntoQueue(State& s, std::size_t max_events, bool* at_end) {
 
 bool EventHub::TrySwitchToLive(const std::shared_ptr<State>& state) {
   State& s = *state;
-  std::lock_guard<std::mutex> lock(fan_mu_);
+  absl::MutexLock lock(&fan_mu_);
   if (subscriptions_closed_) return false;
   const std::uint64_t head = last_fanned_out_;
   std::uint64_t scanned;
   std::size_t room;
   {
-    std::lock_guard<std::mutex> state_lock(s.mu);
+    absl::MutexLock state_lock(&s.mu);
     if (s.phase != State::Phase::kCatchUp) return false;
     scanned = s.scanned;
     room = s.limit - s.queue.size();
@@ -615,7 +606,7 @@ bool EventHub::TrySwitchToLive(const std::shared_ptr<State>& state) {
     bool at_end = false;
     if (!ReadIntoQueue(s, missing, &at_end)) return false;
   }
-  std::lock_guard<std::mutex> state_lock(s.mu);
+  absl::MutexLock state_lock(&s.mu);
   if (s.phase != State::Phase::kCatchUp) return false;
   if (s.scanned < head) return true;
   s.phase = State::Phase::kLive;
@@ -631,17 +622,17 @@ HubStats EventHub::Stats() const {
   stats.retained_bytes = store.retained_bytes;
   stats.trimmed_total = store.trimmed_events_total;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stats.published_total = published_total_;
     stats.publish_failures_total = publish_failures_total_;
     stats.commit_batches_total = commit_batches_total_;
     stats.pending_publishes = pending_events_.size() + committing_events_;
   }
   {
-    std::lock_guard<std::mutex> lock(fan_mu_);
+    absl::MutexLock lock(&fan_mu_);
     stats.subscribers_open = subscriptions_.size();
     for (const auto& [raw, s] : subscriptions_) {
-      std::lock_guard<std::mutex> state_lock(s->mu);
+      absl::MutexLock state_lock(&s->mu);
       if (s->phase == State::Phase::kCatchUp) ++stats.subscribers_catching_up;
       stats.subscriber_queue_max =
           std::max<std::uint64_t>(stats.subscriber_queue_max, s->queue.size());
@@ -656,10 +647,11 @@ HubStats EventHub::Stats() const {
 absl::Status EventHub::Health() const { return store_->Health(); }
 
 void EventHub::Shutdown() {
-  std::lock_guard<std::mutex> shutdown_lock(shutdown_mu_);
+  absl::MutexLock shutdown_lock(&shutdown_mu_);
   std::vector<PendingInfo> refused;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    // Releasing mu_ wakes the committer, which sees shutting_down_.
+    absl::MutexLock lock(&mu_);
     if (!shutting_down_) {
       shutting_down_ = true;
       refused.swap(pending_infos_);
@@ -667,7 +659,6 @@ void EventHub::Shutdown() {
       pending_events_.clear();
     }
   }
-  commit_wanted_.notify_one();
   for (PendingInfo& info : refused) {
     std::move(info.done)(
         absl::UnavailableError("the event hub is shutting down"));
@@ -675,13 +666,13 @@ void EventHub::Shutdown() {
   // The batch being written is acknowledged and fanned out normally.
   if (commit_thread_.joinable()) commit_thread_.join();
   {
-    std::lock_guard<std::mutex> lock(fan_mu_);
+    absl::MutexLock lock(&fan_mu_);
     subscriptions_closed_ = true;
     live_.clear();
     for (const auto& [raw, s] : subscriptions_) {
       std::optional<std::size_t> dropped;
       {
-        std::lock_guard<std::mutex> state_lock(s->mu);
+        absl::MutexLock state_lock(&s->mu);
         dropped = EndLocked(*s, absl::StatusCode::kUnavailable,
                             "the event stream is shutting down",
                             ResumePointAfter(0));
@@ -693,11 +684,11 @@ void EventHub::Shutdown() {
     }
   }
   {
-    std::lock_guard<std::mutex> lock(catch_up_mu_);
+    // Releasing catch_up_mu_ wakes the catch-up thread, which sees the stop.
+    absl::MutexLock lock(&catch_up_mu_);
     catch_up_stop_ = true;
     catch_up_ready_.clear();
   }
-  catch_up_cv_.notify_all();
   if (catch_up_thread_.joinable()) catch_up_thread_.join();
 }
 

@@ -26,13 +26,12 @@
 #define SERVICES_HUB_EVENT_HUB_H_
 
 #include <atomic>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
+#include <mutex>  // std::call_once
 #include <optional>
 #include <string>
 #include <thread>
@@ -44,6 +43,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "convocore/webhooks/v1/events.pb.h"
 #include "services/hub/event_filter.h"
@@ -66,7 +66,8 @@ struct HubOptions {
   // not, with how long it took and how many events it held: the store's
   // write (and fsync) latency is most of a durable acknowledgement's, so an
   // operator needs to see it. Must be cheap and must not call the hub.
-  std::function<void(absl::Duration took, std::size_t events)> on_append;
+  std::function<void(absl::Duration took, std::size_t events)> on_append =
+      nullptr;
 };
 
 struct HubStats {
@@ -221,7 +222,7 @@ using PublishCallback =
 class EventHub {
  public:
   // Reads the store's stats once, to continue its sequence; starts the
-  // catch-up thread.
+  // catch-up and committer threads.
   static absl::StatusOr<std::unique_ptr<EventHub>> Create(
       std::unique_ptr<EventStore> store, HubOptions options = {});
   ~EventHub();  // Shutdown()
@@ -239,11 +240,13 @@ class EventHub {
   // returns when the event is refused at once, otherwise on the hub's
   // committer thread, in sequence order, with no hub lock held. It must be
   // quick and must not block (the next batch waits for it); it may publish.
-  void PublishAsync(convocore::webhooks::v1::Event event, PublishCallback done);
+  void PublishAsync(convocore::webhooks::v1::Event event, PublishCallback done)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // PublishAsync() and wait for its outcome; for callers that have a thread
   // to spare (tests, tools).
-  absl::StatusOr<std::uint64_t> Publish(convocore::webhooks::v1::Event event);
+  absl::StatusOr<std::uint64_t> Publish(convocore::webhooks::v1::Event event)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Registers `sink` for the events matching `options.filter` after
   // `options.start`. INVALID_ARGUMENT for an after_sequence beyond the newest
@@ -253,9 +256,10 @@ class EventHub {
   // UNAVAILABLE after Shutdown(). May read the store's index once
   // (from_time); catch-up reads happen on the hub's thread.
   absl::StatusOr<std::unique_ptr<Subscription>> Subscribe(
-      const SubscribeOptions& options, SubscriptionSink* sink);
+      const SubscribeOptions& options, SubscriptionSink* sink)
+      ABSL_LOCKS_EXCLUDED(fan_mu_);
 
-  HubStats Stats() const;
+  HubStats Stats() const ABSL_LOCKS_EXCLUDED(mu_, fan_mu_);
   // The store's health: OK while it can persist (readiness).
   absl::Status Health() const;
   // Where a stream that sent up to `last_sent` can resume, as of now: the
@@ -271,7 +275,8 @@ class EventHub {
   // Refuses further publishes (those not yet being written fail with
   // UNAVAILABLE), waits for the batch being written and its callbacks, and
   // ends every subscription with UNAVAILABLE. Idempotent.
-  void Shutdown();
+  void Shutdown()
+      ABSL_LOCKS_EXCLUDED(shutdown_mu_, mu_, fan_mu_, catch_up_mu_);
 
  private:
   using State = Subscription::State;
@@ -289,9 +294,14 @@ class EventHub {
   // The committer thread: writes the oldest pending events as one batch,
   // fans them out and calls their callbacks, one batch at a time, in
   // sequence order, until Shutdown().
-  void CommitLoop();
-  void CommitBatchLocked(std::unique_lock<std::mutex>& lock)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CommitLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  // Takes up to max_batch_events pending events and releases mu_ while it
+  // writes, fans out and calls back; holds mu_ again on return.
+  void CommitBatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What the committer waits for: pending events, or shutdown.
+  bool CommitWanted() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !pending_events_.empty() || shutting_down_;
+  }
   void FanOut(absl::Span<const StoredEvent> events,
               absl::Span<const PendingInfo> infos) ABSL_LOCKS_EXCLUDED(fan_mu_);
 
@@ -299,11 +309,16 @@ class EventHub {
 
   // Catch-up: subscriptions that start behind the live head read the store
   // on this thread until they reach it, then join live_ under fan_mu_.
-  void CatchUpLoop();
+  void CatchUpLoop() ABSL_LOCKS_EXCLUDED(catch_up_mu_);
+  // What the catch-up thread waits for: a subscription to step, or stop.
+  bool CatchUpWanted() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(catch_up_mu_) {
+    return catch_up_stop_ || !catch_up_ready_.empty();
+  }
   void ScheduleCatchUp(std::shared_ptr<State> state)
       ABSL_LOCKS_EXCLUDED(catch_up_mu_);
   // One step for `state`: true to schedule it again.
-  bool CatchUpStep(const std::shared_ptr<State>& state);
+  bool CatchUpStep(const std::shared_ptr<State>& state)
+      ABSL_LOCKS_EXCLUDED(fan_mu_);
   // Reads up to `max_events` after `state`'s cursor and queues the matching
   // ones. False when the subscription ended (gap, store error) or not
   // everything read could be queued; sets `*at_end` when the store had
@@ -315,15 +330,12 @@ class EventHub {
   const std::unique_ptr<EventStore> store_;
   const HubOptions options_;
 
-  std::mutex shutdown_mu_;  // serializes Shutdown()
+  absl::Mutex shutdown_mu_;  // serializes Shutdown()
 
-  // Publishing: sequence assignment and group commit.
-  mutable std::mutex mu_;
-  // Wakes the committer: something is pending, or the hub shuts down.
-  std::condition_variable commit_wanted_;
+  // Publishing: sequence assignment and group commit. The committer waits on
+  // mu_ for CommitWanted(); whoever releases mu_ wakes it when that holds.
+  mutable absl::Mutex mu_ ABSL_ACQUIRED_AFTER(shutdown_mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
-  // The committer sleeps on commit_wanted_ (a publisher wakes it).
-  bool committer_idle_ ABSL_GUARDED_BY(mu_) = false;
   // Events taken by the committer and not yet called back.
   std::size_t committing_events_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t last_assigned_ ABSL_GUARDED_BY(mu_);
@@ -335,8 +347,9 @@ class EventHub {
   std::uint64_t commit_batches_total_ ABSL_GUARDED_BY(mu_) = 0;
 
   // Fan-out and the subscriber registry. Lock order: fan_mu_, then a
-  // subscription's sink_mu, then its mu; catch_up_mu_ is a leaf.
-  mutable std::mutex fan_mu_;
+  // subscription's sink_mu, then its mu; catch_up_mu_ is a leaf. mu_ is never
+  // held with any of them.
+  mutable absl::Mutex fan_mu_ ABSL_ACQUIRED_AFTER(shutdown_mu_);
   bool subscriptions_closed_ ABSL_GUARDED_BY(fan_mu_) = false;
   std::uint64_t last_fanned_out_ ABSL_GUARDED_BY(fan_mu_);
   absl::flat_hash_map<State*, std::shared_ptr<State>> subscriptions_
@@ -346,8 +359,8 @@ class EventHub {
   std::atomic<std::uint64_t> dropped_total_{0};
   std::atomic<std::uint64_t> last_sequence_;
 
-  std::mutex catch_up_mu_;
-  std::condition_variable catch_up_cv_;
+  // The catch-up thread waits on it for CatchUpWanted().
+  absl::Mutex catch_up_mu_ ABSL_ACQUIRED_AFTER(fan_mu_);
   bool catch_up_stop_ ABSL_GUARDED_BY(catch_up_mu_) = false;
   std::deque<std::shared_ptr<State>> catch_up_ready_
       ABSL_GUARDED_BY(catch_up_mu_);

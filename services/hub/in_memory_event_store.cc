@@ -18,7 +18,7 @@ InMemoryEventStore::InMemoryEventStore(RetentionOptions retention, Clock clock)
     : retention_(retention), clock_(std::move(clock)) {}
 
 absl::Status InMemoryEventStore::Append(absl::Span<const StoredEvent> batch) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   std::uint64_t previous = last_sequence_;
   for (const StoredEvent& event : batch) {
     if (event.sequence <= previous) {
@@ -39,7 +39,7 @@ absl::Status InMemoryEventStore::Append(absl::Span<const StoredEvent> batch) {
 
 absl::StatusOr<std::vector<StoredEvent>> InMemoryEventStore::ReadAfter(
     std::uint64_t after_sequence, std::size_t max_events) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   TrimLocked();
   auto first = std::upper_bound(
       events_.begin(), events_.end(), after_sequence,
@@ -50,7 +50,7 @@ absl::StatusOr<std::vector<StoredEvent>> InMemoryEventStore::ReadAfter(
 
 absl::StatusOr<std::uint64_t> InMemoryEventStore::FirstSequenceAtOrAfter(
     absl::Time time) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   TrimLocked();
   auto it = std::lower_bound(
       events_.begin(), events_.end(), time,
@@ -59,7 +59,7 @@ absl::StatusOr<std::uint64_t> InMemoryEventStore::FirstSequenceAtOrAfter(
 }
 
 StoreStats InMemoryEventStore::Stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   TrimLocked();
   StoreStats stats;
   stats.first_sequence = events_.empty() ? 0 : events_.front().sequence;

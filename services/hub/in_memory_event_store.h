@@ -8,12 +8,12 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "services/hub/event_store.h"
@@ -33,12 +33,14 @@ class InMemoryEventStore final : public EventStore {
 
   // INVALID_ARGUMENT for a batch that is not strictly increasing above every
   // stored sequence (a caller bug; nothing is stored).
-  absl::Status Append(absl::Span<const StoredEvent> batch) override;
+  absl::Status Append(absl::Span<const StoredEvent> batch) override
+      ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<std::vector<StoredEvent>> ReadAfter(
-      std::uint64_t after_sequence, std::size_t max_events) const override;
+      std::uint64_t after_sequence, std::size_t max_events) const override
+      ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<std::uint64_t> FirstSequenceAtOrAfter(
-      absl::Time time) const override;
-  StoreStats Stats() const override;
+      absl::Time time) const override ABSL_LOCKS_EXCLUDED(mu_);
+  StoreStats Stats() const override ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Health() const override { return absl::OkStatus(); }
 
  private:
@@ -49,7 +51,7 @@ class InMemoryEventStore final : public EventStore {
   const Clock clock_;
 
   // Trimming by age happens in const readers too, hence mutable.
-  mutable std::mutex mu_;
+  mutable absl::Mutex mu_;
   mutable std::deque<StoredEvent> events_ ABSL_GUARDED_BY(mu_);
   mutable std::uint64_t retained_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   mutable std::uint64_t trimmed_total_ ABSL_GUARDED_BY(mu_) = 0;

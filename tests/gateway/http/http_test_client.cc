@@ -21,8 +21,6 @@
 namespace convocore::http::testing {
 namespace {
 
-absl::string_view Absl(std::string_view s) { return {s.data(), s.size()}; }
-
 size_t WriteBody(char* data, size_t size, size_t count, void* user) {
   static_cast<std::string*>(user)->append(data, size * count);
   return size * count;
@@ -180,7 +178,9 @@ absl::StatusOr<HttpResponse> RawConnection::ReadResponse(absl::Time deadline) {
       if (response->code >= 200) {
         auto it = response->headers.find("content-length");
         if (it != response->headers.end()) {
-          absl::SimpleAtoi(it->second, &length);
+          if (!absl::SimpleAtoi(it->second, &length)) {
+            return absl::DataLossError("bad content-length");
+          }
         }
       }
       if (buffered_.size() >= head_end + 4 + length) {

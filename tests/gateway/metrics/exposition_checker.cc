@@ -8,6 +8,7 @@
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -62,7 +63,7 @@ absl::StatusOr<std::vector<ParsedSample>> CheckExposition(
     }
     ParsedSample sample;
     sample.name = doc["name"].GetString();
-    for (const auto& label : doc["labels"].GetObject()) {
+    for (const auto& label : std::as_const(doc)["labels"].GetObject()) {
       sample.labels[label.name.GetString()] = label.value.GetString();
     }
     sample.value = doc["value"].GetDouble();

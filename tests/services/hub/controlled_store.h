@@ -5,14 +5,14 @@
 #ifndef TESTS_SERVICES_HUB_CONTROLLED_STORE_H_
 #define TESTS_SERVICES_HUB_CONTROLLED_STORE_H_
 
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <mutex>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "services/hub/event_store.h"
@@ -25,11 +25,13 @@ class ControlledStore : public EventStore {
   explicit ControlledStore(RetentionOptions retention = {})
       : inner_(retention) {}
 
-  absl::Status Append(absl::Span<const StoredEvent> batch) override {
+  absl::Status Append(absl::Span<const StoredEvent> batch) override
+      ABSL_LOCKS_EXCLUDED(mu_) {
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       batch_sizes_.push_back(batch.size());
-      unblocked_.wait(lock, [this] { return !blocked_; });
+      mu_.Await(absl::Condition(
+          +[](bool* blocked) { return !*blocked; }, &blocked_));
       if (fail_) return absl::UnavailableError("disk full");
     }
     return inner_.Append(batch);
@@ -43,35 +45,32 @@ class ControlledStore : public EventStore {
     return inner_.FirstSequenceAtOrAfter(time);
   }
   StoreStats Stats() const override { return inner_.Stats(); }
-  absl::Status Health() const override {
-    std::lock_guard<std::mutex> lock(mu_);
+  absl::Status Health() const override ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
     return fail_ ? absl::UnavailableError("disk full") : absl::OkStatus();
   }
 
-  void SetFail(bool fail) {
-    std::lock_guard<std::mutex> lock(mu_);
+  void SetFail(bool fail) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
     fail_ = fail;
   }
-  void SetBlocked(bool blocked) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      blocked_ = blocked;
-    }
-    unblocked_.notify_all();
+  // While blocked, Append() waits (after recording its batch's size).
+  void SetBlocked(bool blocked) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    blocked_ = blocked;
   }
-  std::vector<std::size_t> batch_sizes() const {
-    std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::size_t> batch_sizes() const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
     return batch_sizes_;
   }
   InMemoryEventStore& inner() { return inner_; }
 
  private:
   InMemoryEventStore inner_;
-  mutable std::mutex mu_;
-  std::condition_variable unblocked_;
-  bool fail_ = false;
-  bool blocked_ = false;
-  std::vector<std::size_t> batch_sizes_;
+  mutable absl::Mutex mu_;
+  bool fail_ ABSL_GUARDED_BY(mu_) = false;
+  bool blocked_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::size_t> batch_sizes_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace convocore::hub::testing

@@ -2,10 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -544,8 +542,10 @@ TEST_F(EventHubTest, ConcurrentPublishersAndSubscribersSeeNoGapNoDuplicate) {
   // (No EVENT_TYPE_OTHER here: its Struct payload crashes protobuf 3.21's
   // maps under ThreadSanitizer, a header/library mismatch, and this test is
   // the one worth running under it.)
-  std::mutex mu;
-  std::vector<std::pair<std::uint64_t, EventKey>> published;  // guarded by mu
+  // Guards `published` and the fixture's subscriber list until the threads
+  // are joined (thread-safety attributes do not apply to local variables).
+  absl::Mutex mu;
+  std::vector<std::pair<std::uint64_t, EventKey>> published;
 
   std::vector<std::thread> threads;
   for (int p = 0; p < kPublishers; ++p) {
@@ -558,7 +558,7 @@ TEST_F(EventHubTest, ConcurrentPublishersAndSubscribersSeeNoGapNoDuplicate) {
         EventKey key = KeyOf(event);
         auto sequence = hub_->Publish(std::move(event));
         ASSERT_TRUE(sequence.ok());
-        std::lock_guard<std::mutex> lock(mu);
+        absl::MutexLock lock(&mu);
         published.emplace_back(*sequence, key);
       }
     });
@@ -587,7 +587,7 @@ TEST_F(EventHubTest, ConcurrentPublishersAndSubscribersSeeNoGapNoDuplicate) {
       }
       TestSubscriber* s;
       {
-        std::lock_guard<std::mutex> lock(mu);
+        absl::MutexLock lock(&mu);
         s = MustSubscribe(start, filters[k]);
         subscribers[k] = s;
       }

@@ -3,16 +3,16 @@
 #ifndef TESTS_SERVICES_HUB_TEST_EVENTS_H_
 #define TESTS_SERVICES_HUB_TEST_EVENTS_H_
 
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "convocore/webhooks/v1/events.pb.h"
@@ -81,28 +81,22 @@ inline v1::Event Parse(const Delivery& delivery) {
 // deadline.
 class PollingSink : public SubscriptionSink {
  public:
-  void OnReady() override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ready_ = true;
-    }
-    cv_.notify_all();
+  void OnReady() override ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    ready_ = true;
   }
 
   // Waits until OnReady() was called since the last call; false on timeout.
-  bool WaitReady(absl::Duration timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
-    bool ok = cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
-                           [this] { return ready_; });
+  bool WaitReady(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    const bool ok = mu_.AwaitWithTimeout(absl::Condition(&ready_), timeout);
     ready_ = false;
     return ok;
   }
 
  private:
-  // std::mutex rather than absl::Mutex: ThreadSanitizer sees it.
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool ready_ = false;
+  absl::Mutex mu_;
+  bool ready_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 struct Received {
