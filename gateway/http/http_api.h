@@ -77,6 +77,10 @@ Reply TooLargeReply(std::size_t limit_bytes);
 Reply HealthReply();
 Reply ReadinessReply(const absl::Status& readiness);
 
+// The reason phrase of RFC 9110 for `code` ("OK", "Not Found"), or
+// "Unknown" for a code the gateway never sends.
+std::string_view ReasonPhrase(int code);
+
 // The bytes of the HTTP response carrying `reply`: the status line (with
 // `version`, "HTTP/1.1", and `reason`, "OK"), Content-Type, Allow when set,
 // Connection ("Close" when `close`, else "Keep-Alive"), Content-Length and

@@ -15,7 +15,7 @@
 //   final error at once when the headers alone decide it;
 // - binding a port in use throws: Start() returns the error instead.
 // For that it replaces Pistache's Http::Handler::onInput with its own loop
-// over Pistache's public parser (see server.cc).
+// over Pistache's parser (see pistache_internals.h).
 //
 // Webhooks are answered asynchronously: the HTTP thread reads the request,
 // hands it to the backend and goes on; the backend's callback (on the hub's
@@ -36,13 +36,18 @@
 #include <string>
 #include <string_view>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "gateway/metrics/registry.h"
 
 namespace convocore::http {
+namespace pistache {
+class Endpoint;
+}  // namespace pistache
 
 // Why the HTTP layer refused a webhook before handing it to the backend.
 enum class Refusal { kUnsupportedMediaType, kTooLarge, kShuttingDown };
@@ -128,11 +133,17 @@ class HttpServer {
   // callback and responses not yet written.
   std::int64_t in_flight() const;
 
+  // What the server's parts share (server_state.h).
   struct State;
 
  private:
-  explicit HttpServer(std::shared_ptr<State> state);
-  std::shared_ptr<State> state_;
+  HttpServer(std::shared_ptr<State> state,
+             std::unique_ptr<pistache::Endpoint> endpoint);
+
+  const std::shared_ptr<State> state_;
+  absl::Mutex mu_;
+  // Null once shut down.
+  std::unique_ptr<pistache::Endpoint> endpoint_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace convocore::http
