@@ -1,16 +1,18 @@
-// One client connection's state beside its parser, and the write path of its
-// responses, which a webhook's callback takes from any thread.
+// One client connection's write path: responses in the order of their
+// requests, whichever thread finishes each (a webhook's is written from the
+// backend's callback), written straight to the socket when it takes them.
 #ifndef GATEWAY_HTTP_CONNECTION_H_
 #define GATEWAY_HTTP_CONNECTION_H_
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/time/time.h"
 #include "gateway/http/http_api.h"
 #include "gateway/http/request.h"
 #include "gateway/http/server_state.h"
@@ -30,27 +32,46 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  // Writes `bytes` (nothing when the client is gone), in order with every
-  // earlier write, and closes the sending side once written when `close`.
-  // From any thread.
-  void Write(const std::shared_ptr<ServerState>& state, std::string bytes,
-             bool close) ABSL_LOCKS_EXCLUDED(write_mu_);
+  // The next place in the response order, for a request whose head has been
+  // read. Only the connection's HTTP thread calls it.
+  std::uint64_t NextSlot() { return next_slot_++; }
+
+  // An interim response (100 Continue) for `slot`: written once every
+  // earlier slot's final response is. From any thread.
+  void WriteInterim(const std::shared_ptr<ServerState>& state,
+                    std::uint64_t slot, std::string bytes)
+      ABSL_LOCKS_EXCLUDED(write_mu_, queue_mu_);
+  // The final response for `slot`: written once every earlier slot's is,
+  // then the sending side is closed when `close` and nothing later is
+  // written. Nothing is written when the client is gone. From any thread;
+  // once per slot.
+  void WriteFinal(const std::shared_ptr<ServerState>& state,
+                  std::uint64_t slot, std::string bytes, bool close)
+      ABSL_LOCKS_EXCLUDED(write_mu_, queue_mu_);
 
   // Whether a request is in progress, for Pistache's timeouts: the idle
   // timeout applies only while none is. From any thread.
   void SetBusy(bool busy);
 
-  // When the first byte of the current request arrived. Read and written
-  // only by the connection's HTTP thread.
-  absl::Time request_start = absl::InfinitePast();
-  // Whether the current request's headers have been looked at (413 on
-  // Content-Length, Expect: 100-continue). HTTP thread only.
-  bool headers_checked = false;
-  // We answered with "Connection: close": input is discarded until the
-  // client closes. Set by a webhook's callback too, on another thread.
+  // We answered (or will answer) with "Connection: close": input is
+  // discarded until the client closes. Set by a webhook's callback too.
   std::atomic<bool> closing{false};
 
  private:
+  struct Pending {
+    std::string bytes;
+    bool final = false;
+    bool close = false;
+  };
+
+  void Add(const std::shared_ptr<ServerState>& state, std::uint64_t slot,
+           std::string bytes, bool final, bool close)
+      ABSL_LOCKS_EXCLUDED(write_mu_, queue_mu_);
+  // Writes `bytes` now if the socket takes them, else hands what is left to
+  // Pistache's queue (through `to_queue`, after write_mu_ is released).
+  void SendLocked(std::string bytes, bool close, std::string* to_queue,
+                  bool* queue_close) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+
   // The Pistache peer, for the queued path and the idle flag.
   const std::weak_ptr<Pistache::Tcp::Peer> peer_;
   // Our own descriptor of the socket (a duplicate of Pistache's), for
@@ -60,19 +81,31 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Pistache's descriptor number. -1 if it could not be made: responses then
   // all go through Pistache's queue.
   const int fd_;
-  absl::Mutex write_mu_;
-  // Responses handed to Pistache's queue (the socket was full) and not yet
+  // HTTP thread only.
+  std::uint64_t next_slot_ = 0;
+
+  absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(queue_mu_);
+  // Responses (or their interim part) not yet written, by slot.
+  std::map<std::uint64_t, Pending> pending_ ABSL_GUARDED_BY(write_mu_);
+  // The slot whose bytes go out next.
+  std::uint64_t next_to_write_ ABSL_GUARDED_BY(write_mu_) = 0;
+  // A response with "close" went out: nothing more is written.
+  bool closed_ ABSL_GUARDED_BY(write_mu_) = false;
+  // Writes handed to Pistache's queue (the socket was full) and not yet
   // written: while there are any, later ones follow them there, so that they
   // stay in order; then responses are written directly again.
   std::size_t queued_ ABSL_GUARDED_BY(write_mu_) = 0;
+  // Held from before write_mu_ is released until a write is in Pistache's
+  // queue, so that writes enter that queue in their order.
+  absl::Mutex queue_mu_;
 };
 
-// Writes `reply` on `connection` as a response of `version`, counting it in
-// the request metrics, and closes the connection once written when `close`.
-// Touches nothing of the connection's parser, so that a webhook's callback
-// can call it from any thread.
+// Writes `reply` as the final response of `slot` on `connection`, counting
+// it in the request metrics, and closes the connection once written when
+// `close`. From any thread.
 void Respond(const std::shared_ptr<ServerState>& state, Connection& connection,
-             HttpVersion version, Route route, const Reply& reply, bool close);
+             std::uint64_t slot, HttpVersion version, Route route,
+             const Reply& reply, bool close);
 
 }  // namespace convocore::http
 

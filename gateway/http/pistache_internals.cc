@@ -8,21 +8,16 @@
 #include <cerrno>
 #include <chrono>
 #include <exception>
-#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 
-#include "absl/cleanup/cleanup.h"
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/string_view.h"
-#include "absl/time/clock.h"
 #include "gateway/http/connection.h"
 #include "gateway/http/http_api.h"
 #include "gateway/http/request.h"
-#include "gateway/http/router.h"
+#include "gateway/http/request_reader.h"
 #include "gateway/log/logger.h"
 #include "pistache/endpoint.h"
 #include "pistache/http.h"
@@ -40,35 +35,16 @@ namespace convocore::http::pistache {
 namespace {
 
 namespace P = ::Pistache;
-using P::Http::Private::BodyStep;
 
 // Short enough for std::string's inline buffer: Pistache makes a string of it
 // at every lookup.
 constexpr char kConnectionKey[] = "gw.connection";
 
-std::shared_ptr<Connection> ConnectionOf(
-    const std::shared_ptr<P::Tcp::Peer>& peer) {
-  auto data = peer->tryGetData(kConnectionKey);
-  if (data) return std::static_pointer_cast<Connection>(data);
-  auto connection = std::make_shared<Connection>(peer, peer->fd());
-  peer->putData(kConnectionKey, connection);
-  return connection;
-}
-
-// The request as far as Pistache's parser has read it, for the router.
-HttpRequest ToRequest(const P::Http::Request& request, bool with_body) {
-  HttpRequest out;
-  out.method = std::string(P::Http::methodString(request.method()));
-  out.path = request.resource();
-  out.version = request.version() == P::Http::Version::Http10
-                    ? HttpVersion::kHttp10
-                    : HttpVersion::kHttp11;
-  for (const auto& [name, raw] : request.headers().rawList()) {
-    out.headers.emplace_back(raw.name(), raw.value());
-  }
-  if (with_body) out.body = request.body();
-  return out;
-}
+// What we keep per TCP connection, in the peer's data.
+struct PeerState {
+  std::shared_ptr<Connection> connection;
+  std::unique_ptr<RequestReader> reader;
+};
 
 // The listening socket bound to `port`, found among our file descriptors,
 // or -1. Pistache does not expose it.
@@ -113,9 +89,9 @@ class Handler final : public P::Http::Handler {
   HTTP_PROTOTYPE(Handler)
 
   explicit Handler(std::shared_ptr<ServerState> state)
-      : state_(state), router_(std::move(state)) {}
+      : state_(std::move(state)) {}
 
-  // Never called: onInput() below dispatches requests itself.
+  // Never called: onInput() below reads requests itself.
   void onRequest(const P::Http::Request&,
                  P::Http::ResponseWriter response) override {
     response.send(P::Http::Code::Internal_Server_Error);
@@ -123,176 +99,51 @@ class Handler final : public P::Http::Handler {
 
  private:
   // Replaces Pistache's Http::Handler::onInput (private there, but virtual),
-  // which decides the Connection header wrongly and offers no hook between
-  // the headers and the body. It follows the original's steps with
-  // Pistache's public parser API.
+  // whose parser drops the bytes of a pipelined request that arrive with the
+  // end of the previous one, decides the Connection header wrongly and
+  // offers no hook between the headers and the body. Our RequestReader
+  // reads the bytes instead; Pistache's parser is kept only as the clock of
+  // its request timeout, reset when a request starts.
   void onInput(const char* buffer, size_t length,
                const std::shared_ptr<P::Tcp::Peer>& peer) override;
-  void HandleInput(const char* buffer, size_t length,
-                   const std::shared_ptr<P::Tcp::Peer>& peer);
 
-  void OnHeaders(P::Http::RequestParser& parser, Connection& connection);
-  // Answers 413 to the request being parsed, counting a refused webhook,
-  // and closes the connection (the rest of the body may be on its way).
-  void RefuseTooLarge(P::Http::RequestParser& parser, Connection& connection);
-  // Writes `reply`, readies the connection for its next request, and closes
-  // it once written when `close`.
-  void Finish(P::Http::RequestParser& parser, Connection& connection,
-              Route route, const Reply& reply, bool close);
-  // Readies the connection for its next request.
-  static void Reset(P::Http::RequestParser& parser, Connection& connection,
-                    bool close);
+  PeerState& StateOf(const std::shared_ptr<P::Tcp::Peer>& peer);
 
   std::shared_ptr<ServerState> state_;
-  Router router_;
 };
+
+PeerState& Handler::StateOf(const std::shared_ptr<P::Tcp::Peer>& peer) {
+  if (auto data = peer->tryGetData(kConnectionKey)) {
+    return *std::static_pointer_cast<PeerState>(data);
+  }
+  auto peer_state = std::make_shared<PeerState>();
+  peer_state->connection = std::make_shared<Connection>(peer, peer->fd());
+  std::weak_ptr<P::Tcp::Peer> weak = peer;
+  peer_state->reader = std::make_unique<RequestReader>(
+      state_, peer_state->connection, [weak] {
+        // Pistache times a request from its parser's last reset and by the
+        // peer's idle flag: restart the clock and mark the peer busy, so
+        // that --http_request_timeout runs from now, not from the end of
+        // the previous request, and the idle timeout no longer applies.
+        if (std::shared_ptr<P::Tcp::Peer> locked = weak.lock()) {
+          getParser(locked)->reset();
+          locked->setIdle(false);
+        }
+      });
+  peer->putData(kConnectionKey, peer_state);
+  return *peer_state;
+}
 
 void Handler::onInput(const char* buffer, size_t length,
                       const std::shared_ptr<P::Tcp::Peer>& peer) {
   // Pistache does not catch what its handler throws; one bad connection
   // must not take a server thread with it.
   try {
-    HandleInput(buffer, length, peer);
+    StateOf(peer).reader->OnInput(std::string_view(buffer, length));
   } catch (const std::exception& error) {
     log::Error("HTTP connection failed; closing it", {{"error", error.what()}});
     ::shutdown(peer->fd(), SHUT_RDWR);
   }
-}
-
-void Handler::HandleInput(const char* buffer, size_t length,
-                          const std::shared_ptr<P::Tcp::Peer>& peer) {
-  std::shared_ptr<Connection> connection = ConnectionOf(peer);
-  if (connection->closing) return;
-  std::shared_ptr<P::Http::RequestParser> parser = getParser(peer);
-  if (connection->request_start == absl::InfinitePast()) {
-    // The first byte of a request. Pistache times a request from its
-    // parser's last reset and by the peer's idle flag: restart the clock
-    // (the parser holds nothing between requests) and mark the peer busy,
-    // so that --http_request_timeout runs from now, not from the end of the
-    // previous request, and the idle timeout no longer applies.
-    connection->request_start = absl::Now();
-    parser->reset();
-    peer->setIdle(false);
-  }
-  if (!parser->feed(buffer, length)) {
-    // The request exceeds max_header_bytes + max_body_bytes.
-    if (parser->step()->id() != BodyStep::Id) {
-      Finish(*parser, *connection, Route::kNotFound,
-             ErrorReply(
-                 431, absl::StrCat("the request line and headers are "
-                                   "larger than the limit of ",
-                                   state_->options.max_header_bytes, " bytes")),
-             /*close=*/true);
-      return;
-    }
-    RefuseTooLarge(*parser, *connection);
-    return;
-  }
-  P::Http::Private::State parsed;
-  try {
-    parsed = parser->parse();
-  } catch (const P::Http::HttpError& error) {
-    Finish(*parser, *connection, Route::kNotFound,
-           ErrorReply(error.code(),
-                      absl::StrCat("malformed HTTP request: ", error.reason())),
-           /*close=*/true);
-    return;
-  } catch (const std::exception& error) {
-    // Among others, Pistache reserves Content-Length bytes up front and
-    // throws for an absurd length.
-    auto declared =
-        DeclaredLength(ToRequest(parser->request, /*with_body=*/false));
-    if (declared && declared->ok() &&
-        **declared > state_->options.max_body_bytes) {
-      RefuseTooLarge(*parser, *connection);
-      return;
-    }
-    Finish(
-        *parser, *connection, Route::kNotFound,
-        ErrorReply(400, absl::StrCat("malformed HTTP request: ", error.what())),
-        /*close=*/true);
-    return;
-  }
-  if (parsed != P::Http::Private::State::Done) {
-    if (!connection->headers_checked && parser->step()->id() == BodyStep::Id) {
-      connection->headers_checked = true;
-      OnHeaders(*parser, *connection);
-    }
-    return;
-  }
-  const absl::Time receive_time = connection->request_start;
-  const HttpRequest request = ToRequest(parser->request, /*with_body=*/true);
-  Route route = Route::kNotFound;
-  bool close = ClientWantsClose(request);
-  state_->RequestStarted();
-  // Finish() and StartWebhook() count the request again until it is
-  // answered.
-  absl::Cleanup done = [this] { state_->RequestDone(); };
-  std::optional<Reply> reply = router_.Dispatch(request, &route, &close);
-  if (!reply) {
-    router_.StartWebhook(request, receive_time, connection, close);
-    Reset(*parser, *connection, close);
-    return;
-  }
-  // A drain may have begun while the backend worked.
-  if (state_->draining.load()) close = true;
-  Finish(*parser, *connection, route, *reply, close);
-}
-
-void Handler::OnHeaders(P::Http::RequestParser& parser,
-                        Connection& connection) {
-  const HttpRequest request = ToRequest(parser.request, /*with_body=*/false);
-  const RouteMatch match = MatchRoute(request.method, request.path);
-  auto declared = DeclaredLength(request);
-  if (declared && declared->ok() &&
-      **declared > state_->options.max_body_bytes) {
-    // Answered before the body is received.
-    RefuseTooLarge(parser, connection);
-    return;
-  }
-  std::optional<std::string_view> expect = request.Header("Expect");
-  if (!expect || request.version != HttpVersion::kHttp11 ||
-      !absl::EqualsIgnoreCase(absl::string_view(expect->data(), expect->size()),
-                              "100-continue")) {
-    return;
-  }
-  // The client waits for our word before sending the body: the final answer
-  // now if the headers decide it, else "go on".
-  if (std::optional<Reply> refusal = router_.RefuseOnHeaders(request, match)) {
-    Finish(parser, connection, match.route, *refusal, /*close=*/true);
-    return;
-  }
-  connection.Write(state_, "HTTP/1.1 100 Continue\r\n\r\n", /*close=*/false);
-}
-
-void Handler::RefuseTooLarge(P::Http::RequestParser& parser,
-                             Connection& connection) {
-  const Route route = MatchRoute(P::Http::methodString(parser.request.method()),
-                                 parser.request.resource())
-                          .route;
-  if (route == Route::kWebhooks) {
-    state_->backend->OnWebhookRefused(Refusal::kTooLarge);
-  }
-  Finish(parser, connection, route,
-         TooLargeReply(state_->options.max_body_bytes), /*close=*/true);
-}
-
-void Handler::Finish(P::Http::RequestParser& parser, Connection& connection,
-                     Route route, const Reply& reply, bool close) {
-  const HttpVersion version = parser.request.version() ==
-                                      P::Http::Version::Http10
-                                  ? HttpVersion::kHttp10
-                                  : HttpVersion::kHttp11;
-  Reset(parser, connection, close);
-  Respond(state_, connection, version, route, reply, close);
-}
-
-void Handler::Reset(P::Http::RequestParser& parser, Connection& connection,
-                    bool close) {
-  parser.reset();
-  connection.request_start = absl::InfinitePast();
-  connection.headers_checked = false;
-  if (close) connection.closing.store(true);
 }
 
 std::chrono::milliseconds ToMs(absl::Duration d) {
@@ -345,7 +196,6 @@ absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Start(
             .threads(options.threads)
             .threadsName("http")
             .flags(P::Tcp::Options::ReuseAddr | P::Tcp::Options::NoDelay)
-            .maxRequestSize(options.max_body_bytes + options.max_header_bytes)
             .headerTimeout(ToMs(options.request_timeout))
             .bodyTimeout(ToMs(options.request_timeout))
             .keepaliveTimeout(ToMs(options.idle_timeout));

@@ -1,8 +1,8 @@
 // Everything of the HTTP server that depends on Pistache 0.0.5 beyond its
 // documented use, in one place: the replaced (private) input handler of its
-// Http::Handler, its request parser's private steps, the promise of its
-// transport's write queue, its peers' idle flag and its listening socket,
-// which it does not expose. Written against Pistache 0.0.5 (Debian's
+// Http::Handler, its request parser kept only as the clock of its request
+// timeout, the promise of its transport's write queue, its peers' idle flag
+// and its listening socket, which it does not expose. Written against Pistache 0.0.5 (Debian's
 // 0.0.5+ds, git 20220901): the build fails on any other version
 // (static_assert in pistache_internals.cc, and CMake's check of pkg-config's
 // libpistache version), since each of these may change without notice.

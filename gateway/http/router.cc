@@ -6,7 +6,6 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "gateway/log/logger.h"
@@ -24,21 +23,6 @@ bool ClientWantsClose(const HttpRequest& request) {
     }
   }
   return close;
-}
-
-std::optional<absl::StatusOr<std::uint64_t>> DeclaredLength(
-    const HttpRequest& request) {
-  std::optional<std::string_view> value = request.Header("Content-Length");
-  if (!value) return std::nullopt;
-  const absl::string_view digits(value->data(), value->size());
-  std::uint64_t length = 0;
-  if (digits.empty() ||
-      digits.find_first_not_of("0123456789") != absl::string_view::npos ||
-      !absl::SimpleAtoi(digits, &length)) {
-    return absl::StatusOr<std::uint64_t>(
-        absl::InvalidArgumentError("invalid Content-Length header"));
-  }
-  return absl::StatusOr<std::uint64_t>(length);
 }
 
 std::optional<Reply> Router::RefuseOnHeaders(const HttpRequest& request,
@@ -67,10 +51,6 @@ std::optional<Reply> Router::Dispatch(const HttpRequest& request, Route* route,
   // Draining: every connection closes after its response, so that clients
   // move to another instance.
   if (state_->draining.load()) *close = true;
-  if (auto declared = DeclaredLength(request); declared && !declared->ok()) {
-    *close = true;  // we cannot tell where the next request starts
-    return StatusReply(declared->status());
-  }
   if (match.route == Route::kNotFound) return NotFoundReply(request.path);
   if (!match.method_allowed) {
     return MethodNotAllowedReply(request.method, match);
@@ -110,18 +90,20 @@ std::optional<Reply> Router::Webhook(const HttpRequest& request) const {
 
 void Router::StartWebhook(const HttpRequest& request, absl::Time receive_time,
                           std::shared_ptr<Connection> connection,
-                          bool close) const {
+                          std::uint64_t slot, bool close) const {
   // Everything the callback needs, and nothing of the request, whose
   // connection serves its next request meanwhile.
   struct Pending {
     std::shared_ptr<ServerState> state;
     HttpVersion version;
     std::shared_ptr<Connection> connection;
+    std::uint64_t slot;
     bool close;
     InFlight in_flight;
   };
   auto pending = std::make_unique<Pending>(Pending{
-      state_, request.version, std::move(connection), close, InFlight(state_)});
+      state_, request.version, std::move(connection), slot, close,
+      InFlight(state_)});
   state_->backend->HandleWebhook(
       request.body, receive_time,
       [pending = std::move(pending)](absl::StatusOr<WebhookAck> ack) {
@@ -135,8 +117,8 @@ void Router::StartWebhook(const HttpRequest& request, absl::Time receive_time,
         absl::ReaderMutexLock lock(&p.state->transport_mu);
         if (p.state->stopped) return;  // the transport is gone
         try {
-          Respond(p.state, *p.connection, p.version, Route::kWebhooks, reply,
-                  close);
+          Respond(p.state, *p.connection, p.slot, p.version, Route::kWebhooks,
+                  reply, close);
         } catch (const std::exception& error) {
           // Pistache throws; the caller's thread (the hub's committer) must
           // not die of a client.

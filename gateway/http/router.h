@@ -22,11 +22,6 @@ namespace convocore::http {
 // "keep-alive".
 bool ClientWantsClose(const HttpRequest& request);
 
-// The Content-Length header as sent, when there is one: a number, or an
-// error for anything else.
-std::optional<absl::StatusOr<std::uint64_t>> DeclaredLength(
-    const HttpRequest& request);
-
 class Router {
  public:
   explicit Router(std::shared_ptr<ServerState> state)
@@ -45,10 +40,11 @@ class Router {
                                 bool* close) const;
 
   // Hands the webhook to the backend; its callback, on whatever thread that
-  // runs, answers on `connection` (nothing after Shutdown()). The request
-  // counts in flight until answered.
+  // runs, answers in `slot` on `connection` (nothing after Shutdown()). The
+  // request counts in flight until answered.
   void StartWebhook(const HttpRequest& request, absl::Time receive_time,
-                    std::shared_ptr<Connection> connection, bool close) const;
+                    std::shared_ptr<Connection> connection, std::uint64_t slot,
+                    bool close) const;
 
   const std::shared_ptr<ServerState>& state() const { return state_; }
 
