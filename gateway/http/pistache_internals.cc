@@ -1,7 +1,10 @@
 #include "gateway/http/pistache_internals.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -177,11 +180,97 @@ void QueueWrite(const std::shared_ptr<P::Tcp::Peer>& peer, std::string bytes,
           [dequeued](std::exception_ptr) { dequeued(); });
 }
 
-Endpoint::Endpoint(std::unique_ptr<P::Http::Endpoint> endpoint,
+Endpoint::Endpoint(std::shared_ptr<ServerState> state,
+                   std::unique_ptr<P::Http::Endpoint> endpoint,
                    std::uint16_t port, int listen_fd)
-    : endpoint_(std::move(endpoint)), port_(port), listen_fd_(listen_fd) {}
+    : state_(std::move(state)),
+      endpoint_(std::move(endpoint)),
+      port_(port),
+      spare_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
+      listen_fd_(listen_fd) {
+  if (listen_fd >= 0) watchdog_ = std::thread([this] { Watch(); });
+}
 
-Endpoint::~Endpoint() { Shutdown(); }
+Endpoint::~Endpoint() {
+  Shutdown();
+  if (spare_fd_ >= 0) ::close(spare_fd_);
+}
+
+bool Endpoint::OutOfDescriptors() const {
+  const int probe = ::fcntl(spare_fd_ >= 0 ? spare_fd_ : 0, F_DUPFD_CLOEXEC, 0);
+  if (probe >= 0) {
+    ::close(probe);
+    return false;
+  }
+  return errno == EMFILE || errno == ENFILE;
+}
+
+void Endpoint::Watch() {
+  constexpr absl::Duration kInterval = absl::Milliseconds(100);
+  constexpr int kMaxShedPerCheck = 256;
+  bool waiting_before = false;
+  absl::MutexLock lock(&mu_);
+  while (!stopping_) {
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), kInterval);
+    if (stopping_ || listen_fd_ < 0) continue;
+    pollfd listening{.fd = listen_fd_, .events = POLLIN, .revents = 0};
+    const bool waiting =
+        ::poll(&listening, 1, 0) == 1 && (listening.revents & POLLIN) != 0;
+    // Pistache accepts within microseconds: a connection seen waiting twice,
+    // 100 ms apart, is one it cannot accept.
+    if (waiting && waiting_before) {
+      // Every connection waiting now, while no descriptor is free.
+      for (int shed = 0; shed < kMaxShedPerCheck && OutOfDescriptors();
+           ++shed) {
+        Shed(listen_fd_);
+        listening.revents = 0;
+        if (::poll(&listening, 1, 0) != 1) break;
+      }
+    }
+    waiting_before = waiting;
+  }
+}
+
+void Endpoint::Shed(int listen_fd) {
+  if (spare_fd_ >= 0) {
+    ::close(spare_fd_);
+    spare_fd_ = -1;
+  }
+  const int client = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+  if (client >= 0) {
+    // Read what the client already sent, so that closing with unread bytes
+    // does not reset the connection before it reads the answer.
+    char discard[16 << 10];
+    while (::recv(client, discard, sizeof(discard), MSG_DONTWAIT) > 0) {
+    }
+    const std::string response = SerializeResponse(
+        ErrorReply(503,
+                   "the gateway has no file descriptor left to serve this "
+                   "connection; try again later"),
+        "HTTP/1.1", ReasonPhrase(503), /*close=*/true);
+    (void)::send(client, response.data(), response.size(),
+                 MSG_NOSIGNAL | MSG_DONTWAIT);
+    ::shutdown(client, SHUT_WR);
+    ::close(client);
+    ++shed_unreported_;
+    if (state_->connections_shed != nullptr) {
+      state_->connections_shed->Increment();
+    }
+  }
+  spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  const absl::Time now = absl::Now();
+  if (now - last_report_ >= absl::Seconds(10)) {
+    rlimit limit{};
+    ::getrlimit(RLIMIT_NOFILE, &limit);
+    log::Error(
+        "cannot accept HTTP connections: no file descriptor left; new "
+        "connections are answered 503",
+        {{"open_file_limit", static_cast<std::uint64_t>(limit.rlim_cur)},
+         {"connections_shed", shed_unreported_}});
+    last_report_ = now;
+    shed_unreported_ = 0;
+  }
+}
 
 absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Start(
     const std::shared_ptr<ServerState>& state) {
@@ -207,11 +296,12 @@ absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Start(
         absl::StrCat("cannot listen for HTTP on ", where, ": ", error.what()));
   }
   const auto port = static_cast<std::uint16_t>(endpoint->getPort());
-  return std::unique_ptr<Endpoint>(
-      new Endpoint(std::move(endpoint), port, FindListeningSocket(port)));
+  return std::unique_ptr<Endpoint>(new Endpoint(
+      state, std::move(endpoint), port, FindListeningSocket(port)));
 }
 
 bool Endpoint::CloseListeningSocket() {
+  absl::MutexLock lock(&mu_);
   if (listen_fd_ < 0) {
     log::Warning(
         "cannot close the HTTP listening socket early; new "
@@ -236,6 +326,11 @@ bool Endpoint::CloseListeningSocket() {
 }
 
 void Endpoint::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (watchdog_.joinable()) watchdog_.join();
   if (endpoint_ == nullptr) return;
   try {
     endpoint_->shutdown();

@@ -13,8 +13,12 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "gateway/http/server_state.h"
 
 namespace Pistache {
@@ -41,6 +45,14 @@ void QueueWrite(const std::shared_ptr<Pistache::Tcp::Peer>& peer,
                 std::function<void()> dequeued);
 
 // A running Pistache endpoint serving the server's requests.
+//
+// When accept() fails (no file descriptor left), Pistache 0.0.5's listener
+// logs nothing (the Endpoint gives its listener no logger) and retries at
+// once, while the client waits unanswered. So a watchdog thread checks the
+// listening socket every 100 ms: a connection still waiting there while the
+// process has no descriptor left is accepted with a spare descriptor kept
+// for this, answered 503 and closed; the failure is logged at most every
+// 10 s and counted (gateway_http_connections_shed_total).
 class Endpoint {
  public:
   // Binds options.address:options.port and starts options.threads threads.
@@ -55,20 +67,40 @@ class Endpoint {
 
   // Closes the listening socket (the kernel refuses new connections) while
   // open connections go on. False when it cannot, with the reason logged.
-  bool CloseListeningSocket();
+  bool CloseListeningSocket() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Stops the threads and closes every connection.
-  void Shutdown();
+  void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  Endpoint(std::unique_ptr<Pistache::Http::Endpoint> endpoint,
+  Endpoint(std::shared_ptr<ServerState> state,
+           std::unique_ptr<Pistache::Http::Endpoint> endpoint,
            std::uint16_t port, int listen_fd);
 
+  void Watch() ABSL_LOCKS_EXCLUDED(mu_);
+  // Whether the process has no descriptor left (EMFILE or ENFILE).
+  bool OutOfDescriptors() const;
+  // Accepts one waiting connection with the spare descriptor and answers it
+  // 503. Watchdog thread only.
+  void Shed(int listen_fd);
+
+  const std::shared_ptr<ServerState> state_;
   std::unique_ptr<Pistache::Http::Endpoint> endpoint_;
   const std::uint16_t port_;
+  // /dev/null, held so that a connection can be accepted and answered when
+  // every other descriptor is taken; -1 if it could not be opened.
+  // Watchdog thread only, once started.
+  int spare_fd_ = -1;
+  // Watchdog thread only: shed since the last log line, and when that was.
+  std::uint64_t shed_unreported_ = 0;
+  absl::Time last_report_ = absl::InfinitePast();
+
+  absl::Mutex mu_;
   // Pistache's listening socket, found by its port; -1 when not found or
   // once closed.
-  int listen_fd_;
+  int listen_fd_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread watchdog_;
 };
 
 }  // namespace convocore::http::pistache

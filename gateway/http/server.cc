@@ -40,6 +40,12 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
         "HTTP requests answered, by route and status code.", {"route", "code"});
     state->webhooks_ok =
         &state->requests->WithLabels({RouteLabel(Route::kWebhooks), "200"});
+    state->connections_shed =
+        &registry
+             ->AddCounter("gateway_http_connections_shed_total",
+                          "HTTP connections answered 503 at once because the "
+                          "process had no file descriptor left to serve them.")
+             .Get();
     std::weak_ptr<State> weak = state;
     registry->AddCallbackGauge(
         "gateway_http_requests_in_flight",

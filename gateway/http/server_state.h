@@ -23,6 +23,9 @@ struct HttpServer::State {
   // The series of every accepted webhook, looked up once rather than per
   // response.
   metrics::Counter* webhooks_ok = nullptr;
+  // Connections answered 503 at once because no descriptor was left to
+  // serve them (see pistache::Endpoint).
+  metrics::Counter* connections_shed = nullptr;
   std::atomic<bool> draining{false};
   std::uint16_t port = 0;
 
