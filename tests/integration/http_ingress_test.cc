@@ -152,5 +152,38 @@ TEST_F(HttpIngressTest, OutOfDescriptorsNewConnectionsGet503AndItIsLogged) {
   EXPECT_EQ(gateway_->WaitForExit(), 0) << gateway_->log();
 }
 
+// Every sample pipelined in one send on one connection: each answered 200
+// in order with the next sequence, then each a duplicate in a second send.
+TEST_F(HttpIngressTest, PipelinedWebhooksAreEachStoredAndAnsweredInOrder) {
+  StartGateway();
+  absl::StatusOr<RawConnection> connection =
+      RawConnection::Connect(gateway_->http_port());
+  ASSERT_TRUE(connection.ok());
+  const std::vector<std::string> names = SampleNames();
+  std::string bytes;
+  for (const std::string& name : names) bytes += Webhook(ReadSample(name));
+  for (bool again : {false, true}) {
+    ASSERT_TRUE(connection->Send(bytes).ok());
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+      ASSERT_TRUE(response.ok()) << names[i] << ": " << response.status();
+      EXPECT_EQ(response->code, 200) << names[i] << ": " << response->body;
+      EXPECT_THAT(response->body,
+                  HasSubstr(absl::StrCat("\"sequence\":", i + 1, ",")))
+          << names[i];
+      EXPECT_THAT(response->body,
+                  HasSubstr(again ? "\"duplicate\":true"
+                                  : "\"duplicate\":false"));
+    }
+  }
+  HttpClient client;
+  absl::StatusOr<HttpResponse> metrics = client.Get(Url("/metrics"));
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_THAT(metrics->body,
+              HasSubstr(absl::StrCat("gateway_http_requests_total{route=\""
+                                     "webhooks\",code=\"200\"} ",
+                                     2 * names.size())));
+}
+
 }  // namespace
 }  // namespace convocore::integration
