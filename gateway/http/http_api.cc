@@ -35,8 +35,12 @@ std::string_view StatusName(int code) {
       return "UNSUPPORTED_MEDIA_TYPE";
     case 431:
       return "REQUEST_HEADER_FIELDS_TOO_LARGE";
+    case 501:
+      return "UNIMPLEMENTED";
     case 503:
       return "UNAVAILABLE";
+    case 505:
+      return "HTTP_VERSION_NOT_SUPPORTED";
     default:
       return "INTERNAL";
   }

@@ -20,6 +20,11 @@
 // the connection. A client gone meanwhile gets nothing written and costs
 // nothing; a response from a callback that runs after Shutdown() is
 // dropped.
+//
+// Known limit: the 408 for a request slower than request_timeout is
+// Pistache's own, written and followed by a close at once, so that a
+// response still owed to an earlier pipelined webhook on that connection is
+// lost (the webhook may be stored, and its client then sees no 200).
 #ifndef GATEWAY_HTTP_SERVER_H_
 #define GATEWAY_HTTP_SERVER_H_
 
