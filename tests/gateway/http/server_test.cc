@@ -278,9 +278,9 @@ TEST_F(HttpServerTest, HealthReadinessAndMetrics) {
 }
 
 TEST_F(HttpServerTest, CountsRequestsByRouteAndCode) {
-  client_.PostJson(Url("/webhooks"), "{}");
-  client_.PostJson(Url("/webhooks"), "401");
-  client_.Get(Url("/nope"));
+  ASSERT_TRUE(client_.PostJson(Url("/webhooks"), "{}").ok());
+  ASSERT_TRUE(client_.PostJson(Url("/webhooks"), "401").ok());
+  ASSERT_TRUE(client_.Get(Url("/nope")).ok());
   const std::string text = registry_->Render();
   EXPECT_THAT(
       text,
