@@ -186,18 +186,27 @@ Endpoint::Endpoint(std::shared_ptr<ServerState> state,
     : state_(std::move(state)),
       endpoint_(std::move(endpoint)),
       port_(port),
-      spare_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
       listen_fd_(listen_fd) {
+  ReplenishSpares();
   if (listen_fd >= 0) watchdog_ = std::thread([this] { Watch(); });
 }
 
 Endpoint::~Endpoint() {
   Shutdown();
-  if (spare_fd_ >= 0) ::close(spare_fd_);
+  for (int spare : spares_) ::close(spare);
+}
+
+void Endpoint::ReplenishSpares() {
+  while (spares_.size() < kSpares) {
+    const int spare = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (spare < 0) return;
+    spares_.push_back(spare);
+  }
 }
 
 bool Endpoint::OutOfDescriptors() const {
-  const int probe = ::fcntl(spare_fd_ >= 0 ? spare_fd_ : 0, F_DUPFD_CLOEXEC, 0);
+  const int probe = ::fcntl(spares_.empty() ? 0 : spares_.back(),
+                            F_DUPFD_CLOEXEC, 0);
   if (probe >= 0) {
     ::close(probe);
     return false;
@@ -210,9 +219,19 @@ void Endpoint::Watch() {
   constexpr int kMaxShedPerCheck = 256;
   bool waiting_before = false;
   absl::MutexLock lock(&mu_);
+  // accept() below must never block the watchdog: only a non-blocking
+  // listening socket (Pistache makes it so) is watched.
+  const int flags = listen_fd_ >= 0 ? ::fcntl(listen_fd_, F_GETFL) : -1;
+  if (flags < 0 || (flags & O_NONBLOCK) == 0) {
+    log::Warning(
+        "the HTTP listening socket blocks; connections that cannot be "
+        "accepted for want of descriptors will not be answered 503");
+    return;
+  }
   while (!stopping_) {
     mu_.AwaitWithTimeout(absl::Condition(&stopping_), kInterval);
     if (stopping_ || listen_fd_ < 0) continue;
+    ReplenishSpares();
     pollfd listening{.fd = listen_fd_, .events = POLLIN, .revents = 0};
     const bool waiting =
         ::poll(&listening, 1, 0) == 1 && (listening.revents & POLLIN) != 0;
@@ -222,21 +241,25 @@ void Endpoint::Watch() {
       // Every connection waiting now, while no descriptor is free.
       for (int shed = 0; shed < kMaxShedPerCheck && OutOfDescriptors();
            ++shed) {
-        Shed(listen_fd_);
-        listening.revents = 0;
-        if (::poll(&listening, 1, 0) != 1) break;
+        if (!Shed(listen_fd_)) break;
       }
     }
     waiting_before = waiting;
   }
 }
 
-void Endpoint::Shed(int listen_fd) {
-  if (spare_fd_ >= 0) {
-    ::close(spare_fd_);
-    spare_fd_ = -1;
+bool Endpoint::Shed(int listen_fd) {
+  int client = -1;
+  while (client < 0 && !spares_.empty()) {
+    ::close(spares_.back());
+    spares_.pop_back();
+    client = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+    // EMFILE: Pistache's listener took the freed descriptor (and so serves
+    // a connection with it); try the next spare. Anything else (nothing
+    // waiting any more): stop.
+    if (client < 0 && errno != EMFILE && errno != ENFILE) break;
   }
-  const int client = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+  bool shed = false;
   if (client >= 0) {
     // Read what the client already sent, so that closing with unread bytes
     // does not reset the connection before it reads the answer.
@@ -252,12 +275,13 @@ void Endpoint::Shed(int listen_fd) {
                  MSG_NOSIGNAL | MSG_DONTWAIT);
     ::shutdown(client, SHUT_WR);
     ::close(client);
+    shed = true;
     ++shed_unreported_;
     if (state_->connections_shed != nullptr) {
       state_->connections_shed->Increment();
     }
   }
-  spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ReplenishSpares();
   const absl::Time now = absl::Now();
   if (now - last_report_ >= absl::Seconds(10)) {
     rlimit limit{};
@@ -266,10 +290,12 @@ void Endpoint::Shed(int listen_fd) {
         "cannot accept HTTP connections: no file descriptor left; new "
         "connections are answered 503",
         {{"open_file_limit", static_cast<std::uint64_t>(limit.rlim_cur)},
-         {"connections_shed", shed_unreported_}});
+         {"connections_shed", shed_unreported_},
+         {"spare_descriptors", static_cast<std::uint64_t>(spares_.size())}});
     last_report_ = now;
     shed_unreported_ = 0;
   }
+  return shed;
 }
 
 absl::StatusOr<std::unique_ptr<Endpoint>> Endpoint::Start(

@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -50,9 +51,11 @@ void QueueWrite(const std::shared_ptr<Pistache::Tcp::Peer>& peer,
 // logs nothing (the Endpoint gives its listener no logger) and retries at
 // once, while the client waits unanswered. So a watchdog thread checks the
 // listening socket every 100 ms: a connection still waiting there while the
-// process has no descriptor left is accepted with a spare descriptor kept
-// for this, answered 503 and closed; the failure is logged at most every
-// 10 s and counted (gateway_http_connections_shed_total).
+// process has no descriptor left is accepted with one of a few spare
+// descriptors kept for this, answered 503 and closed; the failure is logged
+// at most every 10 s and counted (gateway_http_connections_shed_total).
+// Pistache's listener may take a freed spare first: it then serves that
+// connection itself, and the next spare is tried.
 class Endpoint {
  public:
   // Binds options.address:options.port and starts options.threads threads.
@@ -80,17 +83,21 @@ class Endpoint {
   void Watch() ABSL_LOCKS_EXCLUDED(mu_);
   // Whether the process has no descriptor left (EMFILE or ENFILE).
   bool OutOfDescriptors() const;
-  // Accepts one waiting connection with the spare descriptor and answers it
-  // 503. Watchdog thread only.
-  void Shed(int listen_fd);
+  // Accepts one waiting connection with a spare descriptor and answers it
+  // 503; false when none could be accepted. Watchdog thread only.
+  bool Shed(int listen_fd);
+  // Opens spares up to kSpares while descriptors allow. Watchdog thread
+  // only.
+  void ReplenishSpares();
 
   const std::shared_ptr<ServerState> state_;
   std::unique_ptr<Pistache::Http::Endpoint> endpoint_;
   const std::uint16_t port_;
-  // /dev/null, held so that a connection can be accepted and answered when
-  // every other descriptor is taken; -1 if it could not be opened.
-  // Watchdog thread only, once started.
-  int spare_fd_ = -1;
+  // Descriptors of /dev/null, held so that a connection can be accepted and
+  // answered when every other descriptor is taken. Watchdog thread only,
+  // once started.
+  static constexpr std::size_t kSpares = 4;
+  std::vector<int> spares_;
   // Watchdog thread only: shed since the last log line, and when that was.
   std::uint64_t shed_unreported_ = 0;
   absl::Time last_report_ = absl::InfinitePast();
