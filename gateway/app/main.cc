@@ -3,12 +3,16 @@
 // variable GATEWAY_<FLAG NAME IN UPPER CASE> (the command line wins); the
 // workspace secrets come from CONVOCORE_WORKSPACE_SECRET or
 // --workspace_secret_file, never from a flag's value.
+#include <pthread.h>
+#include <signal.h>
 #include <sys/resource.h>
 
+#include <atomic>
 #include <cstdio>
 #include <exception>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -151,7 +155,47 @@ void RaiseOpenFileLimit() {
   }
 }
 
+// SIGHUP (a closed terminal, or an operator expecting a reload) would end
+// the process by default. The gateway reloads nothing, so it is ignored with
+// a log line. Construct before any other thread starts: they inherit the
+// blocked signal, and only this object's thread takes it.
+class IgnoreHangups {
+ public:
+  IgnoreHangups() {
+    sigemptyset(&hangup_);
+    sigaddset(&hangup_, SIGHUP);
+    if (pthread_sigmask(SIG_BLOCK, &hangup_, nullptr) != 0) {
+      signal(SIGHUP, SIG_IGN);  // no log line, but the process lives
+      return;
+    }
+    thread_ = std::thread([this] {
+      for (;;) {
+        int received = 0;
+        if (sigwait(&hangup_, &received) != 0) continue;
+        if (stopping_.load()) return;
+        convocore::log::Info(
+            "SIGHUP received and ignored: the gateway reloads nothing; "
+            "SIGTERM or SIGINT stops it");
+      }
+    });
+  }
+  ~IgnoreHangups() {
+    if (!thread_.joinable()) return;
+    stopping_.store(true);
+    pthread_kill(thread_.native_handle(), SIGHUP);
+    thread_.join();
+  }
+  IgnoreHangups(const IgnoreHangups&) = delete;
+  IgnoreHangups& operator=(const IgnoreHangups&) = delete;
+
+ private:
+  sigset_t hangup_;
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+};
+
 int Main(int argc, char** argv) {
+  const IgnoreHangups ignore_hangups;
   absl::SetProgramUsageMessage(
       "Receives Convocore webhooks on POST /webhooks and streams them as "
       "typed events over gRPC (EventStreamService.Subscribe).\n"

@@ -6,47 +6,54 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "xxhash.h"
 
 namespace convocore::gateway {
 
-// The outcome of a first delivery, shared by its ticket, its entry and the
-// duplicates waiting for it. Written once, before `done` is notified.
+// The outcome of a first delivery, shared by its ticket, its entry and its
+// pending duplicates.
 struct ClaimTicket::State {
-  absl::Notification done;
-  absl::Status status;
-  std::uint64_t sequence = 0;
+  absl::Mutex mu;
+  bool settled ABSL_GUARDED_BY(mu) = false;
+  absl::Status status ABSL_GUARDED_BY(mu);
+  std::uint64_t sequence ABSL_GUARDED_BY(mu) = 0;
+  // Pending duplicates' callbacks, called once settled.
+  std::vector<OutcomeCallback> waiters ABSL_GUARDED_BY(mu);
 };
 
 ClaimTicket::ClaimTicket(Deduplicator* owner, std::string id,
                          std::shared_ptr<State> state)
-    : owner_(owner),
+    : kind_(Kind::kNew),
+      owner_(owner),
       id_(std::move(id)),
-      state_(std::move(state)),
-      is_new_(true) {}
+      state_(std::move(state)) {}
 
-ClaimTicket::ClaimTicket(std::uint64_t sequence) : sequence_(sequence) {}
+ClaimTicket::ClaimTicket(std::uint64_t sequence)
+    : kind_(Kind::kStored), sequence_(sequence) {}
+
+ClaimTicket::ClaimTicket(Deduplicator* owner, std::shared_ptr<State> first)
+    : kind_(Kind::kPending), owner_(owner), state_(std::move(first)) {}
 
 ClaimTicket::ClaimTicket(ClaimTicket&& other) noexcept
-    : owner_(std::exchange(other.owner_, nullptr)),
+    : kind_(other.kind_),
+      owner_(std::exchange(other.owner_, nullptr)),
       id_(std::move(other.id_)),
       state_(std::move(other.state_)),
-      is_new_(other.is_new_),
       sequence_(other.sequence_) {}
 
 ClaimTicket& ClaimTicket::operator=(ClaimTicket&& other) noexcept {
   if (this != &other) {
     Abandon();
+    kind_ = other.kind_;
     owner_ = std::exchange(other.owner_, nullptr);
     id_ = std::move(other.id_);
     state_ = std::move(other.state_);
-    is_new_ = other.is_new_;
     sequence_ = other.sequence_;
   }
   return *this;
@@ -55,23 +62,27 @@ ClaimTicket& ClaimTicket::operator=(ClaimTicket&& other) noexcept {
 ClaimTicket::~ClaimTicket() { Abandon(); }
 
 void ClaimTicket::Abandon() {
-  if (owner_ != nullptr) {
+  if (kind_ == Kind::kNew && owner_ != nullptr) {
     Settle(absl::AbortedError(
                "the first delivery of this event was abandoned unstored"),
            0);
   }
 }
 
-bool ClaimTicket::is_new() const { return is_new_; }
+bool ClaimTicket::is_new() const { return kind_ == Kind::kNew; }
+
+bool ClaimTicket::is_pending() const { return kind_ == Kind::kPending; }
 
 std::uint64_t ClaimTicket::sequence() const { return sequence_; }
 
 void ClaimTicket::Complete(std::uint64_t sequence) {
-  if (owner_ != nullptr) Settle(absl::OkStatus(), sequence);
+  if (kind_ == Kind::kNew && owner_ != nullptr) {
+    Settle(absl::OkStatus(), sequence);
+  }
 }
 
 void ClaimTicket::Fail(absl::Status error) {
-  if (owner_ == nullptr) return;
+  if (kind_ != Kind::kNew || owner_ == nullptr) return;
   if (error.ok()) {
     error = absl::UnknownError("the first delivery failed without a reason");
   }
@@ -82,10 +93,65 @@ void ClaimTicket::Settle(absl::Status status, std::uint64_t sequence) {
   Deduplicator* owner = std::exchange(owner_, nullptr);
   const bool stored = status.ok();
   if (stored) sequence_ = sequence;
+  // The window first, so that a delivery claimed from now on sees the
+  // outcome there; then the pending duplicates, outside every lock.
   owner->Settle(id_, state_.get(), stored, sequence);
-  state_->status = std::move(status);
-  state_->sequence = sequence;
-  state_->done.Notify();
+  std::vector<OutcomeCallback> waiters;
+  {
+    absl::MutexLock lock(&state_->mu);
+    state_->settled = true;
+    state_->status = status;
+    state_->sequence = sequence;
+    waiters.swap(state_->waiters);
+  }
+  for (OutcomeCallback& waiter : waiters) {
+    if (stored) {
+      std::move(waiter)(sequence);
+    } else {
+      std::move(waiter)(status);
+    }
+  }
+}
+
+void ClaimTicket::WhenFirstSettled(OutcomeCallback done) && {
+  switch (kind_) {
+    case Kind::kStored:
+      std::move(done)(sequence_);
+      return;
+    case Kind::kNew:
+      std::move(done)(absl::FailedPreconditionError(
+          "a first delivery has no first delivery to wait for"));
+      return;
+    case Kind::kPending:
+      break;
+  }
+  Deduplicator* owner = std::exchange(owner_, nullptr);
+  if (owner == nullptr) {
+    std::move(done)(absl::FailedPreconditionError(
+        "this pending ticket's outcome was already asked for"));
+    return;
+  }
+  std::atomic<std::size_t>* waiting = &owner->waiting_;
+  absl::StatusOr<std::uint64_t> outcome;
+  {
+    absl::MutexLock lock(&state_->mu);
+    if (!state_->settled) {
+      waiting->fetch_add(1, std::memory_order_relaxed);
+      state_->waiters.push_back(
+          [waiting, done = std::move(done)](
+              absl::StatusOr<std::uint64_t> result) mutable {
+            waiting->fetch_sub(1, std::memory_order_relaxed);
+            std::move(done)(std::move(result));
+          });
+      return;
+    }
+    if (state_->status.ok()) {
+      outcome = state_->sequence;
+    } else {
+      outcome = state_->status;
+    }
+  }
+  std::move(done)(std::move(outcome));
 }
 
 namespace {
@@ -120,43 +186,26 @@ Deduplicator::Key Deduplicator::KeyOf(std::string_view id) {
   return absl::MakeUint128(hash.high64, hash.low64);
 }
 
-absl::StatusOr<ClaimTicket> Deduplicator::Claim(std::string_view id,
-                                                absl::Time now) {
+ClaimTicket Deduplicator::Claim(std::string_view id, absl::Time now) {
   const Key key = KeyOf(id);
-  std::shared_ptr<ClaimTicket::State> first;
-  {
-    absl::MutexLock lock(&mu_);
-    ExpireLocked(now);
-    if (auto it = records_.find(key); it != records_.end()) {
-      const Record& record = it->second;
-      if (now - absl::FromUnixNanos(record.seen_unix_ns) >= options_.max_age) {
-        // Out of the window but not yet at the front of the arrival order.
-        EraseLocked(key);
-      } else if (record.sequence != kInFlight) {
-        return ClaimTicket(record.sequence);
-      } else {
-        first = in_flight_.at(key);
-      }
-    }
-    if (first == nullptr) {
-      auto state = std::make_shared<ClaimTicket::State>();
-      InsertLocked(key, Record{.sequence = kInFlight,
-                               .seen_unix_ns = absl::ToUnixNanos(now)});
-      in_flight_[key] = state;
-      return ClaimTicket(this, std::string(id), std::move(state));
+  absl::MutexLock lock(&mu_);
+  ExpireLocked(now);
+  if (auto it = records_.find(key); it != records_.end()) {
+    const Record& record = it->second;
+    if (now - absl::FromUnixNanos(record.seen_unix_ns) >= options_.max_age) {
+      // Out of the window but not yet at the front of the arrival order.
+      EraseLocked(key);
+    } else if (record.sequence != kInFlight) {
+      return ClaimTicket(record.sequence);
+    } else {
+      return ClaimTicket(this, in_flight_.at(key));
     }
   }
-  // A duplicate of a delivery in flight: wait for it without the lock.
-  waiting_.fetch_add(1, std::memory_order_relaxed);
-  const bool settled =
-      first->done.WaitForNotificationWithTimeout(options_.max_wait);
-  waiting_.fetch_sub(1, std::memory_order_relaxed);
-  if (!settled) {
-    return absl::UnavailableError(
-        "the first delivery of this event is still being stored");
-  }
-  if (!first->status.ok()) return first->status;
-  return ClaimTicket(first->sequence);
+  auto state = std::make_shared<ClaimTicket::State>();
+  InsertLocked(key, Record{.sequence = kInFlight,
+                           .seen_unix_ns = absl::ToUnixNanos(now)});
+  in_flight_[key] = state;
+  return ClaimTicket(this, std::string(id), std::move(state));
 }
 
 void Deduplicator::Restore(std::string_view id, std::uint64_t sequence,

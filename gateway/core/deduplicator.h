@@ -1,10 +1,11 @@
 // Recognises the same webhook delivered twice within a window, so that it is
 // acknowledged both times but streamed once.
 //
-// The first delivery of an id gets a Ticket and publishes; a second delivery
-// that arrives while the first is still being stored waits for that outcome
-// instead of answering early, so that a duplicate is never acknowledged for an
-// event that then failed to be stored. Check-and-insert is atomic.
+// The first delivery of an id gets a new ticket and publishes; a second
+// delivery that arrives while the first is still being stored gets a pending
+// ticket and learns the first's outcome through a callback, so that a
+// duplicate is never acknowledged for an event that then failed to be
+// stored, and no thread waits for it. Check-and-insert is atomic.
 //
 // Ids are remembered by their 128-bit XXH3 hash, in fixed-size records with
 // no allocation per id (about 70 bytes each, against 170 when each id was a
@@ -25,6 +26,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/numeric/int128.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -36,59 +38,79 @@ struct DeduplicatorOptions {
   // An id is remembered for at most this many later ids and this long.
   std::size_t max_entries = 100'000;
   absl::Duration max_age = absl::Hours(1);
-  // How long a duplicate waits in Claim() for the first delivery's outcome
-  // before giving up with kUnavailable, so that a stuck first delivery
-  // cannot hold every worker that receives its duplicates.
-  absl::Duration max_wait = absl::Seconds(30);
 };
 
 class Deduplicator;
 
-// Outcome of Deduplicator::Claim() for one delivery. A new ticket must not
-// outlive the Deduplicator that issued it.
+// Outcome of Deduplicator::Claim() for one delivery: new (the first
+// delivery), stored (a duplicate of a stored one) or pending (a duplicate of
+// one still being stored). A ticket must not outlive the Deduplicator that
+// issued it.
 class ClaimTicket {
  public:
+  // The first delivery's sequence once stored, or why it was not.
+  using OutcomeCallback =
+      absl::AnyInvocable<void(absl::StatusOr<std::uint64_t>) &&>;
+
   ClaimTicket(ClaimTicket&&) noexcept;
   ClaimTicket& operator=(ClaimTicket&&) noexcept;
-  // An uncompleted new ticket fails itself with kAborted on destruction, so
-  // that waiting duplicates never hang.
+  // An unsettled new ticket fails itself with kAborted on destruction, so
+  // that pending duplicates are always answered.
   ~ClaimTicket();
 
   // True for the first delivery of an id: the caller publishes the event,
   // then calls Complete() or Fail().
   bool is_new() const;
-  // For a duplicate: the sequence the first delivery was stored under. For a
-  // new ticket: the sequence given to Complete(), 0 before.
+  // True for a duplicate whose first delivery is still being stored: its
+  // outcome comes through WhenFirstSettled().
+  bool is_pending() const;
+  // For a stored duplicate: the sequence the first delivery was stored
+  // under. For a new ticket: the sequence given to Complete(), 0 before. 0
+  // for a pending one.
   std::uint64_t sequence() const;
 
-  // The first delivery was stored under `sequence`; duplicates waiting in
-  // Claim() return with it. Only the first Complete() or Fail() of a new
-  // ticket counts; later calls, and calls on a duplicate's ticket, do nothing.
+  // The first delivery was stored under `sequence`; pending duplicates learn
+  // it. Only the first Complete() or Fail() of a new ticket counts; later
+  // calls, and calls on a duplicate's ticket, do nothing.
   void Complete(std::uint64_t sequence);
   // The first delivery failed: the id is forgotten (a later delivery is new)
-  // and duplicates waiting in Claim() return `error` (kUnknown if `error` is
-  // OK, which is a caller's bug).
+  // and pending duplicates get `error` (kUnknown if `error` is OK, which is a
+  // caller's bug): their copies are not stored either.
   void Fail(absl::Status error);
+
+  // For a pending ticket: calls `done` exactly once with the first
+  // delivery's outcome (kAborted if its ticket was dropped unsettled) - at
+  // once on this thread if it is already known, otherwise on the thread that
+  // settles the first delivery, with no lock of the Deduplicator held.
+  // `done` must not block. Called on a ticket that is not pending, it calls
+  // `done` at once: with the sequence of a stored duplicate, with
+  // kFailedPrecondition for a new ticket (a caller's bug).
+  void WhenFirstSettled(OutcomeCallback done) &&;
 
  private:
   friend class Deduplicator;
   struct State;
+  enum class Kind { kNew, kStored, kPending };
 
   // The ticket of the first delivery of `id`.
   ClaimTicket(Deduplicator* owner, std::string id,
               std::shared_ptr<State> state);
   // The ticket of a duplicate of a delivery stored under `sequence`.
   explicit ClaimTicket(std::uint64_t sequence);
+  // The ticket of a duplicate of the delivery in flight whose outcome is
+  // `first`.
+  ClaimTicket(Deduplicator* owner, std::shared_ptr<State> first);
 
   void Settle(absl::Status status, std::uint64_t sequence);
   // Settles an unsettled new ticket with kAborted.
   void Abandon();
 
-  // Set while a new ticket is not yet settled.
+  Kind kind_ = Kind::kStored;
+  // A new ticket: set until it is settled. A pending one: set until
+  // WhenFirstSettled().
   Deduplicator* owner_ = nullptr;
   std::string id_;
   std::shared_ptr<State> state_;
-  bool is_new_ = false;
   std::uint64_t sequence_ = 0;
 };
 
@@ -101,11 +123,10 @@ class Deduplicator {
   ~Deduplicator();
 
   // Atomically checks and records `id` seen at `now`. Returns a new ticket
-  // for the first delivery within the window; for a duplicate, blocks until
-  // the first delivery is stored or failed and returns its sequence or its
-  // error (kAborted if its ticket was dropped unsettled, kUnavailable after
-  // max_wait).
-  absl::StatusOr<ClaimTicket> Claim(std::string_view id, absl::Time now);
+  // for the first delivery within the window, a stored ticket with its
+  // sequence for a duplicate of a stored delivery, and a pending ticket for
+  // a duplicate of a delivery still being stored. Never waits.
+  ClaimTicket Claim(std::string_view id, absl::Time now);
 
   // Records an id already stored (after a restart, from the durable log), so
   // that its redelivery within the window is recognised. An id whose first
@@ -114,7 +135,8 @@ class Deduplicator {
 
   // Ids currently remembered, for metrics.
   std::size_t size() const;
-  // Duplicates currently blocked in Claim(), for metrics.
+  // Pending duplicates waiting in WhenFirstSettled() for their first
+  // delivery's outcome, for metrics.
   std::size_t waiting() const;
 
  private:

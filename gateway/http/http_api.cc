@@ -35,8 +35,12 @@ std::string_view StatusName(int code) {
       return "UNSUPPORTED_MEDIA_TYPE";
     case 431:
       return "REQUEST_HEADER_FIELDS_TOO_LARGE";
+    case 501:
+      return "UNIMPLEMENTED";
     case 503:
       return "UNAVAILABLE";
+    case 505:
+      return "HTTP_VERSION_NOT_SUPPORTED";
     default:
       return "INTERNAL";
   }
@@ -159,6 +163,41 @@ Reply AcceptedReply(std::uint64_t sequence, std::string_view id,
   absl::StrAppend(&reply.body, ",\"duplicate\":", duplicate ? "true" : "false",
                   "}");
   return reply;
+}
+
+std::string_view ReasonPhrase(int code) {
+  switch (code) {
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 415:
+      return "Unsupported Media Type";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Unknown";
+  }
 }
 
 std::string SerializeResponse(const Reply& reply, std::string_view version,

@@ -9,6 +9,9 @@
 //   GET  /readyz    200 when ready to accept and persist, 503 otherwise
 //   GET  /metrics   Prometheus text exposition
 // Any other path is 404; another method on a known path is 405 with Allow.
+// A malformed request is 400 (431 for headers over the limit, 501 for a
+// transfer coding other than chunked, 505 for an HTTP version other than
+// 1.0 and 1.1), and its connection closes.
 // Every error body is {"error":{"code":N,"status":"...","message":"..."}}.
 #ifndef GATEWAY_HTTP_HTTP_API_H_
 #define GATEWAY_HTTP_HTTP_API_H_
@@ -76,6 +79,10 @@ Reply TooLargeReply(std::size_t limit_bytes);
 // {"status":"not_ready","reason":"..."}.
 Reply HealthReply();
 Reply ReadinessReply(const absl::Status& readiness);
+
+// The reason phrase of RFC 9110 for `code` ("OK", "Not Found"), or
+// "Unknown" for a code the gateway never sends.
+std::string_view ReasonPhrase(int code);
 
 // The bytes of the HTTP response carrying `reply`: the status line (with
 // `version`, "HTTP/1.1", and `reason`, "OK"), Content-Type, Allow when set,

@@ -1,32 +1,30 @@
-// The gateway's HTTP server: the Pistache 0.0.5 adapter in front of an
-// HttpBackend. Pistache stays behind this header.
+// The gateway's HTTP server: HTTP/1.1 in front of an HttpBackend, over
+// Pistache 0.0.5's transport. Pistache stays behind this header.
 //
-// It works around Pistache 0.0.5's traps, each seen on this machine:
-// - its request size limit defaults to 4 KiB: ours is max_body_bytes plus
-//   max_header_bytes, and a body over max_body_bytes is refused with a JSON
-//   413 as soon as its Content-Length is read, before it is received;
-// - it answers "Connection: Close" to every HTTP/1.1 request without a
-//   Connection header, though keep-alive is HTTP/1.1's default: we decide
-//   the Connection header ourselves (keep-alive unless the client asked to
-//   close, or spoke HTTP/1.0 without asking to keep it) and close the
-//   connection ourselves when we say so;
-// - it never answers "Expect: 100-continue" (curl then waits a second before
-//   sending a body): we answer 100 Continue once the headers are in, or the
-//   final error at once when the headers alone decide it;
-// - binding a port in use throws: Start() returns the error instead.
-// For that it replaces Pistache's Http::Handler::onInput with its own loop
-// over Pistache's public parser (see server.cc).
+// Requests are read by our own parser (request_parser.h), not Pistache's,
+// which dropped pipelined requests and misread malformed ones. Every request
+// gets exactly one response, in the order the requests came, pipelined or
+// not: a malformed request (or one over a limit: max_header_bytes for the
+// request line and headers, max_body_bytes for the body, refused with 413 as
+// soon as its Content-Length is read) is answered with its error in our
+// words, and the connection closes after it, its framing lost. The
+// Connection header is ours too: keep-alive unless the client asked to
+// close, or spoke HTTP/1.0 without asking to keep it. "Expect:
+// 100-continue" is answered with 100 Continue once the headers are in, or
+// with the final error at once when the headers alone decide it. Binding a
+// port in use is an error from Start(), not an exception.
 //
 // Webhooks are answered asynchronously: the HTTP thread reads the request,
 // hands it to the backend and goes on; the backend's callback (on the hub's
-// committer thread) writes the response through Pistache's transport, whose
-// writes queue is made for other threads. A client gone meanwhile gets
-// nothing written and costs nothing (Pistache rejects the write); a
-// response from a callback that runs after Shutdown() is dropped.
+// committer thread) writes the response, after those of earlier requests on
+// the connection. A client gone meanwhile gets nothing written and costs
+// nothing; a response from a callback that runs after Shutdown() is
+// dropped.
 //
-// Known limit: Pistache drops bytes of a pipelined request that arrive in the
-// same read as the end of the previous one; clients that pipeline (rare;
-// curl and browsers do not) must not.
+// Known limit: the 408 for a request slower than request_timeout is
+// Pistache's own, written and followed by a close at once, so that a
+// response still owed to an earlier pipelined webhook on that connection is
+// lost (the webhook may be stored, and its client then sees no 200).
 #ifndef GATEWAY_HTTP_SERVER_H_
 #define GATEWAY_HTTP_SERVER_H_
 
@@ -36,13 +34,18 @@
 #include <string>
 #include <string_view>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "gateway/metrics/registry.h"
 
 namespace convocore::http {
+namespace pistache {
+class Endpoint;
+}  // namespace pistache
 
 // Why the HTTP layer refused a webhook before handing it to the backend.
 enum class Refusal { kUnsupportedMediaType, kTooLarge, kShuttingDown };
@@ -128,11 +131,17 @@ class HttpServer {
   // callback and responses not yet written.
   std::int64_t in_flight() const;
 
+  // What the server's parts share (server_state.h).
   struct State;
 
  private:
-  explicit HttpServer(std::shared_ptr<State> state);
-  std::shared_ptr<State> state_;
+  HttpServer(std::shared_ptr<State> state,
+             std::unique_ptr<pistache::Endpoint> endpoint);
+
+  const std::shared_ptr<State> state_;
+  absl::Mutex mu_;
+  // Null once shut down.
+  std::unique_ptr<pistache::Endpoint> endpoint_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace convocore::http

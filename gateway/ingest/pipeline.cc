@@ -193,28 +193,20 @@ void IngestPipeline::Ingest(std::string_view body, absl::Time receive_time,
 
   IngestResult result;
   result.id = event.id();
-  absl::StatusOr<gateway::ClaimTicket> ticket =
-      deduplicator_->Claim(result.id, receive_time);
-  if (!ticket.ok()) {
-    // The first delivery of this webhook failed to be stored, was dropped,
-    // or takes too long: we cannot say it is stored.
-    metrics_->Count(type, IngestMetrics::Outcome::kFailed);
-    std::move(done)(absl::UnavailableError(absl::StrCat(
-        "the first delivery of this webhook could not be confirmed stored: ",
-        ticket.status().message())));
-    return;
-  }
-  if (!ticket->is_new()) {
-    result.sequence = ticket->sequence();
-    result.duplicate = true;
-    metrics_->Count(type, IngestMetrics::Outcome::kDuplicate);
-    metrics_->ObserveLatency(clock_() - receive_time);
-    if (log::Enabled(log::Level::kDebug)) {
-      log::Debug("duplicate webhook", {{"id", result.id},
-                                       {"sequence", result.sequence},
-                                       {"type", event.type_raw()}});
-    }
-    std::move(done)(std::move(result));
+  gateway::ClaimTicket ticket = deduplicator_->Claim(result.id, receive_time);
+  if (!ticket.is_new()) {
+    // A duplicate: answered with the first delivery's sequence once that is
+    // stored (at once if it already is), with 503 if it fails. Nothing
+    // waits meanwhile.
+    std::string type_string =
+        log::Enabled(log::Level::kDebug) ? event.type_raw() : std::string();
+    std::move(ticket).WhenFirstSettled(
+        [this, type, receive_time, type_string = std::move(type_string),
+         result = std::move(result), done = std::move(done)](
+            absl::StatusOr<std::uint64_t> sequence) mutable {
+          AnswerDuplicate(type, receive_time, type_string, std::move(result),
+                          std::move(sequence), std::move(done));
+        });
     return;
   }
   // The fields of a debug log cost allocations per webhook: only made when
@@ -224,7 +216,7 @@ void IngestPipeline::Ingest(std::string_view body, absl::Time receive_time,
   sink_->Publish(
       std::move(event),
       [this, type, receive_time, debug, type_string = std::move(type_string),
-       result = std::move(result), ticket = *std::move(ticket),
+       result = std::move(result), ticket = std::move(ticket),
        done = std::move(done)](absl::StatusOr<std::uint64_t> sequence) mutable {
         NoteStoreOutcome(sequence.status());
         if (!sequence.ok()) {
@@ -246,6 +238,32 @@ void IngestPipeline::Ingest(std::string_view body, absl::Time receive_time,
         }
         std::move(done)(std::move(result));
       });
+}
+
+void IngestPipeline::AnswerDuplicate(EventType type, absl::Time receive_time,
+                                     std::string_view type_string,
+                                     IngestResult result,
+                                     absl::StatusOr<std::uint64_t> sequence,
+                                     Callback done) {
+  if (!sequence.ok()) {
+    // The first delivery failed to be stored or was dropped: this copy is
+    // not stored either.
+    metrics_->Count(type, IngestMetrics::Outcome::kFailed);
+    std::move(done)(absl::UnavailableError(absl::StrCat(
+        "the first delivery of this webhook could not be stored: ",
+        sequence.status().message())));
+    return;
+  }
+  result.sequence = *sequence;
+  result.duplicate = true;
+  metrics_->Count(type, IngestMetrics::Outcome::kDuplicate);
+  metrics_->ObserveLatency(clock_() - receive_time);
+  if (log::Enabled(log::Level::kDebug)) {
+    log::Debug("duplicate webhook", {{"id", result.id},
+                                     {"sequence", result.sequence},
+                                     {"type", type_string}});
+  }
+  std::move(done)(std::move(result));
 }
 
 void IngestPipeline::NoteStoreOutcome(const absl::Status& status) {

@@ -8,16 +8,17 @@
 // Asynchronous: the caller's thread translates and claims, and the outcome
 // arrives through a callback once the event is durable, so that an HTTP
 // thread never waits for the store's fsync and a group commit can hold every
-// webhook that arrived meanwhile. The one wait left on the caller's thread is
-// a duplicate's, in Claim(), for the outcome of a first delivery still being
-// stored: the sender does not retry, so that needs the same webhook sent
-// twice within a commit (a few milliseconds), and it is bounded by the
-// de-duplicator's max_wait.
+// webhook that arrived meanwhile. Nor does it wait for a duplicate whose
+// first delivery is still being stored: the duplicate is answered when the
+// first one's outcome is known, from the thread that learns it - 200 with
+// the first's sequence and "duplicate" once stored; if the first fails (or
+// is dropped unstored), the duplicate gets the same 503, its copy not stored
+// either (the de-duplicator forgets the id, so a later delivery is new).
 //
 // Errors keep the translator's codes (kInvalidArgument 400, kUnauthenticated
-// 401, kResourceExhausted 413); every failure to store, or to learn the
-// outcome of the first delivery of a duplicate, is kUnavailable (503), so
-// that the sender never gets a 200 for an event that was not stored.
+// 401, kResourceExhausted 413); every failure to store, or of the first
+// delivery of a duplicate, is kUnavailable (503), so that the sender never
+// gets a 200 for an event that was not stored.
 //
 // It also keeps the ingest metrics (see IngestMetrics below).
 #ifndef GATEWAY_INGEST_PIPELINE_H_
@@ -127,10 +128,9 @@ class IngestPipeline {
 
   // Thread-safe; called concurrently by every HTTP worker. `body` is read
   // before Ingest() returns. Calls `done` exactly once with the result: on
-  // the calling thread for a webhook refused or recognised as a duplicate,
-  // otherwise on the sink's thread once the event is stored. Does not wait
-  // for the store; a duplicate whose first delivery is being stored waits
-  // for that (see the top of this file).
+  // the calling thread for a webhook refused or a duplicate of a stored one,
+  // otherwise on the sink's thread once the event (or, for a duplicate, its
+  // first delivery) is stored or has failed. Never waits.
   void Ingest(std::string_view body, absl::Time receive_time, Callback done);
 
   // A webhook refused before it reached Ingest() (by the HTTP layer, or
@@ -138,6 +138,11 @@ class IngestPipeline {
   void RecordRejection(Rejection rejection) { metrics_->Reject(rejection); }
 
  private:
+  // Answers a duplicate with its first delivery's outcome.
+  void AnswerDuplicate(convocore::webhooks::v1::EventType type,
+                       absl::Time receive_time, std::string_view type_string,
+                       IngestResult result,
+                       absl::StatusOr<std::uint64_t> sequence, Callback done);
   // Logs when storing starts failing and when it works again, rather than
   // once per webhook.
   void NoteStoreOutcome(const absl::Status& status);

@@ -53,6 +53,24 @@ TEST(ContentTypeTest, OtherTypesAreNot) {
   EXPECT_FALSE(IsJsonContentType("application/json; charset=latin1"));
 }
 
+TEST(ReasonPhraseTest, NamesEveryCodeTheServerSends) {
+  EXPECT_EQ(ReasonPhrase(200), "OK");
+  EXPECT_EQ(ReasonPhrase(400), "Bad Request");
+  EXPECT_EQ(ReasonPhrase(413), "Content Too Large");
+  EXPECT_EQ(ReasonPhrase(431), "Request Header Fields Too Large");
+  EXPECT_EQ(ReasonPhrase(501), "Not Implemented");
+  EXPECT_EQ(ReasonPhrase(503), "Service Unavailable");
+  EXPECT_EQ(ReasonPhrase(505), "HTTP Version Not Supported");
+  EXPECT_EQ(ReasonPhrase(299), "Unknown");
+}
+
+TEST(ReasonPhraseTest, ErrorBodiesNameTheFramingCodes) {
+  EXPECT_NE(ErrorReply(501, "x").body.find("\"UNIMPLEMENTED\""),
+            std::string::npos);
+  EXPECT_NE(ErrorReply(505, "x").body.find("\"HTTP_VERSION_NOT_SUPPORTED\""),
+            std::string::npos);
+}
+
 TEST(StatusMappingTest, EveryIngestErrorHasItsCode) {
   EXPECT_EQ(HttpCodeForStatus(absl::InvalidArgumentError("x")), 400);
   EXPECT_EQ(HttpCodeForStatus(absl::UnauthenticatedError("x")), 401);

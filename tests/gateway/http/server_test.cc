@@ -3,7 +3,9 @@
 #include "gateway/http/server.h"
 
 #include <atomic>
+#include <iostream>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "rapidjson/document.h"
 #include "tests/gateway/http/http_test_client.h"
+#include "tests/support/eventually.h"
 
 namespace convocore::http {
 namespace {
@@ -61,6 +64,11 @@ class TestBackend : public HttpBackend {
     WebhookAck ack{.sequence = ++sequence_,
                    .id = "id-" + std::string(body),
                    .duplicate = false};
+    {
+      // Stored, in this backend's terms: the body gets a sequence.
+      absl::MutexLock lock(&mu_);
+      accepted_.emplace_back(body);
+    }
     if (body == "block") {
       absl::MutexLock lock(&mu_);
       if (!released_) {
@@ -97,6 +105,11 @@ class TestBackend : public HttpBackend {
     absl::MutexLock lock(&mu_);
     return bodies_;
   }
+  // The bodies given a sequence (stored), in order.
+  std::vector<std::string> accepted() const {
+    absl::MutexLock lock(&mu_);
+    return accepted_;
+  }
   std::vector<Refusal> refusals() const {
     absl::MutexLock lock(&mu_);
     return refusals_;
@@ -120,6 +133,7 @@ class TestBackend : public HttpBackend {
  private:
   mutable absl::Mutex mu_;
   std::vector<std::string> bodies_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> accepted_ ABSL_GUARDED_BY(mu_);
   std::vector<absl::Time> receive_times_ ABSL_GUARDED_BY(mu_);
   std::vector<Refusal> refusals_ ABSL_GUARDED_BY(mu_);
   absl::Status readiness_ ABSL_GUARDED_BY(mu_);
@@ -156,10 +170,8 @@ class HttpServerTest : public ::testing::Test {
   // thread counts a request until it leaves the handler, and a response
   // until Pistache has written it, so the count can lag a moment.
   int InFlightSettledAt(int expected) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (server_->in_flight() != expected && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(1));
-    }
+    convocore::testing::Eventually(
+        [&] { return server_->in_flight() == expected; });
     return server_->in_flight();
   }
 
@@ -694,6 +706,275 @@ TEST_F(HttpServerTest, ConcurrentClientsAreAllAnswered) {
   EXPECT_EQ(ok.load(), kClients * kPerClient);
   EXPECT_EQ(backend_.bodies().size(),
             static_cast<std::size_t>(kClients * kPerClient));
+}
+
+std::string Webhook(absl::string_view body) {
+  return absl::StrCat("POST /webhooks HTTP/1.1\r\nHost: gw\r\n"
+                      "Content-Type: application/json\r\nContent-Length: ",
+                      body.size(), "\r\n\r\n", body);
+}
+
+// Several complete requests in one send each get their own response, in
+// order, and each webhook is stored exactly when it is answered 200.
+TEST_F(HttpServerTest, PipelinedRequestsAreEachAnsweredInOrder) {
+  int next = 0;
+  for (int n : {1, 2, 5, 20, 100}) {
+    absl::StatusOr<RawConnection> connection = Connect();
+    ASSERT_TRUE(connection.ok());
+    std::string bytes;
+    std::vector<std::string> bodies;
+    for (int i = 0; i < n; ++i) {
+      bodies.push_back(absl::StrCat("n", next++));
+      bytes += Webhook(bodies.back());
+    }
+    const std::size_t stored_before = backend_.accepted().size();
+    ASSERT_TRUE(connection->Send(bytes).ok());
+    for (int i = 0; i < n; ++i) {
+      absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+      ASSERT_TRUE(response.ok()) << n << " #" << i << ": " << response.status();
+      EXPECT_EQ(response->code, 200) << response->body;
+      EXPECT_THAT(response->body,
+                  HasSubstr("\"id\":\"id-" + bodies[i] + "\""))
+          << n << " #" << i;
+    }
+    std::vector<std::string> accepted = backend_.accepted();
+    ASSERT_EQ(accepted.size(), stored_before + n);
+    EXPECT_EQ(std::vector<std::string>(accepted.begin() + stored_before,
+                                       accepted.end()),
+              bodies);
+  }
+}
+
+// A webhook answered later (its store is slow) still comes before the
+// responses to the requests pipelined after it.
+TEST_F(HttpServerTest, PipelinedResponsesWaitForAnEarlierWebhook) {
+  absl::StatusOr<RawConnection> connection = Connect();
+  ASSERT_TRUE(connection.ok());
+  ASSERT_TRUE(connection
+                  ->Send(Webhook("block") +
+                         "GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n" +
+                         Webhook("{}"))
+                  .ok());
+  backend_.WaitUntilBlocked();
+  EXPECT_FALSE(
+      connection->ReadResponse(absl::Now() + absl::Milliseconds(100)).ok());
+  backend_.Release();
+  absl::StatusOr<HttpResponse> first = connection->ReadResponse();
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_THAT(first->body, HasSubstr("id-block"));
+  absl::StatusOr<HttpResponse> second = connection->ReadResponse();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->body, "{\"status\":\"ok\"}");
+  absl::StatusOr<HttpResponse> third = connection->ReadResponse();
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_THAT(third->body, HasSubstr("id-{}"));
+}
+
+TEST_F(HttpServerTest, ARequestSplitAtAnyByteIsRead) {
+  absl::StatusOr<RawConnection> connection = Connect();
+  ASSERT_TRUE(connection.ok());
+  const std::string request = Webhook("{\"split\":true}");
+  for (std::size_t cut = 1; cut < request.size(); ++cut) {
+    ASSERT_TRUE(connection->Send(request.substr(0, cut)).ok());
+    ASSERT_TRUE(connection->Send(request.substr(cut)).ok());
+    absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+    ASSERT_TRUE(response.ok()) << cut << ": " << response.status();
+    EXPECT_EQ(response->code, 200) << cut;
+  }
+  EXPECT_EQ(backend_.accepted().size(), request.size() - 1);
+}
+
+TEST_F(HttpServerTest, ARequestAndTheStartOfTheNextAreBothAnswered) {
+  absl::StatusOr<RawConnection> connection = Connect();
+  ASSERT_TRUE(connection.ok());
+  const std::string second = Webhook("{\"second\":1}");
+  ASSERT_TRUE(connection->Send(Webhook("{\"first\":1}") + second.substr(0, 9))
+                  .ok());
+  absl::StatusOr<HttpResponse> first = connection->ReadResponse();
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->code, 200);
+  ASSERT_TRUE(connection->Send(second.substr(9)).ok());
+  absl::StatusOr<HttpResponse> next = connection->ReadResponse();
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(next->code, 200) << next->body;
+  EXPECT_EQ(backend_.accepted(),
+            (std::vector<std::string>{"{\"first\":1}", "{\"second\":1}"}));
+}
+
+// Valid requests pipelined and cut at random points, among them webhooks
+// the backend refuses, and sometimes a malformed request last: exactly one
+// response per request, in order, and a webhook stored iff answered 200.
+TEST_F(HttpServerTest, RandomFramingGetsOneTruthfulResponsePerRequest) {
+  constexpr std::uint32_t kSeed = 20261202;
+  std::cout << "random framing seed: " << kSeed << "\n";
+  SCOPED_TRACE(absl::StrCat("seed ", kSeed));
+  std::mt19937 random(kSeed);
+  auto below = [&](int n) {
+    return static_cast<int>(random() % static_cast<std::uint32_t>(n));
+  };
+  const std::vector<std::string> malformed = {
+      "POST /webhooks HTTP/1.1\nHost: gw\nContent-Length: 2\n\n{}",
+      "POST /webhooks HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n"
+      "Content-Length: 3\r\n\r\n{}",
+      "GET /healthz HTTP/1.1\r\nHost: gw\r\nX-A: a\r\n folded\r\n\r\n",
+      "NOT HTTP\r\n\r\n",
+      "POST /webhooks HTTP/1.1\r\nHost: gw\r\nContent-Length: -1\r\n\r\n",
+      "POST /webhooks HTTP/1.1\r\n\r\n",
+  };
+  for (int round = 0; round < 40; ++round) {
+    SCOPED_TRACE(absl::StrCat("round ", round));
+    struct Expected {
+      int code;
+      std::string stored;  // the body, for a webhook to be stored
+    };
+    std::vector<Expected> expected;
+    std::string bytes;
+    const int count = 1 + below(12);
+    for (int i = 0; i < count; ++i) {
+      const std::string body = absl::StrCat("{\"r\":", round, ",\"i\":", i, "}");
+      switch (below(5)) {
+        case 0:
+        case 1:
+          bytes += Webhook(body);
+          expected.push_back({200, body});
+          break;
+        case 2: {
+          const std::size_t half = body.size() / 2;
+          absl::StrAppend(&bytes,
+                          "POST /webhooks HTTP/1.1\r\nHost: gw\r\n"
+                          "Transfer-Encoding: chunked\r\n\r\n",
+                          absl::Hex(half), "\r\n", body.substr(0, half),
+                          "\r\n", absl::Hex(body.size() - half), "\r\n",
+                          body.substr(half), "\r\n0\r\n\r\n");
+          expected.push_back({200, body});
+          break;
+        }
+        case 3:
+          bytes += Webhook("400");  // refused by the backend: not stored
+          expected.push_back({400, ""});
+          break;
+        case 4:
+          if (below(2) == 0) {
+            bytes += "GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n";
+            expected.push_back({200, ""});
+          } else {
+            bytes += "GET /nope HTTP/1.1\r\nHost: gw\r\n\r\n";
+            expected.push_back({404, ""});
+          }
+          break;
+      }
+    }
+    const bool ends_malformed = below(3) == 0;
+    if (ends_malformed) {
+      bytes += malformed[below(static_cast<int>(malformed.size()))];
+      expected.push_back({400, ""});
+    }
+    absl::StatusOr<RawConnection> connection = Connect();
+    ASSERT_TRUE(connection.ok());
+    const std::size_t stored_before = backend_.accepted().size();
+    for (std::size_t at = 0; at < bytes.size();) {
+      const std::size_t piece =
+          1 + below(static_cast<int>(std::min<std::size_t>(bytes.size() - at,
+                                                           300)));
+      // The server may close after a malformed request before reading all.
+      (void)connection->Send(bytes.substr(at, piece));
+      at += piece;
+    }
+    std::vector<std::string> answered_200;
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+      absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+      ASSERT_TRUE(response.ok()) << "#" << i << ": " << response.status();
+      EXPECT_EQ(response->code, expected[i].code) << "#" << i << " "
+                                                  << response->body;
+      if (!expected[i].stored.empty() && response->code == 200) {
+        answered_200.push_back(expected[i].stored);
+      }
+    }
+    if (ends_malformed) {
+      EXPECT_TRUE(connection->WaitForClose());
+    }
+    // Nothing more than one response per request.
+    EXPECT_FALSE(
+        connection->ReadResponse(absl::Now() + absl::Milliseconds(5)).ok());
+    const std::vector<std::string> accepted = backend_.accepted();
+    ASSERT_GE(accepted.size(), stored_before);
+    EXPECT_EQ(std::vector<std::string>(accepted.begin() + stored_before,
+                                       accepted.end()),
+              answered_200);
+  }
+}
+
+TEST_F(HttpServerTest, FramingFaultsAreAnsweredInOurWordsAndClose) {
+  struct Case {
+    std::string request;
+    int code;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"POST /webhooks HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n"
+       "Content-Length: 3\r\n\r\n{}",
+       400, "conflicting Content-Length"},
+      {"POST /webhooks HTTP/1.1\r\nHost: gw\r\nContent-Length: -1\r\n\r\n", 400,
+       "invalid Content-Length \\\"-1\\\""},
+      {"POST /webhooks HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n"
+       "\r\nFFFFFFFFFFFFFFFFFFFFFFFFFFFF\r\n",
+       400, "is too large"},
+      {"GET /healthz HTTP/1.1\nHost: gw\n\n", 400, "bare LF"},
+      {"GET /healthz HTTP/1.1\r\nHost: gw\r\nX-A: a\r\n b\r\n\r\n", 400,
+       "obsolete line folding"},
+      {"GET /healthz HTTP/1.1\r\n\r\n", 400, "without a Host header"},
+      {"GET /healthz HTTP/1.1\r\nHost: gw\r\nX-Big: " +
+           std::string(1 << 20, 'x') + "\r\n\r\n",
+       431, "larger than the limit of 65536 bytes"},
+      {"GET /healthz HTTP/1.1\r\nHost: gw\r\nX-Big: " +
+           std::string(200 << 10, 'x') + "\r\n\r\n",
+       431, "larger than the limit of 65536 bytes"},
+  };
+  std::string many = "GET /healthz HTTP/1.1\r\nHost: gw\r\n";
+  for (int i = 0; i < 10000; ++i) absl::StrAppend(&many, "X-", i, ": v\r\n");
+  std::vector<Case> all = cases;
+  all.push_back({many + "\r\n", 431, "header fields"});
+  for (const Case& c : all) {
+    for (bool bytewise : {false, true}) {
+      absl::StatusOr<RawConnection> connection = Connect();
+      ASSERT_TRUE(connection.ok());
+      if (bytewise && c.request.size() < 4096) {
+        for (char byte : c.request) {
+          (void)connection->Send(std::string(1, byte));
+        }
+      } else {
+        (void)connection->Send(c.request);
+      }
+      absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+      ASSERT_TRUE(response.ok()) << c.message << ": " << response.status();
+      EXPECT_EQ(response->code, c.code) << response->body;
+      EXPECT_THAT(response->body, HasSubstr(c.message));
+      EXPECT_EQ(response->headers["connection"], "Close");
+      EXPECT_TRUE(connection->WaitForClose());
+    }
+  }
+  EXPECT_TRUE(backend_.accepted().empty());
+}
+
+TEST_F(HttpServerTest, AbsoluteFormTargetsAreRouted) {
+  absl::StatusOr<RawConnection> connection = Connect();
+  ASSERT_TRUE(connection.ok());
+  absl::StatusOr<HttpResponse> response = connection->Exchange(
+      "POST http://gateway.example/webhooks HTTP/1.1\r\nHost: gateway.example"
+      "\r\nContent-Length: 2\r\n\r\n{}");
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->code, 200) << response->body;
+  EXPECT_EQ(backend_.accepted(), std::vector<std::string>{"{}"});
+}
+
+TEST_F(HttpServerTest, A404EchoesAtMostAShortPieceOfTheTarget) {
+  absl::StatusOr<RawConnection> connection = Connect();
+  ASSERT_TRUE(connection.ok());
+  absl::StatusOr<HttpResponse> response = connection->Exchange(absl::StrCat(
+      "GET /", std::string(60000, 'a'), " HTTP/1.1\r\nHost: gw\r\n\r\n"));
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->code, 404);
+  EXPECT_LT(response->body.size(), 400u);
 }
 
 }  // namespace

@@ -1,28 +1,37 @@
 // The ingest pipeline over the real translator, de-duplicator and event hub
-// (in-memory store); a store that refuses to write stands in for a full disk.
+// (in-memory store); a store that refuses to write stands in for a full disk,
+// one that holds its writes for a slow fsync. The last tests serve it over
+// the real HTTP server.
 #include "gateway/ingest/pipeline.h"
 
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "gateway/http/server.h"
 #include "gateway/ingest/hub_sink.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/hub/event_hub.h"
 #include "services/hub/in_memory_event_store.h"
+#include "tests/gateway/http/http_test_client.h"
 #include "tests/gateway/metrics/exposition_checker.h"
+#include "tests/support/eventually.h"
 
 namespace convocore::ingest {
 namespace {
 
+using ::convocore::http::testing::HttpResponse;
+using ::convocore::http::testing::RawConnection;
 using ::convocore::metrics::testing::CheckExposition;
 using ::convocore::metrics::testing::SampleValue;
 using ::testing::HasSubstr;
@@ -101,6 +110,11 @@ class PipelineTest : public ::testing::Test {
     pipeline_ = std::make_unique<IngestPipeline>(
         translator_.get(), &deduplicator_, sink_.get(), &metrics_,
         [this] { return now_; });
+  }
+
+  void HoldStore(bool held) {
+    absl::MutexLock lock(&hold_->mu);
+    hold_->held = held;
   }
 
   absl::StatusOr<IngestResult> Ingest(const std::string& body) {
@@ -339,6 +353,180 @@ TEST_F(PipelineTest, LatencyIsFromReceiptToAcknowledgement) {
             0);
   EXPECT_EQ(Value("gateway_ingest_latency_seconds_bucket", {{"le", "0.005"}}),
             2);
+}
+
+
+
+// What the binary's backend does: webhooks to the pipeline.
+class PipelineBackend final : public http::HttpBackend {
+ public:
+  explicit PipelineBackend(IngestPipeline* pipeline) : pipeline_(pipeline) {}
+  void HandleWebhook(std::string_view body, absl::Time receive_time,
+                     http::WebhookCallback done) override {
+    pipeline_->Ingest(
+        body, receive_time,
+        [done = std::move(done)](absl::StatusOr<IngestResult> result) mutable {
+          if (!result.ok()) {
+            std::move(done)(result.status());
+            return;
+          }
+          std::move(done)(http::WebhookAck{.sequence = result->sequence,
+                                           .id = std::move(result->id),
+                                           .duplicate = result->duplicate});
+        });
+  }
+  void OnWebhookRefused(http::Refusal) override {}
+  absl::Status Readiness() const override { return absl::OkStatus(); }
+  std::string RenderMetrics() const override { return ""; }
+
+ private:
+  IngestPipeline* const pipeline_;
+};
+
+std::string Post(const std::string& body) {
+  return absl::StrCat(
+      "POST /webhooks HTTP/1.1\r\nHost: gateway\r\n"
+      "Content-Type: application/json\r\nContent-Length: ",
+      body.size(), "\r\n\r\n", body);
+}
+
+TEST_F(PipelineTest, DuplicatesOfAHeldDeliveryAreAnsweredOnceItIsStored) {
+  const std::string body = ReadFile(SamplePaths()[0]);
+  HoldStore(true);
+  constexpr int kCopies = 4;
+  std::vector<std::optional<absl::StatusOr<IngestResult>>> results(kCopies);
+  absl::Mutex mu;
+  for (int i = 0; i < kCopies; ++i) {
+    // Each call returns at once: nothing waits for the store.
+    pipeline_->Ingest(body, now_, [&, i](absl::StatusOr<IngestResult> r) {
+      absl::MutexLock lock(&mu);
+      results[i] = std::move(r);
+    });
+  }
+  EXPECT_EQ(deduplicator_.waiting(), static_cast<std::size_t>(kCopies - 1));
+  {
+    absl::MutexLock lock(&mu);
+    for (const auto& result : results) EXPECT_FALSE(result.has_value());
+  }
+  HoldStore(false);
+  ASSERT_TRUE(convocore::testing::Eventually([&] {
+    absl::MutexLock lock(&mu);
+    for (const auto& result : results) {
+      if (!result.has_value()) return false;
+    }
+    return true;
+  }));
+  absl::MutexLock lock(&mu);
+  for (int i = 0; i < kCopies; ++i) {
+    ASSERT_TRUE(results[i]->ok()) << results[i]->status();
+    EXPECT_EQ((*results[i])->sequence, 1u);
+    EXPECT_EQ((*results[i])->duplicate, i != 0) << i;
+  }
+  EXPECT_EQ(deduplicator_.waiting(), 0u);
+  EXPECT_EQ(hub_->Stats().published_total, 1u);
+  EXPECT_EQ(Value("gateway_webhooks_total",
+                  {{"type", "agent_created"}, {"outcome", "duplicate"}}),
+            kCopies - 1);
+}
+
+TEST_F(PipelineTest, DuplicatesOfAFailedDeliveryGetItsUnavailable) {
+  const std::string body = ReadFile(SamplePaths()[0]);
+  HoldStore(true);
+  failing_->store(true);
+  constexpr int kCopies = 3;
+  std::vector<std::optional<absl::StatusOr<IngestResult>>> results(kCopies);
+  absl::Mutex mu;
+  for (int i = 0; i < kCopies; ++i) {
+    pipeline_->Ingest(body, now_, [&, i](absl::StatusOr<IngestResult> r) {
+      absl::MutexLock lock(&mu);
+      results[i] = std::move(r);
+    });
+  }
+  HoldStore(false);
+  ASSERT_TRUE(convocore::testing::Eventually([&] {
+    absl::MutexLock lock(&mu);
+    for (const auto& result : results) {
+      if (!result.has_value()) return false;
+    }
+    return true;
+  }));
+  {
+    absl::MutexLock lock(&mu);
+    for (int i = 0; i < kCopies; ++i) {
+      EXPECT_EQ(results[i]->status().code(), absl::StatusCode::kUnavailable)
+          << i;
+    }
+    EXPECT_THAT(std::string(results[1]->status().message()),
+                HasSubstr("first delivery of this webhook could not be stored"));
+  }
+  EXPECT_EQ(Value("gateway_webhooks_total",
+                  {{"type", "agent_created"}, {"outcome", "failed"}}),
+            kCopies);
+  // Nothing was stored, so the next delivery is new and is stored.
+  failing_->store(false);
+  absl::StatusOr<IngestResult> later = Ingest(body);
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_FALSE(later->duplicate);
+  EXPECT_EQ(hub_->Stats().published_total, 1u);
+}
+
+// Over the real HTTP server with one thread: duplicates of a webhook held in
+// the store occupy no thread, so that other requests are answered meanwhile,
+// and each gets the first delivery's answer once it is stored.
+TEST_F(PipelineTest, HeldDuplicatesOverHttpLeaveTheOnlyThreadFree) {
+  PipelineBackend backend(pipeline_.get());
+  absl::StatusOr<std::unique_ptr<http::HttpServer>> server =
+      http::HttpServer::Start({.address = "127.0.0.1", .port = 0, .threads = 1},
+                              &backend, nullptr);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::uint16_t port = (*server)->port();
+  const std::string held = ReadFile(SamplePaths()[0]);
+  const std::string stored = ReadFile(SamplePaths()[1]);
+  // One already stored, for a duplicate answered at once.
+  ASSERT_TRUE(IngestAndWait(stored, absl::Now()).ok());
+
+  HoldStore(true);
+  constexpr int kCopies = 4;
+  std::vector<RawConnection> connections;
+  for (int i = 0; i < kCopies; ++i) {
+    absl::StatusOr<RawConnection> connection = RawConnection::Connect(port);
+    ASSERT_TRUE(connection.ok()) << connection.status();
+    ASSERT_TRUE(connection->Send(Post(held)).ok());
+    connections.push_back(*std::move(connection));
+  }
+  ASSERT_TRUE(convocore::testing::Eventually(
+      [&] { return deduplicator_.waiting() == kCopies - 1; }));
+
+  // Meanwhile the one HTTP thread answers everything else.
+  absl::StatusOr<RawConnection> other = RawConnection::Connect(port);
+  ASSERT_TRUE(other.ok()) << other.status();
+  absl::StatusOr<HttpResponse> health =
+      other->Exchange("GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n");
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_EQ(health->code, 200);
+  absl::StatusOr<HttpResponse> duplicate = other->Exchange(Post(stored));
+  ASSERT_TRUE(duplicate.ok()) << duplicate.status();
+  EXPECT_EQ(duplicate->code, 200);
+  EXPECT_THAT(duplicate->body, HasSubstr("\"duplicate\":true"));
+  absl::StatusOr<HttpResponse> invalid = other->Exchange(Post("{}"));
+  ASSERT_TRUE(invalid.ok()) << invalid.status();
+  EXPECT_EQ(invalid->code, 400);
+  // The held ones are not answered while held.
+  EXPECT_FALSE(
+      connections[0].ReadResponse(absl::Now() + absl::Milliseconds(50)).ok());
+
+  HoldStore(false);
+  int duplicates = 0;
+  for (RawConnection& connection : connections) {
+    absl::StatusOr<HttpResponse> response = connection.ReadResponse();
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_EQ(response->code, 200) << response->body;
+    EXPECT_THAT(response->body, HasSubstr("\"sequence\":2"));
+    duplicates += absl::StrContains(response->body, "\"duplicate\":true");
+  }
+  EXPECT_EQ(duplicates, kCopies - 1);
+  EXPECT_EQ(hub_->Stats().published_total, 2u);
+  (*server)->Shutdown();
 }
 
 }  // namespace
