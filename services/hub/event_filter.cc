@@ -51,13 +51,16 @@ void SetFromJson(const std::string& json, EventKey* key) {
   rapidjson::Document document;
   document.Parse(text.data(), text.size());
   if (document.HasParseError() || !document.IsObject()) return;
-  const auto agent = document.FindMember("agentId");
-  if (agent != document.MemberEnd() && agent->value.IsString()) {
+  // Const iterators: C++20 finds RapidJSON's mutable ones ambiguous to
+  // compare.
+  const rapidjson::Document& object = document;
+  const auto agent = object.FindMember("agentId");
+  if (agent != object.MemberEnd() && agent->value.IsString()) {
     key->agent_id.assign(agent->value.GetString(),
                          agent->value.GetStringLength());
   }
-  const auto channel = document.FindMember("channel");
-  if (channel != document.MemberEnd() && channel->value.IsString()) {
+  const auto channel = object.FindMember("channel");
+  if (channel != object.MemberEnd() && channel->value.IsString()) {
     key->channel = ChannelFromString(std::string(
         channel->value.GetString(), channel->value.GetStringLength()));
   }

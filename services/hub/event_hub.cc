@@ -257,13 +257,13 @@ void EventHub::PublishAsync(v1::Event event, PublishCallback done) {
     std::move(done)(absl::UnavailableError("the event hub is shutting down"));
     return;
   }
-  const std::uint64_t sequence = ++last_assigned_;
   // Concurrent publishers may carry receive times slightly out of sequence
-  // order; the store's time index gets a non-decreasing one.
+  // order; the store's time index gets a non-decreasing one. The sequence
+  // and the bytes that carry it come with the batch (CommitBatchLocked).
   last_receive_time_ = std::max(last_receive_time_, receive_time);
-  pending_events_.push_back(StoredEvent{sequence, last_receive_time_,
-                                        std::move(id),
-                                        WithSequence(sequence, body)});
+  pending_events_.push_back(
+      StoredEvent{0, last_receive_time_, std::move(id),
+                  std::make_shared<const std::string>(std::move(body))});
   pending_infos_.push_back(PendingInfo{std::move(key), std::move(done)});
   // Releasing mu_ wakes a committer waiting for CommitWanted(); a busy one
   // looks at the pending events when its batch is done.
@@ -300,8 +300,17 @@ void EventHub::CommitBatchLocked() {
     pending_infos_.erase(pending_infos_.begin(), pending_infos_.begin() + n);
   }
   committing_events_ = n;
+  // Sequences are assigned to a batch as it is written, and only a batch the
+  // store took uses them up: a failed write leaves no gap. (The store cuts a
+  // failed batch off before it writes anything else, so its sequences cannot
+  // come back beside the batch that reuses them.)
+  const std::uint64_t first = last_assigned_ + 1;
 
   mu_.Unlock();
+  for (std::size_t k = 0; k < n; ++k) {
+    events[k].sequence = first + k;
+    events[k].event_bytes = WithSequence(first + k, *events[k].event_bytes);
+  }
   const absl::Time append_start = absl::Now();
   absl::Status status = store_->Append(events);
   if (options_.on_append) options_.on_append(absl::Now() - append_start, n);
@@ -313,6 +322,7 @@ void EventHub::CommitBatchLocked() {
   }
   mu_.Lock();
   if (status.ok()) {
+    last_assigned_ = first + n - 1;
     published_total_ += n;
     ++commit_batches_total_;
   } else {
@@ -630,9 +640,13 @@ HubStats EventHub::Stats() const {
   }
   {
     absl::MutexLock lock(&fan_mu_);
-    stats.subscribers_open = subscriptions_.size();
     for (const auto& [raw, s] : subscriptions_) {
       absl::MutexLock state_lock(&s->mu);
+      // An ended subscription (cut off, fallen behind retention) stays
+      // registered until its consumer cancels it, which a client that
+      // stopped reading may never let happen: it is not streaming.
+      if (s->phase == State::Phase::kEnded) continue;
+      ++stats.subscribers_open;
       if (s->phase == State::Phase::kCatchUp) ++stats.subscribers_catching_up;
       stats.subscriber_queue_max =
           std::max<std::uint64_t>(stats.subscriber_queue_max, s->queue.size());

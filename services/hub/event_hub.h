@@ -4,10 +4,10 @@
 // service (services/grpc) is a thin adapter over Subscribe().
 //
 // Guarantees:
-// - PublishAsync() assigns strictly increasing sequences that are never
-//   reused,
-//   continuing after the store's last_sequence. A sequence whose batch the
-//   store failed to persist is skipped, never handed out again.
+// - Acknowledged events get consecutive, strictly increasing sequences,
+//   continuing after the store's last_sequence; a sequence is given to an
+//   event only as its batch is written, and a batch the store failed to
+//   persist uses none up, so failed writes leave no gap.
 // - An acknowledged event is in the store and queued for every matching live
 //   subscriber, in sequence order; an unacknowledged one is never streamed.
 // - Each event is serialized once; every subscriber's Delivery shares those
@@ -84,7 +84,7 @@ struct HubStats {
   std::uint64_t commit_batches_total = 0;    // Append calls that succeeded
   std::uint64_t pending_publishes = 0;  // waiting for the batch being written
   // Subscriptions.
-  std::uint64_t subscribers_open = 0;  // not yet cancelled
+  std::uint64_t subscribers_open = 0;  // neither ended nor cancelled
   std::uint64_t subscribers_catching_up = 0;
   std::uint64_t subscribers_cut_off_total = 0;  // fell behind their bound
   // The longest subscriber queue now: how close the slowest is to its bound.
@@ -340,6 +340,7 @@ class EventHub {
   std::size_t committing_events_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t last_assigned_ ABSL_GUARDED_BY(mu_);
   absl::Time last_receive_time_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // Waiting for a batch: no sequence yet, `event_bytes` without one.
   std::vector<StoredEvent> pending_events_ ABSL_GUARDED_BY(mu_);
   std::vector<PendingInfo> pending_infos_ ABSL_GUARDED_BY(mu_);
   std::uint64_t published_total_ ABSL_GUARDED_BY(mu_) = 0;

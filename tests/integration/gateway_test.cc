@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <thread>
 #include <vector>
 
@@ -108,7 +109,7 @@ void ExpectEventCarriesSample(const v1::Event& event,
       EXPECT_EQ(typed[key.c_str()], member.value);
     }
   }
-  for (const auto& member : typed.GetObject()) {
+  for (const auto& member : std::as_const(typed).GetObject()) {
     std::string key = member.name.GetString();
     if (absl::EndsWith(key, "Raw")) key.resize(key.size() - 3);
     EXPECT_TRUE(payload.HasMember(key.c_str()))

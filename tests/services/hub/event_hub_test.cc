@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <numeric>
 #include <random>
 #include <string>
 #include <thread>
@@ -270,6 +271,8 @@ TEST_F(EventHubTest, ASlowSubscriberIsCutOffWhileAFastOneGetsEverything) {
   HubStats stats = hub_->Stats();
   EXPECT_EQ(stats.subscribers_cut_off_total, 1u);
   EXPECT_EQ(stats.events_dropped_total, 4u);
+  // Cut off but not yet cancelled by its consumer: no longer streaming.
+  EXPECT_EQ(stats.subscribers_open, 1u);
 }
 
 TEST_F(EventHubTest, GroupCommitWritesConcurrentPublishesAsOneBatch) {
@@ -388,7 +391,7 @@ TEST_F(EventHubTest, ShutdownAnswersPublishesNotYetWrittenAndFinishesTheBatch) {
   EXPECT_TRUE(being_written.results[0].ok());
 }
 
-TEST_F(EventHubTest, AFailedWriteIsUnavailableNeverStreamedAndNotReused) {
+TEST_F(EventHubTest, AFailedWriteIsUnavailableNeverStreamedAndLeavesNoGap) {
   Start();
   TestSubscriber* s = MustSubscribe(StartPosition::Now());
   store_->SetFail(true);
@@ -398,9 +401,10 @@ TEST_F(EventHubTest, AFailedWriteIsUnavailableNeverStreamedAndNotReused) {
   EXPECT_EQ(hub_->Health().code(), absl::StatusCode::kUnavailable);
   store_->SetFail(false);
 
-  EXPECT_EQ(Publish(MakeEvent(v1::EVENT_TYPE_WEBHOOK_TEST)), 2u);
+  // The failed batch used no sequence up: the stream has no gap.
+  EXPECT_EQ(Publish(MakeEvent(v1::EVENT_TYPE_WEBHOOK_TEST)), 1u);
   s->DrainUntil(1);
-  EXPECT_THAT(s->received.Sequences(), ElementsAre(2));
+  EXPECT_THAT(s->received.Sequences(), ElementsAre(1));
   // Nothing else is queued.
   auto next = s->subscription->Next();
   ASSERT_TRUE(next.ok());
@@ -408,7 +412,29 @@ TEST_F(EventHubTest, AFailedWriteIsUnavailableNeverStreamedAndNotReused) {
   HubStats stats = hub_->Stats();
   EXPECT_EQ(stats.publish_failures_total, 1u);
   EXPECT_EQ(stats.published_total, 1u);
-  EXPECT_EQ(stats.last_sequence, 2u);
+  EXPECT_EQ(stats.last_sequence, 1u);
+}
+
+TEST_F(EventHubTest, FailedBatchesBetweenGoodOnesLeaveConsecutiveSequences) {
+  Start();
+  TestSubscriber* s = MustSubscribe(StartPosition::Now());
+  std::vector<std::uint64_t> acknowledged;
+  for (int round = 0; round < 5; ++round) {
+    for (int i = 0; i < 3; ++i) {
+      acknowledged.push_back(Publish(MakeEvent(v1::EVENT_TYPE_WEBHOOK_TEST)));
+    }
+    store_->SetFail(true);
+    for (int i = 0; i < 2; ++i) {
+      EXPECT_FALSE(hub_->Publish(MakeEvent(v1::EVENT_TYPE_WEBHOOK_TEST)).ok());
+    }
+    store_->SetFail(false);
+  }
+  std::vector<std::uint64_t> want(acknowledged.size());
+  std::iota(want.begin(), want.end(), 1);
+  EXPECT_EQ(acknowledged, want);
+  s->DrainUntil(want.size());
+  EXPECT_EQ(s->received.Sequences(), want);
+  EXPECT_EQ(hub_->Stats().publish_failures_total, 10u);
 }
 
 TEST_F(EventHubTest, ReportsEachAppendWithItsDurationAndSizeFailedOnesToo) {
