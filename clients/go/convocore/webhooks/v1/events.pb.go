@@ -1504,9 +1504,9 @@ type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Position of this event in the gateway's stream, assigned on acceptance:
 	// starts at 1, strictly increasing and never reused, across restarts too.
-	// Not contiguous: a sequence can be skipped (one whose write failed, and so
-	// was never acknowledged), so resume after the last sequence received,
-	// never by counting.
+	// Consecutive today (a write that fails uses none up), but a client must
+	// not rely on that: resume after the last sequence received, never by
+	// counting.
 	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	// Stable identifier derived from the event's content (its type and payload,
 	// without the secret): the same delivery seen twice has the same id.
