@@ -196,11 +196,16 @@ class EventStreamServiceImpl::SubscribeReactor final
   }
 
   void OnDone() override {
-    // After Cancel() returns the hub makes no further OnReady() call, and
+    // The subscription goes before Unregister(): once the service has seen
+    // every reactor unregistered, the hub may be destroyed. After the
+    // subscription is gone the hub makes no further OnReady() call, and
     // after Unregister() the heartbeat tick no longer sees this reactor.
-    if (hub::Subscription* s = LockedSubscription(); s != nullptr) {
-      s->Cancel();
+    std::unique_ptr<hub::Subscription> subscription;
+    {
+      absl::MutexLock lock(&mu_);
+      subscription = std::move(subscription_);
     }
+    subscription.reset();
     service_->Unregister(this);
     delete this;
   }

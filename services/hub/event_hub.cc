@@ -489,9 +489,10 @@ void EventHub::Unsubscribe(State* s) {
     absl::MutexLock lock(&s->sink_mu);
     s->sink = nullptr;
   }
+  // Nobody reads a cancelled subscription's status: no store access here.
   absl::MutexLock lock(&s->mu);
   EndLocked(*s, absl::StatusCode::kCancelled, "the subscription was cancelled",
-            ResumePointAfter(0));
+            ResumePoint{});
 }
 
 void EventHub::ScheduleCatchUp(std::shared_ptr<State> state) {
