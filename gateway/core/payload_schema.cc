@@ -98,12 +98,6 @@ const PayloadRules* PayloadSchema::Find(absl::string_view type) const {
   return it == by_type_.end() ? nullptr : &it->second;
 }
 
-std::vector<std::string> PayloadSchema::Types() const {
-  std::vector<std::string> types;
-  for (const auto& [type, rules] : by_type_) types.push_back(type);
-  return types;
-}
-
 const EnumStrings* PayloadSchema::StringsOf(const EnumDescriptor* type) const {
   for (const auto& e : enums_) {
     if (e->type == type) return e.get();

@@ -75,9 +75,6 @@ class PayloadSchema {
   // know.
   const PayloadRules* Find(absl::string_view type) const;
 
-  // Every known type string, for tests.
-  std::vector<std::string> Types() const;
-
   // The sender's strings of `type`, or null.
   const EnumStrings* StringsOf(
       const google::protobuf::EnumDescriptor* type) const;

@@ -133,10 +133,6 @@ class IngestPipeline {
   // first delivery) is stored or has failed. Never waits.
   void Ingest(std::string_view body, absl::Time receive_time, Callback done);
 
-  // A webhook refused before it reached Ingest() (by the HTTP layer, or
-  // because the gateway is not ready), for metrics.
-  void RecordRejection(Rejection rejection) { metrics_->Reject(rejection); }
-
  private:
   // Answers a duplicate with its first delivery's outcome.
   void AnswerDuplicate(convocore::webhooks::v1::EventType type,

@@ -13,7 +13,6 @@ namespace convocore::log {
 // characters escaped, each byte that is not part of valid UTF-8 replaced by
 // U+FFFD.
 void AppendJsonString(std::string* out, std::string_view text);
-std::string JsonString(std::string_view text);
 
 }  // namespace convocore::log
 

@@ -6,7 +6,6 @@
 #define SERVICES_HUB_RESUME_INFO_H_
 
 #include <cstdint>
-#include <optional>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -27,9 +26,6 @@ inline constexpr absl::string_view kResumeInfoTypeUrl =
 // `status` with `point` attached (replacing any attached before). An OK
 // status is returned as it is: it carries no payload.
 absl::Status WithResumeInfo(absl::Status status, const ResumePoint& point);
-
-// The point attached to `status`, if any.
-std::optional<ResumePoint> ResumeInfoOf(const absl::Status& status);
 
 }  // namespace convocore::hub
 

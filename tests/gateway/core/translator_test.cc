@@ -352,8 +352,12 @@ TEST(SampleCoverageTest, EverySampleFileAndEveryTypeIsInTheTable) {
   EXPECT_EQ(files, in_table);
   EXPECT_EQ(in_table.size(), 15u);
   std::set<std::string> types;
-  for (const std::string& type : PayloadSchema::Get()->Types()) {
-    types.insert(absl::StrCat(type, ".json"));
+  const auto* oneof = v1::Event::descriptor()->FindOneofByName("payload");
+  for (int i = 0; i < oneof->field_count(); ++i) {
+    const std::string& type = oneof->field(i)->name();
+    if (PayloadSchema::Get()->Find(type) != nullptr) {
+      types.insert(absl::StrCat(type, ".json"));
+    }
   }
   EXPECT_EQ(types, in_table);
 }

@@ -205,7 +205,8 @@ TEST_F(PipelineTest, RejectionsKeepTheirCodesAndAreCounted) {
               ::testing::Not(HasSubstr(kSecret)));
   EXPECT_EQ(Ingest(std::string(2 << 20, ' ')).status().code(),
             absl::StatusCode::kResourceExhausted);
-  pipeline_->RecordRejection(Rejection::kUnsupportedMediaType);
+  // As the gateway records a refusal of the HTTP layer.
+  metrics_.Reject(Rejection::kUnsupportedMediaType);
   EXPECT_EQ(Value("gateway_webhooks_rejected_total", {{"reason", "invalid"}}),
             1);
   EXPECT_EQ(

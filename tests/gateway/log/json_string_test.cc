@@ -1,6 +1,7 @@
 #include "gateway/log/json_string.h"
 
 #include <string>
+#include <string_view>
 
 #include "gtest/gtest.h"
 #include "rapidjson/document.h"
@@ -8,6 +9,12 @@
 
 namespace convocore::log {
 namespace {
+
+std::string JsonString(std::string_view text) {
+  std::string out;
+  AppendJsonString(&out, text);
+  return out;
+}
 
 // What a strict JSON parser reads back from JsonString(text).
 std::string RoundTrip(const std::string& quoted) {

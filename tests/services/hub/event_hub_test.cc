@@ -10,8 +10,10 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/cord.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "convocore/webhooks/v1/event_stream_service.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/hub/in_memory_event_store.h"
@@ -267,6 +269,15 @@ TEST_F(EventHubTest, ASlowSubscriberIsCutOffWhileAFastOneGetsEverything) {
               HasSubstr("the last sequence sent was 2"));
   EXPECT_THAT(slow->received.end->message(), HasSubstr("after_sequence=2"));
   EXPECT_THAT(slow->received.Sequences(), ElementsAre(1, 2));
+  // The same resume point, typed, for the gRPC edge's status details.
+  const absl::optional<absl::Cord> detail =
+      slow->received.end->GetPayload(kResumeInfoTypeUrl);
+  ASSERT_TRUE(detail.has_value());
+  v1::ResumeInfo info;
+  ASSERT_TRUE(info.ParseFromString(std::string(*detail)));
+  EXPECT_EQ(info.last_sent_sequence(), 2u);
+  EXPECT_EQ(info.oldest_available_sequence(), 1u);
+  EXPECT_GE(info.last_sequence(), 2u);
 
   HubStats stats = hub_->Stats();
   EXPECT_EQ(stats.subscribers_cut_off_total, 1u);
