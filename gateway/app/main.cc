@@ -138,7 +138,7 @@ int Fail(std::string_view message, int code) {
 }
 
 // Each HTTP connection holds two descriptors (ours and Pistache's, see
-// gateway/http/server.cc), and the soft limit is often 1024 where the hard
+// gateway/http/connection.h), and the soft limit is often 1024 where the hard
 // one is far higher: take the hard one, as nginx and Go programs do.
 void RaiseOpenFileLimit() {
   rlimit limit{};
