@@ -286,13 +286,25 @@ TEST_F(DurableStoreTest, FullDiskAnswers503ThenRecovers) {
   }
   EXPECT_EQ(response.code, 503) << response.body;
   EXPECT_EQ(Readyz(client, *gateway), 503);
+  // More refused while the disk stays full.
+  for (int n = 0; n < 10; ++n) {
+    response = PostWebhook(client, *gateway, absl::StrCat("still-full-", n));
+    EXPECT_EQ(response.code, 503) << response.body;
+  }
 
   std::filesystem::remove(data_dir_ / "filler");
   ASSERT_TRUE(Eventually([&] { return Readyz(client, *gateway) == 200; }))
       << gateway->log();
   response = PostWebhook(client, *gateway, "after");
   ASSERT_EQ(response.code, 200) << response.body;
+  const std::uint64_t last_acknowledged = acks.back().sequence;
   acks.push_back(*ParseAck(response.body));
+  // A failed write uses up no sequence: the stream has no gap where the
+  // refused webhooks were, before the disk filled or after.
+  EXPECT_EQ(acks.back().sequence, last_acknowledged + 1);
+  for (std::size_t i = 1; i < acks.size(); ++i) {
+    EXPECT_EQ(acks[i].sequence, acks[i - 1].sequence + 1) << i;
+  }
 
   // Every 200 is in the stream, the refused ones are not.
   const std::vector<v1::Event> events =
