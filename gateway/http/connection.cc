@@ -32,63 +32,45 @@ void Connection::WriteFinal(const std::shared_ptr<ServerState>& state,
 void Connection::Add(const std::shared_ptr<ServerState>& state,
                      std::uint64_t slot, std::string bytes, bool final,
                      bool close) {
-  std::string to_queue;
-  bool queue_close = false;
-  write_mu_.Lock();
-  if (closed_) {
-    write_mu_.Unlock();
-    return;
-  }
-  Pending& pending = pending_[slot];
-  pending.bytes += bytes;
-  if (final) {
-    pending.final = true;
-    pending.close = close;
-  }
-  // Everything now ready in order goes out in one write.
-  std::string out;
-  bool out_close = false;
-  while (!closed_) {
-    auto it = pending_.find(next_to_write_);
-    if (it == pending_.end()) break;
-    out += it->second.bytes;
-    it->second.bytes.clear();
-    if (!it->second.final) break;
-    const bool closes = it->second.close;
-    pending_.erase(it);
-    ++next_to_write_;
-    if (closes) {
-      closed_ = true;
-      out_close = true;
-      pending_.clear();
+  {
+    absl::MutexLock lock(&write_mu_);
+    if (closed_) return;
+    Pending& pending = pending_[slot];
+    pending.bytes += bytes;
+    if (final) {
+      pending.final = true;
+      pending.close = close;
     }
+    // Everything now ready in order goes out in one write.
+    std::string out;
+    bool out_close = false;
+    while (!closed_) {
+      auto it = pending_.find(next_to_write_);
+      if (it == pending_.end()) break;
+      out += it->second.bytes;
+      it->second.bytes.clear();
+      if (!it->second.final) break;
+      const bool closes = it->second.close;
+      pending_.erase(it);
+      ++next_to_write_;
+      if (closes) {
+        closed_ = true;
+        out_close = true;
+        pending_.clear();
+      }
+    }
+    if (out.empty() || !SendLocked(state, std::move(out), out_close)) return;
   }
-  if (!out.empty()) SendLocked(std::move(out), out_close, &to_queue,
-                               &queue_close);
-  if (to_queue.empty()) {
-    write_mu_.Unlock();
-    return;
-  }
-  // Into Pistache's queue in order: the next writer waits for queue_mu_.
-  queue_mu_.Lock();
-  write_mu_.Unlock();
-  if (std::shared_ptr<Pistache::Tcp::Peer> peer = peer_.lock()) {
-    // Counted in flight until written, so that a drain waits for the bytes.
-    auto token = std::make_shared<InFlight>(state);
-    pistache::QueueWrite(peer, std::move(to_queue), queue_close,
-                         [token, self = shared_from_this()] {
-                           absl::MutexLock lock(&self->write_mu_);
-                           --self->queued_;
-                         });
-  }
-  queue_mu_.Unlock();
+  // Into Pistache's queue with write_mu_ released: Pistache may run the
+  // write's continuation, which takes write_mu_, inside the call.
+  PushQueued();
 }
 
 // Writes from the calling thread when the socket takes the bytes at once,
 // which is nearly always: Pistache's own path (a queue, an eventfd to wake
 // its thread, two epoll_ctl calls) costs more than the rest of a response.
-void Connection::SendLocked(std::string bytes, bool close,
-                            std::string* to_queue, bool* queue_close) {
+bool Connection::SendLocked(const std::shared_ptr<ServerState>& state,
+                            std::string bytes, bool close) {
   if (queued_ == 0 && fd_ >= 0) {
     ssize_t written =
         ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -97,19 +79,55 @@ void Connection::SendLocked(std::string bytes, bool close,
       // stream; anything it still sends is read and discarded until it
       // closes, so that no reset destroys the response.
       if (close) ::shutdown(fd_, SHUT_WR);
-      return;
+      return false;
     }
     if (written < 0) {
       // Anything but a full socket: the client is gone, which Pistache
       // finds out on its side.
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return;
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        return false;
+      }
       written = 0;
     }
     bytes.erase(0, written);
   }
   ++queued_;
-  *to_queue = std::move(bytes);
-  *queue_close = close;
+  to_queue_.push_back(
+      QueuedWrite{.bytes = std::move(bytes),
+                  .close = close,
+                  .in_flight = std::make_shared<InFlight>(state)});
+  if (pushing_) return false;  // the thread pushing takes this one too
+  pushing_ = true;
+  return true;
+}
+
+void Connection::PushQueued() {
+  const std::shared_ptr<Pistache::Tcp::Peer> peer = peer_.lock();
+  for (;;) {
+    QueuedWrite write;
+    {
+      absl::MutexLock lock(&write_mu_);
+      if (to_queue_.empty()) {
+        pushing_ = false;
+        return;
+      }
+      write = std::move(to_queue_.front());
+      to_queue_.pop_front();
+    }
+    // No lock of ours is held (the caller's ServerState::transport_mu
+    // aside): the continuation may run right here, inside Promise::then,
+    // under Pistache's promise lock, and takes write_mu_.
+    // When the client is gone, or Pistache refuses the write, nothing is
+    // written, and queued_ stays up: later responses follow it to the same
+    // end.
+    if (peer == nullptr) continue;
+    (void)pistache::QueueWrite(peer, std::move(write.bytes), write.close,
+                               [in_flight = std::move(write.in_flight),
+                                self = shared_from_this()] {
+                                 absl::MutexLock lock(&self->write_mu_);
+                                 --self->queued_;
+                               });
+  }
 }
 
 void Connection::SetBusy(bool busy) {

@@ -157,7 +157,7 @@ std::chrono::milliseconds ToMs(absl::Duration d) {
 
 void SetIdle(P::Tcp::Peer& peer, bool idle) { peer.setIdle(idle); }
 
-void QueueWrite(const std::shared_ptr<P::Tcp::Peer>& peer, std::string bytes,
+bool QueueWrite(const std::shared_ptr<P::Tcp::Peer>& peer, std::string bytes,
                 bool close, std::function<void()> dequeued) {
   const std::size_t size = bytes.size();
   std::weak_ptr<P::Tcp::Peer> weak_peer = peer;
@@ -168,16 +168,31 @@ void QueueWrite(const std::shared_ptr<P::Tcp::Peer>& peer, std::string bytes,
   // while the HTTP thread resolves it crashed the gateway (SIGSEGV in
   // Pistache's Promise, about once per 100,000 webhooks at 8,000/s under
   // vegeta).
-  peer->send(P::RawBuffer(std::move(bytes), size))
-      .then(
-          [weak_peer, close, dequeued](ssize_t) {
-            dequeued();
-            if (!close) return;
-            if (auto locked = weak_peer.lock()) {
-              ::shutdown(locked->fd(), SHUT_WR);
-            }
-          },
-          [dequeued](std::exception_ptr) { dequeued(); });
+  //
+  // Peer::send pushes the write to the transport's lock-free queue and
+  // wakes its thread, which may write it before then() below attaches the
+  // continuation: then() then runs it at once, on this thread, under the
+  // promise's lock (Async::Private::Core::mtx). Either way the continuation
+  // runs under that lock, which is why the caller must hold no lock that
+  // `dequeued` takes (connection.h: the lock order).
+  try {
+    peer->send(P::RawBuffer(std::move(bytes), size))
+        .then(
+            [weak_peer, close, dequeued](ssize_t) {
+              dequeued();
+              if (!close) return;
+              if (auto locked = weak_peer.lock()) {
+                ::shutdown(locked->fd(), SHUT_WR);
+              }
+            },
+            [dequeued](std::exception_ptr) { dequeued(); });
+  } catch (const std::exception& error) {
+    // Pistache throws (a peer without a transport, a failed allocation):
+    // the caller must not be left holding a write that never settles.
+    log::Warning("cannot queue an HTTP response", {{"error", error.what()}});
+    return false;
+  }
+  return true;
 }
 
 Endpoint::Endpoint(std::shared_ptr<ServerState> state,

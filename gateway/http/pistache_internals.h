@@ -39,9 +39,14 @@ void SetIdle(Pistache::Tcp::Peer& peer, bool idle);
 
 // Queues `bytes` on Pistache's transport for `peer`, to be written by the
 // peer's HTTP thread; closes the sending side once written when `close`.
-// Calls `dequeued` once the bytes are written or dropped (the peer gone),
-// on Pistache's thread; never when the transport is destroyed first.
-void QueueWrite(const std::shared_ptr<Pistache::Tcp::Peer>& peer,
+// Calls `dequeued` at most once, when the bytes are written or the write
+// failed, under Pistache's lock of the write's promise: on Pistache's
+// thread, or on the calling thread before QueueWrite returns when the
+// write is already done by then. Never when the peer or the transport goes
+// first (the write is dropped unsettled, and `dequeued` destroyed). So the
+// caller must hold no lock that `dequeued` takes. False, with nothing
+// queued and `dequeued` never called, when Pistache refused the write.
+bool QueueWrite(const std::shared_ptr<Pistache::Tcp::Peer>& peer,
                 std::string bytes, bool close,
                 std::function<void()> dequeued);
 

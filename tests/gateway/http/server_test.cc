@@ -770,6 +770,45 @@ TEST_F(HttpServerTest, PipelinedResponsesWaitForAnEarlierWebhook) {
   EXPECT_THAT(third->body, HasSubstr("id-{}"));
 }
 
+// Responses too large for the socket, from the HTTP thread and from a
+// webhook's callback on another thread, enter Pistache's queue in order:
+// one thread at a time hands them over, with no lock of ours held, since
+// Pistache may run a write's continuation (which locks the connection)
+// inside the call that queues it.
+TEST_F(HttpServerTest, QueuedResponsesFromTwoThreadsArriveWholeAndInOrder) {
+  const std::string big(8 << 20, 'q');
+  backend_.SetMetrics(big);
+  absl::StatusOr<RawConnection> connection = Connect();
+  ASSERT_TRUE(connection.ok());
+  // The webhook waits, and the metrics after it wait for it.
+  ASSERT_TRUE(connection
+                  ->Send(Webhook("block") + Request("GET", "/metrics", "") +
+                         Webhook("{}"))
+                  .ok());
+  backend_.WaitUntilBlocked();
+  // This thread, as the hub's committer, writes the three: more than the
+  // socket takes, so the rest goes to Pistache's queue.
+  backend_.Release();
+  // Answered by the HTTP thread while that queue is still being written:
+  // queued after it.
+  ASSERT_TRUE(connection->Send(Request("GET", "/metrics", "")).ok());
+  absl::StatusOr<HttpResponse> first = connection->ReadResponse();
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_THAT(first->body, HasSubstr("id-block"));
+  absl::StatusOr<HttpResponse> second = connection->ReadResponse();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_TRUE(second->body == big) << second->body.size() << " bytes";
+  absl::StatusOr<HttpResponse> third = connection->ReadResponse();
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_THAT(third->body, HasSubstr("id-{}"));
+  absl::StatusOr<HttpResponse> fourth = connection->ReadResponse();
+  ASSERT_TRUE(fourth.ok()) << fourth.status();
+  EXPECT_TRUE(fourth->body == big) << fourth->body.size() << " bytes";
+  // Written directly again once the queue is empty.
+  EXPECT_EQ(connection->Exchange(Request("GET", "/healthz", ""))->code, 200);
+  EXPECT_EQ(InFlightSettledAt(0), 0);
+}
+
 TEST_F(HttpServerTest, ARequestSplitAtAnyByteIsRead) {
   absl::StatusOr<RawConnection> connection = Connect();
   ASSERT_TRUE(connection.ok());
