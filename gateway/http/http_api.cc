@@ -31,6 +31,8 @@ std::string_view StatusName(int code) {
       return "REQUEST_TIMEOUT";
     case 413:
       return "PAYLOAD_TOO_LARGE";
+    case 414:
+      return "URI_TOO_LONG";
     case 415:
       return "UNSUPPORTED_MEDIA_TYPE";
     case 431:
@@ -183,6 +185,8 @@ std::string_view ReasonPhrase(int code) {
       return "Request Timeout";
     case 413:
       return "Content Too Large";
+    case 414:
+      return "URI Too Long";
     case 415:
       return "Unsupported Media Type";
     case 431:
@@ -232,11 +236,15 @@ Reply StatusReply(const absl::Status& status) {
 }
 
 Reply NotFoundReply(std::string_view path) {
-  // The path is the client's; a long one is cut (and quoted safely anyway).
-  constexpr std::size_t kMaxPath = 200;
+  // The path is the client's: enough of it to spot a typo, never its query
+  // (where tokens travel), never more than kMaxPath bytes (quoted safely).
+  constexpr std::size_t kMaxPath = 64;
+  path = path.substr(0, path.find('?'));
+  const bool cut = path.size() > kMaxPath;
   return ErrorReply(
       404, absl::StrCat("no such path \"", Absl(path.substr(0, kMaxPath)),
-                        "\"; webhooks are POSTed to /webhooks"));
+                        cut ? "...\"" : "\"",
+                        "; webhooks are POSTed to /webhooks"));
 }
 
 Reply MethodNotAllowedReply(std::string_view method, const RouteMatch& match) {

@@ -123,7 +123,7 @@ RequestParser::Result RequestParser::Parse(std::string_view input) {
                         used);
           }
           in_request_ = true;
-          scanned_ = line_start_ = lines_ = 0;
+          scanned_ = line_start_ = lines_ = request_line_end_ = 0;
         }
         std::optional<std::size_t> head_end;
         while (scanned_ < rest.size()) {
@@ -142,7 +142,8 @@ RequestParser::Result RequestParser::Parse(std::string_view input) {
             break;
           }
           line_start_ = lf + 1;
-          if (++lines_ > kMaxHeaderFields + 1) {
+          if (++lines_ == 1) request_line_end_ = line_start_;
+          if (lines_ > kMaxHeaderFields + 1) {
             return Fail(431,
                         absl::StrCat("the request has more than ",
                                      kMaxHeaderFields, " header fields"),
@@ -150,6 +151,16 @@ RequestParser::Result RequestParser::Parse(std::string_view input) {
           }
         }
         const std::size_t head_bytes = head_end ? *head_end : rest.size();
+        if (head_bytes > limits_.max_header_bytes &&
+            (lines_ == 0 || request_line_end_ > limits_.max_header_bytes)) {
+          // The request line alone is over the limit: its target is what is
+          // too long (RFC 9112 section 3).
+          return Fail(414,
+                      absl::StrCat("the request line is longer than the limit "
+                                   "of ",
+                                   limits_.max_header_bytes, " bytes"),
+                      used);
+        }
         if (head_bytes > limits_.max_header_bytes) {
           return Fail(431,
                       absl::StrCat("the request line and headers are larger "
@@ -513,7 +524,7 @@ HttpRequest RequestParser::TakeRequest() {
   has_content_length_ = false;
   content_length_ = 0;
   remaining_ = 0;
-  scanned_ = line_start_ = lines_ = 0;
+  scanned_ = line_start_ = lines_ = request_line_end_ = 0;
   trailer_bytes_ = 0;
   return request;
 }

@@ -72,7 +72,7 @@ class RequestParser {
   // After kComplete: the request, and the parser ready for the next.
   HttpRequest TakeRequest();
 
-  // After kError: 400, 413, 431, 501 or 505, and why, in our words.
+  // After kError: 400, 413, 414, 431, 501 or 505, and why, in our words.
   int error_code() const { return error_code_; }
   const std::string& error_message() const { return error_message_; }
 
@@ -102,6 +102,8 @@ class RequestParser {
   std::size_t scanned_ = 0;
   std::size_t line_start_ = 0;
   std::size_t lines_ = 0;
+  // Where the request line ends, once it has (lines_ >= 1).
+  std::size_t request_line_end_ = 0;
   std::size_t trailer_bytes_ = 0;
   int error_code_ = 0;
   std::string error_message_;

@@ -11,6 +11,9 @@
 namespace convocore::http {
 namespace {
 
+using ::testing::HasSubstr;
+using ::testing::Not;
+
 rapidjson::Document ParseJson(const std::string& text) {
   rapidjson::Document doc;
   doc.Parse<rapidjson::kParseValidateEncodingFlag>(text.c_str(), text.size());
@@ -106,8 +109,16 @@ TEST(RepliesTest, ErrorMessagesAreEscaped) {
 TEST(RepliesTest, NotFoundCutsALongPath) {
   const Reply reply = NotFoundReply("/" + std::string(10'000, 'a'));
   EXPECT_EQ(reply.code, 404);
-  EXPECT_LT(reply.body.size(), 400u);
+  EXPECT_LT(reply.body.size(), 200u);
+  EXPECT_THAT(reply.body, HasSubstr("aaa...\\\""));
   ParseJson(reply.body);
+}
+
+TEST(RepliesTest, NotFoundNeverEchoesTheQuery) {
+  const Reply reply = NotFoundReply("/webhook?token=s3cr3t");
+  EXPECT_EQ(reply.code, 404);
+  EXPECT_THAT(reply.body, HasSubstr("no such path \\\"/webhook\\\""));
+  EXPECT_THAT(reply.body, Not(HasSubstr("s3cr3t")));
 }
 
 TEST(RepliesTest, MethodNotAllowedNamesTheMethod) {
@@ -128,9 +139,6 @@ TEST(RepliesTest, ReadinessReplies) {
   EXPECT_EQ(UnsupportedMediaTypeReply("text/plain").code, 415);
   EXPECT_EQ(TooLargeReply(1024).code, 413);
 }
-
-using ::testing::HasSubstr;
-using ::testing::Not;
 
 TEST(SerializeResponseTest, WritesTheStatusLineHeadersAndBody) {
   EXPECT_EQ(SerializeResponse(AcceptedReply(7, "abc", false), "HTTP/1.1", "OK",

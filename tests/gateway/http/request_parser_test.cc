@@ -277,6 +277,13 @@ INSTANTIATE_TEST_SUITE_P(
                 "GET /healthz HTTP/1.1\r\nHost: gw\r\nX-Big: " +
                     std::string(200 << 10, 'x') + "\r\n\r\n",
                 431, "larger than the limit of 65536 bytes"},
+        Refused{"AMegabyteTarget",
+                "GET /" + std::string(1 << 20, 't') +
+                    " HTTP/1.1\r\nHost: gw\r\n\r\n",
+                414, "request line is longer than the limit of 65536"},
+        Refused{"ARequestLineJustOverTheLimit",
+                "GET /" + std::string(64 << 10, 't') + " HTTP/1.1\r\n",
+                414, "request line is longer than the limit of 65536"},
         Refused{"TenThousandHeaders",
                 "GET /healthz HTTP/1.1\r\nHost: gw\r\n" + ManyHeaders(10000) +
                     "\r\n",
