@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -25,6 +24,7 @@
 #include "convocore/webhooks/v1/event_stream_service.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/gateway/http/http_test_client.h"
+#include "tests/support/eventually.h"
 #include "tests/integration/gateway_process.h"
 #include "tests/services/store/fault_injection.h"
 
@@ -37,15 +37,7 @@ using ::convocore::http::testing::HttpResponse;
 using ::convocore::store::testing::FillFileSystem;
 using ::convocore::store::testing::ScopedMount;
 
-bool Eventually(const std::function<bool()>& done,
-                absl::Duration timeout = absl::Seconds(30)) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!done()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return true;
-}
+using ::convocore::testing::Eventually;
 
 // A distinct message_received webhook for `tag` (distinct content, hence a
 // distinct event id).
