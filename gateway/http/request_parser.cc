@@ -179,12 +179,7 @@ RequestParser::Result RequestParser::Parse(std::string_view input) {
         return {State::kHeadComplete, used};
       }
       case Phase::kBody: {
-        const std::size_t n =
-            static_cast<std::size_t>(std::min<std::uint64_t>(remaining_,
-                                                             rest.size()));
-        request_.body.append(rest.data(), n);
-        used += n;
-        remaining_ -= n;
+        used += TakeBody(rest);
         if (remaining_ > 0) return {State::kNeedMore, used};
         phase_ = Phase::kDone;
         break;
@@ -249,12 +244,7 @@ RequestParser::Result RequestParser::Parse(std::string_view input) {
         break;
       }
       case Phase::kChunkData: {
-        const std::size_t n =
-            static_cast<std::size_t>(std::min<std::uint64_t>(remaining_,
-                                                             rest.size()));
-        request_.body.append(rest.data(), n);
-        used += n;
-        remaining_ -= n;
+        used += TakeBody(rest);
         if (remaining_ > 0) return {State::kNeedMore, used};
         phase_ = Phase::kChunkDataEnd;
         break;
@@ -513,6 +503,14 @@ bool RequestParser::FrameBody() {
   phase_ = remaining_ > 0 ? Phase::kBody : Phase::kDone;
   if (remaining_ > 0) request_.body.reserve(remaining_);
   return true;
+}
+
+std::size_t RequestParser::TakeBody(std::string_view rest) {
+  const auto n = static_cast<std::size_t>(
+      std::min<std::uint64_t>(remaining_, rest.size()));
+  request_.body.append(rest.data(), n);
+  remaining_ -= n;
+  return n;
 }
 
 HttpRequest RequestParser::TakeRequest() {

@@ -87,6 +87,9 @@ class RequestParser {
   bool AddHeader(std::string_view line);
   // Checks the headers together and picks how the body is framed.
   bool FrameBody();
+  // Appends to the body what `rest` holds of the `remaining_` bytes still
+  // to come, and returns how many that was.
+  std::size_t TakeBody(std::string_view rest);
 
   const RequestLimits limits_;
   Phase phase_ = Phase::kHead;

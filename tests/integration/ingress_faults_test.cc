@@ -3,7 +3,6 @@
 // on raw sockets, a resume point past any sequence, and a subscriber that
 // stops reading. Each case ends with the gateway still serving (or, for the
 // removed directory, restarted on a fresh one).
-#include <stdlib.h>
 
 #include <chrono>
 #include <cstdint>
@@ -32,6 +31,7 @@
 #include "tests/gateway/http/http_test_client.h"
 #include "tests/integration/gateway_process.h"
 #include "tests/support/eventually.h"
+#include "tests/support/temp_dir.h"
 
 namespace convocore::integration {
 namespace {
@@ -152,18 +152,8 @@ class StalledSubscriber {
 
 class IngressFaultsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string path =
-        (std::filesystem::temp_directory_path() / "ingress_faults_it.XXXXXX")
-            .string();
-    ASSERT_NE(mkdtemp(path.data()), nullptr);
-    root_ = path;
-  }
-  void TearDown() override {
-    gateway_.reset();
-    std::error_code ignored;
-    std::filesystem::remove_all(root_, ignored);
-  }
+  // Stops the gateway before its directory goes.
+  void TearDown() override { gateway_.reset(); }
 
   // (Re)starts the gateway with `args`; the memory store unless they say
   // otherwise.
@@ -210,7 +200,8 @@ class IngressFaultsTest : public ::testing::Test {
     return types;
   }
 
-  std::filesystem::path root_;
+  convocore::testing::TempDir temp_{"ingress_faults_it"};
+  const std::filesystem::path root_ = temp_.path();
   std::unique_ptr<GatewayProcess> gateway_;
 };
 

@@ -20,6 +20,7 @@
 #include "services/store/log_format.h"
 #include "services/store/scoped_fd.h"
 #include "services/store/segment_file.h"
+#include "tests/support/temp_dir.h"
 
 namespace convocore::store {
 namespace {
@@ -28,23 +29,13 @@ using ::testing::HasSubstr;
 
 class PosixFileTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string path =
-        (std::filesystem::temp_directory_path() / "posix_file_test.XXXXXX")
-            .string();
-    ASSERT_NE(mkdtemp(path.data()), nullptr) << std::strerror(errno);
-    root_ = path;
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    std::filesystem::remove_all(root_, ignored);
-  }
 
   std::string PathOf(const std::string& name) const {
     return (root_ / name).string();
   }
 
-  std::filesystem::path root_;
+  convocore::testing::TempDir temp_{"posix_file_test"};
+  const std::filesystem::path root_ = temp_.path();
 };
 
 TEST_F(PosixFileTest, FailuresNameThePathAndTheError) {

@@ -1,9 +1,6 @@
 #include "services/store/recovery.h"
 
-#include <cerrno>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
@@ -18,6 +15,7 @@
 #include "services/store/log_directory.h"
 #include "services/store/log_format.h"
 #include "tests/services/store/test_events.h"
+#include "tests/support/temp_dir.h"
 
 namespace convocore::store {
 namespace {
@@ -234,17 +232,6 @@ TEST(PlanRecoveryTest, RefusesADamagedMetaThatAloneHoldsTheMark) {
 
 class RecoverLogTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string path =
-        (std::filesystem::temp_directory_path() / "recovery_test.XXXXXX")
-            .string();
-    ASSERT_NE(mkdtemp(path.data()), nullptr) << std::strerror(errno);
-    root_ = path;
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    std::filesystem::remove_all(root_, ignored);
-  }
 
   void Write(const std::string& name, const std::string& bytes) {
     std::ofstream out(root_ / name, std::ios::binary);
@@ -252,7 +239,8 @@ class RecoverLogTest : public ::testing::Test {
     ASSERT_TRUE(out.good());
   }
 
-  std::filesystem::path root_;
+  convocore::testing::TempDir temp_{"recovery_test"};
+  const std::filesystem::path root_ = temp_.path();
 };
 
 TEST_F(RecoverLogTest, ReadsTheDirectoryWithoutWritingIt) {
