@@ -9,9 +9,9 @@
 //   GET  /readyz    200 when ready to accept and persist, 503 otherwise
 //   GET  /metrics   Prometheus text exposition
 // Any other path is 404; another method on a known path is 405 with Allow.
-// A malformed request is 400 (431 for headers over the limit, 501 for a
-// transfer coding other than chunked, 505 for an HTTP version other than
-// 1.0 and 1.1), and its connection closes.
+// A malformed request is 400 (414 for a request line over the limit, 431
+// for headers over it, 501 for a transfer coding other than chunked, 505 for
+// an HTTP version other than 1.0 and 1.1), and its connection closes.
 // Every error body is {"error":{"code":N,"status":"...","message":"..."}}.
 #ifndef GATEWAY_HTTP_HTTP_API_H_
 #define GATEWAY_HTTP_HTTP_API_H_

@@ -1,7 +1,8 @@
 // Reads HTTP/1.1 requests (RFC 9112) from a connection's bytes, one after
 // another, however the bytes are split or joined: pipelined requests, a
 // request cut at any byte. Strict where leniency lets two readers disagree on
-// where a request ends (duplicate or malformed Content-Length, Transfer-
+// where a request ends (Content-Length values that differ or do not parse
+// (equal repeats are one value, as RFC 9112 section 6.3 allows), Transfer-
 // Encoding beside Content-Length, bare LF, obs-fold, whitespace before a
 // colon), and bounded: the request line and headers by max_header_bytes and
 // kMaxHeaderFields, the body by max_body_bytes, a chunk size by 2^60.
