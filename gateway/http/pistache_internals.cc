@@ -202,6 +202,11 @@ Endpoint::Endpoint(std::shared_ptr<ServerState> state,
       endpoint_(std::move(endpoint)),
       port_(port),
       listen_fd_(listen_fd) {
+  if (listen_fd >= 0) {
+    absl::MutexLock lock(&mu_);
+    listen_own_ = ::fcntl(listen_fd, F_DUPFD_CLOEXEC, 0);
+    placeholder_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  }
   ReplenishSpares();
   if (listen_fd >= 0) watchdog_ = std::thread([this] { Watch(); });
 }
@@ -209,6 +214,9 @@ Endpoint::Endpoint(std::shared_ptr<ServerState> state,
 Endpoint::~Endpoint() {
   Shutdown();
   for (int spare : spares_) ::close(spare);
+  absl::MutexLock lock(&mu_);
+  if (listen_own_ >= 0) ::close(listen_own_);
+  if (placeholder_ >= 0) ::close(placeholder_);
 }
 
 void Endpoint::ReplenishSpares() {
@@ -231,7 +239,6 @@ bool Endpoint::OutOfDescriptors() const {
 
 void Endpoint::Watch() {
   constexpr absl::Duration kInterval = absl::Milliseconds(100);
-  constexpr int kMaxShedPerCheck = 256;
   bool waiting_before = false;
   absl::MutexLock lock(&mu_);
   // accept() below must never block the watchdog: only a non-blocking
@@ -252,14 +259,26 @@ void Endpoint::Watch() {
         ::poll(&listening, 1, 0) == 1 && (listening.revents & POLLIN) != 0;
     // Pistache accepts within microseconds: a connection seen waiting twice,
     // 100 ms apart, is one it cannot accept.
-    if (waiting && waiting_before) {
-      // Every connection waiting now, while no descriptor is free.
-      for (int shed = 0; shed < kMaxShedPerCheck && OutOfDescriptors();
-           ++shed) {
-        if (!Shed(listen_fd_)) break;
-      }
-    }
+    if (waiting && waiting_before && OutOfDescriptors()) ShedWaiting();
     waiting_before = waiting;
+  }
+}
+
+void Endpoint::ShedWaiting() {
+  constexpr int kMaxShedPerCheck = 256;
+  const bool swapped = listen_own_ >= 0 && placeholder_ >= 0 &&
+                       ::dup2(placeholder_, listen_fd_) >= 0;
+  const int listen_fd = swapped ? listen_own_ : listen_fd_;
+  for (int shed = 0; shed < kMaxShedPerCheck && OutOfDescriptors(); ++shed) {
+    if (!Shed(listen_fd)) break;
+  }
+  // Pistache's descriptor is the listening socket again. dup2 onto a
+  // descriptor that exists needs no free slot, so this cannot fail for want
+  // of descriptors; should it fail all the same, the server would accept
+  // nothing more, which the log must say.
+  if (swapped && ::dup2(listen_own_, listen_fd_) < 0) {
+    log::Error("cannot give the HTTP listening socket back to the server",
+               {{"errno", errno}});
   }
 }
 
@@ -357,6 +376,9 @@ bool Endpoint::CloseListeningSocket() {
   if (placeholder >= 0 && ::dup2(placeholder, listen_fd_) >= 0) {
     ::close(placeholder);
     listen_fd_ = -1;
+    // The socket closes only with its last descriptor.
+    if (listen_own_ >= 0) ::close(listen_own_);
+    listen_own_ = -1;
     return true;
   }
   const int error = errno;

@@ -59,8 +59,10 @@ bool QueueWrite(const std::shared_ptr<Pistache::Tcp::Peer>& peer,
 // process has no descriptor left is accepted with one of a few spare
 // descriptors kept for this, answered 503 and closed; the failure is logged
 // at most every 10 s and counted (gateway_http_connections_shed_total).
-// Pistache's listener may take a freed spare first: it then serves that
-// connection itself, and the next spare is tried.
+// While it sheds, Pistache's descriptor of the listening socket points at an
+// unbound placeholder socket (dup2), so that Pistache's listener cannot take
+// the spare just freed: its accept() fails (EINVAL, which it logs nowhere
+// and retries) until the real socket is put back, right after.
 class Endpoint {
  public:
   // Binds options.address:options.port and starts options.threads threads.
@@ -91,6 +93,9 @@ class Endpoint {
   // Accepts one waiting connection with a spare descriptor and answers it
   // 503; false when none could be accepted. Watchdog thread only.
   bool Shed(int listen_fd);
+  // Sheds every connection waiting while no descriptor is free, with
+  // Pistache's listener kept off the listening socket meanwhile.
+  void ShedWaiting() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Opens spares up to kSpares while descriptors allow. Watchdog thread
   // only.
   void ReplenishSpares();
@@ -111,6 +116,11 @@ class Endpoint {
   // Pistache's listening socket, found by its port; -1 when not found or
   // once closed.
   int listen_fd_ ABSL_GUARDED_BY(mu_);
+  // Our own descriptor of the listening socket, and an unbound socket to put
+  // in Pistache's place while shedding; -1 when they could not be made
+  // (shedding then competes with Pistache's listener) or once closed.
+  int listen_own_ ABSL_GUARDED_BY(mu_) = -1;
+  int placeholder_ ABSL_GUARDED_BY(mu_) = -1;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread watchdog_;
 };
