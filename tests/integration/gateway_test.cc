@@ -24,6 +24,7 @@
 #include "rapidjson/document.h"
 #include "tests/gateway/http/http_test_client.h"
 #include "tests/gateway/metrics/exposition_checker.h"
+#include "tests/integration/gateway_fixture.h"
 #include "tests/integration/gateway_process.h"
 
 namespace convocore::integration {
@@ -117,24 +118,12 @@ void ExpectEventCarriesSample(const v1::Event& event,
   }
 }
 
-class GatewayIntegrationTest : public ::testing::Test {
+class GatewayIntegrationTest : public GatewayTest {
  protected:
-  void StartGateway(std::vector<std::string> args = {}) {
-    args.insert(args.begin(), {"--store=memory", "--heartbeat_interval=100ms"});
-    gateway_ = std::make_unique<GatewayProcess>(std::move(args));
-    ASSERT_TRUE(gateway_->WaitReady()) << gateway_->log();
-  }
-
-  std::string Url(const std::string& path) const {
-    return gateway_->base_url() + path;
-  }
-
   absl::StatusOr<HttpResponse> PostSample(HttpClient& client,
                                           const std::string& name) {
     return client.PostJson(Url("/webhooks"), ReadSample(name));
   }
-
-  std::unique_ptr<GatewayProcess> gateway_;
 };
 
 TEST_F(GatewayIntegrationTest, EverySampleReachesASubscriberOfItsType) {

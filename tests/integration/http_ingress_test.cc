@@ -17,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/gateway/http/http_test_client.h"
+#include "tests/integration/gateway_fixture.h"
 #include "tests/integration/gateway_process.h"
 #include "tests/support/eventually.h"
 
@@ -57,20 +58,7 @@ std::string Webhook(const std::string& body) {
       body.size(), "\r\n\r\n", body);
 }
 
-class HttpIngressTest : public ::testing::Test {
- protected:
-  void StartGateway(std::vector<std::string> args = {}) {
-    args.insert(args.begin(), {"--store=memory", "--heartbeat_interval=100ms"});
-    gateway_ = std::make_unique<GatewayProcess>(std::move(args));
-    ASSERT_TRUE(gateway_->WaitReady()) << gateway_->log();
-  }
-
-  std::string Url(const std::string& path) const {
-    return gateway_->base_url() + path;
-  }
-
-  std::unique_ptr<GatewayProcess> gateway_;
-};
+using HttpIngressTest = GatewayTest;
 
 TEST_F(HttpIngressTest, SighupIsLoggedAndIgnored) {
   StartGateway();

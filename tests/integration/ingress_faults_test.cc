@@ -29,6 +29,7 @@
 #include "gtest/gtest.h"
 #include "rapidjson/document.h"
 #include "tests/gateway/http/http_test_client.h"
+#include "tests/integration/gateway_fixture.h"
 #include "tests/integration/gateway_process.h"
 #include "tests/support/eventually.h"
 #include "tests/support/temp_dir.h"
@@ -150,23 +151,9 @@ class StalledSubscriber {
   bool finished_ = false;
 };
 
-class IngressFaultsTest : public ::testing::Test {
+// The gateway stops (TearDown) before its directory goes (temp_).
+class IngressFaultsTest : public GatewayTest {
  protected:
-  // Stops the gateway before its directory goes.
-  void TearDown() override { gateway_.reset(); }
-
-  // (Re)starts the gateway with `args`; the memory store unless they say
-  // otherwise.
-  void StartGateway(std::vector<std::string> args = {}) {
-    gateway_.reset();
-    args.insert(args.begin(), {"--store=memory", "--heartbeat_interval=100ms"});
-    gateway_ = std::make_unique<GatewayProcess>(std::move(args));
-    ASSERT_TRUE(gateway_->WaitReady()) << gateway_->log();
-  }
-
-  std::string Url(const std::string& path) const {
-    return gateway_->base_url() + path;
-  }
 
   HttpResponse Post(HttpClient& client, const std::string& body) {
     return OrNoResponse(client.PostJson(Url("/webhooks"), body));
@@ -202,7 +189,6 @@ class IngressFaultsTest : public ::testing::Test {
 
   convocore::testing::TempDir temp_{"ingress_faults_it"};
   const std::filesystem::path root_ = temp_.path();
-  std::unique_ptr<GatewayProcess> gateway_;
 };
 
 // docs/design/storage.md, "When the disk fails": a data directory removed

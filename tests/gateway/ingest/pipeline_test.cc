@@ -391,37 +391,59 @@ std::string Post(const std::string& body) {
       body.size(), "\r\n\r\n", body);
 }
 
+// What asynchronous Ingest() calls answer, by call, as their callbacks
+// deliver it (on the committer's thread).
+class Outcomes {
+ public:
+  explicit Outcomes(int calls) : results_(calls) {}
+
+  // The callback of call `i`.
+  IngestPipeline::Callback For(int i) {
+    return [this, i](absl::StatusOr<IngestResult> result) {
+      absl::MutexLock lock(&mu_);
+      results_[i] = std::move(result);
+    };
+  }
+  int arrived() {
+    absl::MutexLock lock(&mu_);
+    int n = 0;
+    for (const auto& result : results_) n += result.has_value();
+    return n;
+  }
+  bool WaitForAll() {
+    return convocore::testing::Eventually(
+        [&] { return arrived() == static_cast<int>(results_.size()); });
+  }
+  // Call `i`'s answer, once WaitForAll() returned true.
+  absl::StatusOr<IngestResult> operator[](int i) {
+    absl::MutexLock lock(&mu_);
+    return *results_[i];
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<std::optional<absl::StatusOr<IngestResult>>> results_
+      ABSL_GUARDED_BY(mu_);
+};
+
 TEST_F(PipelineTest, DuplicatesOfAHeldDeliveryAreAnsweredOnceItIsStored) {
   const std::string body = ReadFile(SamplePaths()[0]);
   HoldStore(true);
   constexpr int kCopies = 4;
-  std::vector<std::optional<absl::StatusOr<IngestResult>>> results(kCopies);
-  absl::Mutex mu;
+  Outcomes outcomes(kCopies);
   for (int i = 0; i < kCopies; ++i) {
     // Each call returns at once: nothing waits for the store.
-    pipeline_->Ingest(body, now_, [&, i](absl::StatusOr<IngestResult> r) {
-      absl::MutexLock lock(&mu);
-      results[i] = std::move(r);
-    });
+    pipeline_->Ingest(body, now_, outcomes.For(i));
   }
   EXPECT_EQ(deduplicator_.waiting(), static_cast<std::size_t>(kCopies - 1));
-  {
-    absl::MutexLock lock(&mu);
-    for (const auto& result : results) EXPECT_FALSE(result.has_value());
-  }
+  EXPECT_EQ(outcomes.arrived(), 0);
   HoldStore(false);
-  ASSERT_TRUE(convocore::testing::Eventually([&] {
-    absl::MutexLock lock(&mu);
-    for (const auto& result : results) {
-      if (!result.has_value()) return false;
-    }
-    return true;
-  }));
-  absl::MutexLock lock(&mu);
+  ASSERT_TRUE(outcomes.WaitForAll());
   for (int i = 0; i < kCopies; ++i) {
-    ASSERT_TRUE(results[i]->ok()) << results[i]->status();
-    EXPECT_EQ((*results[i])->sequence, 1u);
-    EXPECT_EQ((*results[i])->duplicate, i != 0) << i;
+    const absl::StatusOr<IngestResult> result = outcomes[i];
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_EQ(result->sequence, 1u);
+    EXPECT_EQ(result->duplicate, i != 0) << i;
   }
   EXPECT_EQ(deduplicator_.waiting(), 0u);
   EXPECT_EQ(hub_->Stats().published_total, 1u);
@@ -435,31 +457,18 @@ TEST_F(PipelineTest, DuplicatesOfAFailedDeliveryGetItsUnavailable) {
   HoldStore(true);
   failing_->store(true);
   constexpr int kCopies = 3;
-  std::vector<std::optional<absl::StatusOr<IngestResult>>> results(kCopies);
-  absl::Mutex mu;
+  Outcomes outcomes(kCopies);
   for (int i = 0; i < kCopies; ++i) {
-    pipeline_->Ingest(body, now_, [&, i](absl::StatusOr<IngestResult> r) {
-      absl::MutexLock lock(&mu);
-      results[i] = std::move(r);
-    });
+    pipeline_->Ingest(body, now_, outcomes.For(i));
   }
   HoldStore(false);
-  ASSERT_TRUE(convocore::testing::Eventually([&] {
-    absl::MutexLock lock(&mu);
-    for (const auto& result : results) {
-      if (!result.has_value()) return false;
-    }
-    return true;
-  }));
-  {
-    absl::MutexLock lock(&mu);
-    for (int i = 0; i < kCopies; ++i) {
-      EXPECT_EQ(results[i]->status().code(), absl::StatusCode::kUnavailable)
-          << i;
-    }
-    EXPECT_THAT(std::string(results[1]->status().message()),
-                HasSubstr("first delivery of this webhook could not be stored"));
+  ASSERT_TRUE(outcomes.WaitForAll());
+  for (int i = 0; i < kCopies; ++i) {
+    EXPECT_EQ(outcomes[i].status().code(), absl::StatusCode::kUnavailable)
+        << i;
   }
+  EXPECT_THAT(std::string(outcomes[1].status().message()),
+              HasSubstr("first delivery of this webhook could not be stored"));
   EXPECT_EQ(Value("gateway_webhooks_total",
                   {{"type", "agent_created"}, {"outcome", "failed"}}),
             kCopies);
