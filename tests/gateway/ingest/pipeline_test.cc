@@ -395,7 +395,7 @@ std::string Post(const std::string& body) {
 // deliver it (on the committer's thread).
 class Outcomes {
  public:
-  explicit Outcomes(int calls) : results_(calls) {}
+  explicit Outcomes(int calls) : calls_(calls), results_(calls) {}
 
   // The callback of call `i`.
   IngestPipeline::Callback For(int i) {
@@ -412,7 +412,7 @@ class Outcomes {
   }
   bool WaitForAll() {
     return convocore::testing::Eventually(
-        [&] { return arrived() == static_cast<int>(results_.size()); });
+        [&] { return arrived() == calls_; });
   }
   // Call `i`'s answer, once WaitForAll() returned true.
   absl::StatusOr<IngestResult> operator[](int i) {
@@ -421,6 +421,7 @@ class Outcomes {
   }
 
  private:
+  const int calls_;
   absl::Mutex mu_;
   std::vector<std::optional<absl::StatusOr<IngestResult>>> results_
       ABSL_GUARDED_BY(mu_);
