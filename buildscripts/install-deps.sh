@@ -15,6 +15,7 @@ apt_packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libpistache-dev rapidjson-dev libxxhash-dev
   libssl-dev         # gateway/core: SHA-256 digests of the workspace secrets
+  libnats-dev        # --store=jetstream: the NATS C client (cnats 3.4)
   libgtest-dev libgmock-dev libbenchmark-dev libcurl4-openssl-dev
   clang libclang-rt-14-dev
   curl procps
@@ -66,11 +67,19 @@ go_tools=(
   google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
   google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
   github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
+  # The JetStream tests' cluster and bench/jetstream's baseline: Debian's
+  # nats-server 2.9 lacks sync_interval, which our promise needs.
+  github.com/nats-io/nats-server/v2@v2.15.2
+  github.com/nats-io/natscli/nats@v0.5.0
 )
 python_tools=(grpcio-tools==1.85.1 googleapis-common-protos==1.76.0 pytest==9.2.0 PyYAML==6.0.3)
 if command -v go >/dev/null 2>&1; then
   for t in "${go_tools[@]}"; do
-    bin="$root/.tools/bin/$(basename "${t%@*}")"
+    path="${t%@*}"
+    # `go install` names a module's binary after the path without its major
+    # version suffix (nats-server/v2 installs nats-server).
+    [[ "$path" =~ /v[0-9]+$ ]] && path="${path%/v*}"
+    bin="$root/.tools/bin/$(basename "$path")"
     if ! go version -m "$bin" 2>/dev/null | grep -qE "^[[:space:]]+mod[[:space:]].*[[:space:]]${t#*@}([[:space:]]|$)"; then
       echo "install-deps: installing $t"
       GOBIN="$root/.tools/bin" GOTOOLCHAIN=local go install "$t"
