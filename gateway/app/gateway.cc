@@ -24,6 +24,7 @@
 #include "gateway/core/translator.h"
 #include "gateway/http/server.h"
 #include "gateway/ingest/hub_sink.h"
+#include "gateway/ingest/jetstream_sink.h"
 #include "gateway/ingest/pipeline.h"
 #include "gateway/log/logger.h"
 #include "gateway/metrics/registry.h"
@@ -116,14 +117,33 @@ class Backend final : public http::HttpBackend {
   std::atomic<bool> stopping_{false};
 };
 
+// One metric per field of a figures struct, read at scrape time.
+template <typename Figures>
+struct FieldMetric {
+  const char* name;
+  const char* help;
+  bool counter;
+  std::uint64_t Figures::*field;
+};
+
+template <typename Figures, std::size_t N, typename Read>
+void RegisterFields(metrics::Registry& registry,
+                    const FieldMetric<Figures> (&entries)[N], Read read) {
+  for (const FieldMetric<Figures>& entry : entries) {
+    auto value = [read, field = entry.field] {
+      return static_cast<double>(read().*field);
+    };
+    if (entry.counter) {
+      registry.AddCallbackCounter(entry.name, entry.help, value);
+    } else {
+      registry.AddCallbackGauge(entry.name, entry.help, value);
+    }
+  }
+}
+
 // Subscription and retention figures, read from the hub at scrape time.
 void RegisterHubMetrics(metrics::Registry& registry, hub::EventHub* hub) {
-  struct Entry {
-    const char* name;
-    const char* help;
-    bool counter;
-    std::uint64_t hub::HubStats::*field;
-  };
+  using Entry = FieldMetric<hub::HubStats>;
   static constexpr Entry kEntries[] = {
       {"gateway_subscribers", "Subscription streams open now.", false,
        &hub::HubStats::subscribers_open},
@@ -159,16 +179,56 @@ void RegisterHubMetrics(metrics::Registry& registry, hub::EventHub* hub) {
        "Group commits (one store append, one fsync on disk) since start.", true,
        &hub::HubStats::commit_batches_total},
   };
-  for (const Entry& entry : kEntries) {
-    auto read = [hub, field = entry.field] {
-      return static_cast<double>(hub->Stats().*field);
-    };
-    if (entry.counter) {
-      registry.AddCallbackCounter(entry.name, entry.help, read);
-    } else {
-      registry.AddCallbackGauge(entry.name, entry.help, read);
-    }
-  }
+  RegisterFields(registry, kEntries, [hub] { return hub->Stats(); });
+}
+
+// The JetStream store's figures, read at scrape time.
+void RegisterJetStreamMetrics(metrics::Registry& registry,
+                              jetstream::JetStreamEventStore* js) {
+  using Entry = FieldMetric<jetstream::JetStreamCounters>;
+  static constexpr Entry kEntries[] = {
+      {"gateway_jetstream_publishes_total",
+       "PubAcks received (stored events, duplicates included).", true,
+       &jetstream::JetStreamCounters::publishes_total},
+      {"gateway_jetstream_duplicates_total",
+       "PubAcks that said JetStream already held the event (stored through "
+       "another replica).",
+       true, &jetstream::JetStreamCounters::duplicates_total},
+      {"gateway_jetstream_publish_failures_total",
+       "Publishes refused by JetStream or without a PubAck in time (503).",
+       true, &jetstream::JetStreamCounters::publish_failures_total},
+      {"gateway_jetstream_pending_publishes",
+       "Publishes waiting for their PubAck now.", false,
+       &jetstream::JetStreamCounters::pending_publishes},
+      {"gateway_jetstream_disconnects_total",
+       "Connections to a NATS server lost.", true,
+       &jetstream::JetStreamCounters::disconnects_total},
+      {"gateway_jetstream_reconnects_total",
+       "Connections to a NATS server made again after a loss.", true,
+       &jetstream::JetStreamCounters::reconnects_total},
+      {"gateway_jetstream_consumer_restarts_total",
+       "Times the stream's reader was made again after it stalled.", true,
+       &jetstream::JetStreamCounters::consumer_restarts_total},
+      {"gateway_jetstream_foreign_messages_total",
+       "Stream messages that are not events (something else publishes into "
+       "the stream); streamed as they are.",
+       true, &jetstream::JetStreamCounters::foreign_messages_total},
+      {"gateway_jetstream_stream_last_sequence",
+       "The stream's newest sequence, as of the last probe.", false,
+       &jetstream::JetStreamCounters::stream_last_sequence},
+  };
+  RegisterFields(registry, kEntries, [js] { return js->Counters(); });
+  registry.AddCallbackGauge(
+      "gateway_jetstream_consumer_lag",
+      "Events in the stream this replica has not read yet (the stream's last "
+      "sequence at the last probe minus the newest read).",
+      [js] {
+        const jetstream::JetStreamCounters c = js->Counters();
+        return c.stream_last_sequence > c.read_sequence
+                   ? static_cast<double>(c.stream_last_sequence -
+                                         c.read_sequence)
+                   : 0.0;
+      });
 }
 
 // Fails if another socket listens on address:port, saying why (errno). The
@@ -245,7 +305,7 @@ struct Gateway::Parts {
   std::unique_ptr<gateway::Translator> translator;
   std::unique_ptr<gateway::Deduplicator> deduplicator;
   std::unique_ptr<hub::EventHub> hub;
-  std::unique_ptr<ingest::HubSink> sink;
+  std::unique_ptr<ingest::EventSink> sink;
   std::unique_ptr<ingest::IngestPipeline> pipeline;
   std::unique_ptr<Backend> backend;
   std::unique_ptr<grpc_service::GrpcServer> grpc;
@@ -315,9 +375,29 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
                                 return static_cast<double>(dedup->size());
                               });
 
-  absl::StatusOr<std::unique_ptr<hub::EventStore>> store =
-      OpenEventStore(options, p.deduplicator.get(), absl::Now());
+  GatewayOptions store_options = options;
+  if (options.store == StoreKind::kJetStream) {
+    metrics::Histogram& publish_seconds =
+        p.registry
+            .AddHistogram(
+                "gateway_jetstream_publish_seconds",
+                "From publishing an event to JetStream to its PubAck (stored "
+                "on a quorum of the stream's replicas): the floor of every "
+                "acknowledgement's latency with --store=jetstream.",
+                {0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002,
+                 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                 2.5, 5})
+            .Get();
+    store_options.jetstream.on_publish_ack =
+        [&publish_seconds](absl::Duration took) {
+          publish_seconds.Observe(absl::ToDoubleSeconds(took));
+        };
+  }
+  absl::StatusOr<OpenedStore> store =
+      OpenEventStore(store_options, p.deduplicator.get(), absl::Now());
   if (!store.ok()) return store.status();
+  jetstream::JetStreamEventStore* const js = store->jetstream;
+  if (js != nullptr) RegisterJetStreamMetrics(p.registry, js);
   metrics::Histogram& append_seconds =
       p.registry
           .AddHistogram(
@@ -338,14 +418,16 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
                         {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024})
           .Get();
   absl::StatusOr<std::unique_ptr<hub::EventHub>> hub = hub::EventHub::Create(
-      std::move(*store),
+      std::move(store->store),
       hub::HubOptions{
           .subscriber_queue_limit = options.subscriber_queue_limit,
-          .on_append = [&append_seconds, &append_events](absl::Duration took,
-                                                         std::size_t events) {
-            append_seconds.Observe(absl::ToDoubleSeconds(took));
-            append_events.Observe(static_cast<double>(events));
-          }});
+          .on_append =
+              [&append_seconds, &append_events](absl::Duration took,
+                                                std::size_t events) {
+                append_seconds.Observe(absl::ToDoubleSeconds(took));
+                append_events.Observe(static_cast<double>(events));
+              },
+          .external_sequences = js != nullptr});
   if (!hub.ok()) {
     return absl::Status(
         hub.status().code(),
@@ -353,7 +435,17 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
   }
   p.hub = std::move(*hub);
   RegisterHubMetrics(p.registry, p.hub.get());
-  p.sink = std::make_unique<ingest::HubSink>(p.hub.get());
+  if (js != nullptr) {
+    // Every replica reads the whole stream into its own hub: its
+    // subscribers get every replica's events, in the stream's order.
+    if (absl::Status reading = js->StartReading(p.hub.get()); !reading.ok()) {
+      return reading;
+    }
+    p.sink = std::make_unique<ingest::JetStreamSink>(
+        js, options.jetstream.stream.subject_prefix);
+  } else {
+    p.sink = std::make_unique<ingest::HubSink>(p.hub.get());
+  }
   p.pipeline = std::make_unique<ingest::IngestPipeline>(
       p.translator.get(), p.deduplicator.get(), p.sink.get(),
       p.ingest_metrics.get());
@@ -378,7 +470,7 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
             {{"http_port", p.http->port()},
              {"grpc_port", p.grpc->port()},
              {"http_threads", options.http_threads},
-             {"store", options.store == StoreKind::kDisk ? "disk" : "memory"},
+             {"store", StoreKindName(options.store)},
              {"last_sequence", p.hub->last_sequence()},
              {"secrets", options.secrets.size()}});
   return std::unique_ptr<Gateway>(new Gateway(std::move(parts)));

@@ -58,8 +58,9 @@ ABSL_FLAG(absl::Duration, heartbeat_interval, kDefaults.heartbeat_interval,
 ABSL_FLAG(absl::Duration, grpc_keepalive_time, kDefaults.grpc_keepalive_time,
           "The gRPC server pings idle connections this often.");
 ABSL_FLAG(std::string, store, kDefaults.store,
-          "Where accepted events are kept: disk (durable log in --data_dir) "
-          "or memory (lost on restart).");
+          "Where accepted events are kept: disk (durable log in --data_dir), "
+          "memory (lost on restart) or jetstream (a NATS JetStream stream "
+          "shared by several gateway replicas: --nats_*).");
 ABSL_FLAG(std::string, data_dir, kDefaults.data_dir,
           "Directory of the durable event log (--store=disk).");
 ABSL_FLAG(std::string, durability, kDefaults.durability,
@@ -72,6 +73,33 @@ ABSL_FLAG(int64_t, retention_bytes, kDefaults.retention_bytes,
           "Bytes of events retained for replay (0: no byte bound).");
 ABSL_FLAG(absl::Duration, retention_age, kDefaults.retention_age,
           "Age beyond which events are trimmed (0: no age bound).");
+ABSL_FLAG(std::string, nats_url, kDefaults.nats_url,
+          "--store=jetstream: the NATS servers, comma-separated "
+          "(nats://host:4222, or tls://host:4222).");
+ABSL_FLAG(std::string, nats_stream, kDefaults.nats_stream,
+          "--store=jetstream: the JetStream stream of the events, created "
+          "when missing and checked when present.");
+ABSL_FLAG(std::string, nats_subject_prefix, kDefaults.nats_subject_prefix,
+          "--store=jetstream: events are published to <prefix>.<type>.");
+ABSL_FLAG(int64_t, nats_replicas, kDefaults.nats_replicas,
+          "--store=jetstream: the stream's replica count (3 for high "
+          "availability; 1 for a single NATS server).");
+ABSL_FLAG(absl::Duration, nats_publish_timeout, kDefaults.nats_publish_timeout,
+          "--store=jetstream: a webhook with no PubAck within this gets 503.");
+ABSL_FLAG(absl::Duration, nats_start_timeout, kDefaults.nats_start_timeout,
+          "--store=jetstream: how long start-up waits for the stream.");
+ABSL_FLAG(std::string, nats_creds_file, kDefaults.nats_creds_file,
+          "--store=jetstream: NATS user credentials (.creds) file.");
+ABSL_FLAG(std::string, nats_nkey_file, kDefaults.nats_nkey_file,
+          "--store=jetstream: NATS user NKey seed file (with --nats_nkey).");
+ABSL_FLAG(std::string, nats_nkey, kDefaults.nats_nkey,
+          "--store=jetstream: the public key (U...) of --nats_nkey_file.");
+ABSL_FLAG(std::string, nats_ca_file, kDefaults.nats_ca_file,
+          "--store=jetstream: CA bundle to verify the NATS servers (TLS).");
+ABSL_FLAG(std::string, nats_tls_cert, kDefaults.nats_tls_cert,
+          "--store=jetstream: client certificate for TLS to NATS (mTLS).");
+ABSL_FLAG(std::string, nats_tls_key, kDefaults.nats_tls_key,
+          "--store=jetstream: the key of --nats_tls_cert.");
 ABSL_FLAG(int64_t, subscriber_queue_limit, kDefaults.subscriber_queue_limit,
           "Events a subscriber may fall behind before its stream ends with "
           "RESOURCE_EXHAUSTED.");
@@ -112,6 +140,18 @@ convocore::app::FlagValues ReadFlags() {
   v.retention_events = absl::GetFlag(FLAGS_retention_events);
   v.retention_bytes = absl::GetFlag(FLAGS_retention_bytes);
   v.retention_age = absl::GetFlag(FLAGS_retention_age);
+  v.nats_url = absl::GetFlag(FLAGS_nats_url);
+  v.nats_stream = absl::GetFlag(FLAGS_nats_stream);
+  v.nats_subject_prefix = absl::GetFlag(FLAGS_nats_subject_prefix);
+  v.nats_replicas = absl::GetFlag(FLAGS_nats_replicas);
+  v.nats_publish_timeout = absl::GetFlag(FLAGS_nats_publish_timeout);
+  v.nats_start_timeout = absl::GetFlag(FLAGS_nats_start_timeout);
+  v.nats_creds_file = absl::GetFlag(FLAGS_nats_creds_file);
+  v.nats_nkey_file = absl::GetFlag(FLAGS_nats_nkey_file);
+  v.nats_nkey = absl::GetFlag(FLAGS_nats_nkey);
+  v.nats_ca_file = absl::GetFlag(FLAGS_nats_ca_file);
+  v.nats_tls_cert = absl::GetFlag(FLAGS_nats_tls_cert);
+  v.nats_tls_key = absl::GetFlag(FLAGS_nats_tls_key);
   v.subscriber_queue_limit = absl::GetFlag(FLAGS_subscriber_queue_limit);
   v.dedup_window_events = absl::GetFlag(FLAGS_dedup_window_events);
   v.dedup_window_age = absl::GetFlag(FLAGS_dedup_window_age);

@@ -96,14 +96,95 @@ absl::StatusOr<std::vector<std::string>> LoadSecrets(
                    "it is never read from a plain flag"));
 }
 
+absl::StatusOr<jetstream::JetStreamOptions> JetStreamOptionsFrom(
+    const FlagValues& flags, const GatewayOptions& options) {
+  jetstream::JetStreamOptions js;
+  for (absl::string_view url : absl::StrSplit(flags.nats_url, ',')) {
+    url = absl::StripAsciiWhitespace(url);
+    if (!url.empty()) js.servers.emplace_back(url);
+  }
+  if (js.servers.empty()) {
+    return Invalid("nats_url", "names no server (needed by --store=jetstream)");
+  }
+  if (absl::Status s = jetstream::CheckStreamName(flags.nats_stream);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s =
+          jetstream::CheckSubjectPrefix(flags.nats_subject_prefix);
+      !s.ok()) {
+    return s;
+  }
+  if (flags.nats_replicas < 1 || flags.nats_replicas > 5) {
+    return Invalid("nats_replicas",
+                   absl::StrCat("must be in 1..5 (3 for high availability), "
+                                "got ",
+                                flags.nats_replicas));
+  }
+  for (const auto& [name, value] :
+       {std::pair{"nats_publish_timeout", flags.nats_publish_timeout},
+        std::pair{"nats_start_timeout", flags.nats_start_timeout}}) {
+    if (absl::Status s = PositiveDuration(name, value); !s.ok()) return s;
+  }
+  // JetStream refuses a duplicate window longer than the stream's age
+  // bound.
+  if (options.retention.max_age > absl::ZeroDuration() &&
+      options.dedup_window_age > options.retention.max_age) {
+    return Invalid(
+        "dedup_window_age",
+        absl::StrCat("must not exceed --retention_age (",
+                     absl::FormatDuration(options.retention.max_age),
+                     ") with --store=jetstream"));
+  }
+  if (!flags.nats_creds_file.empty() && !flags.nats_nkey_file.empty()) {
+    return Invalid("nats_creds_file",
+                   "and --nats_nkey_file are exclusive: set one");
+  }
+  if (flags.nats_nkey_file.empty() != flags.nats_nkey.empty()) {
+    return Invalid("nats_nkey_file",
+                   "and --nats_nkey (its public key) go together");
+  }
+  if (flags.nats_tls_cert.empty() != flags.nats_tls_key.empty()) {
+    return Invalid("nats_tls_cert", "and --nats_tls_key go together");
+  }
+  js.stream = jetstream::StreamRequirements{
+      .stream = flags.nats_stream,
+      .subject_prefix = flags.nats_subject_prefix,
+      .replicas = flags.nats_replicas,
+      .retention = options.retention,
+      .duplicate_window = options.dedup_window_age};
+  js.publish_timeout = flags.nats_publish_timeout;
+  js.start_timeout = flags.nats_start_timeout;
+  js.creds_file = flags.nats_creds_file;
+  js.nkey_seed_file = flags.nats_nkey_file;
+  js.nkey_public = flags.nats_nkey;
+  js.ca_file = flags.nats_ca_file;
+  js.tls_cert_file = flags.nats_tls_cert;
+  js.tls_key_file = flags.nats_tls_key;
+  return js;
+}
+
 }  // namespace
 
 absl::StatusOr<StoreKind> ParseStoreKind(std::string_view text) {
   const std::string lower = absl::AsciiStrToLower(Absl(text));
   if (lower == "memory") return StoreKind::kMemory;
   if (lower == "disk") return StoreKind::kDisk;
+  if (lower == "jetstream") return StoreKind::kJetStream;
   return Invalid("store", absl::StrCat("unknown store \"", Absl(text),
-                                       "\" (memory or disk)"));
+                                       "\" (disk, memory or jetstream)"));
+}
+
+std::string_view StoreKindName(StoreKind kind) {
+  switch (kind) {
+    case StoreKind::kMemory:
+      return "memory";
+    case StoreKind::kDisk:
+      return "disk";
+    case StoreKind::kJetStream:
+      return "jetstream";
+  }
+  return "unknown";
 }
 
 std::vector<std::string> SplitSecrets(std::string_view text) {
@@ -199,6 +280,13 @@ absl::StatusOr<GatewayOptions> BuildOptions(
   options.dedup_window_events =
       static_cast<std::size_t>(flags.dedup_window_events);
   options.dedup_window_age = flags.dedup_window_age;
+
+  if (options.store == StoreKind::kJetStream) {
+    absl::StatusOr<jetstream::JetStreamOptions> js =
+        JetStreamOptionsFrom(flags, options);
+    if (!js.ok()) return js.status();
+    options.jetstream = *std::move(js);
+  }
 
   absl::StatusOr<log::Level> level = log::ParseLevel(flags.log_level);
   if (!level.ok()) return Invalid("log_level", level.status().message());

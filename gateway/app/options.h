@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "gateway/log/logger.h"
 #include "services/hub/event_store.h"
+#include "services/jetstream/jetstream_event_store.h"
 #include "services/store/disk_event_store.h"
 
 namespace convocore::app {
@@ -25,9 +26,11 @@ namespace convocore::app {
 inline constexpr char kSecretEnvironmentVariable[] =
     "CONVOCORE_WORKSPACE_SECRET";
 
-// Where accepted events are kept: "memory" (a window lost on restart) or
-// "disk" (the durable log in --data_dir).
-enum class StoreKind { kMemory, kDisk };
+// Where accepted events are kept: "memory" (a window lost on restart),
+// "disk" (the durable log in --data_dir) or "jetstream" (a NATS JetStream
+// stream shared by several gateway replicas).
+enum class StoreKind { kMemory, kDisk, kJetStream };
+std::string_view StoreKindName(StoreKind kind);
 absl::StatusOr<StoreKind> ParseStoreKind(std::string_view text);
 
 // The flags' values as parsed, before they are checked.
@@ -50,6 +53,20 @@ struct FlagValues {
   std::int64_t retention_events = 100'000;
   std::int64_t retention_bytes = 64 << 20;
   absl::Duration retention_age = absl::ZeroDuration();
+
+  // --store=jetstream.
+  std::string nats_url = "nats://127.0.0.1:4222";
+  std::string nats_stream = "CONVOCORE_EVENTS";
+  std::string nats_subject_prefix = "convocore.events";
+  std::int64_t nats_replicas = 3;
+  absl::Duration nats_publish_timeout = absl::Seconds(5);
+  absl::Duration nats_start_timeout = absl::Seconds(30);
+  std::string nats_creds_file;
+  std::string nats_nkey_file;
+  std::string nats_nkey;
+  std::string nats_ca_file;
+  std::string nats_tls_cert;
+  std::string nats_tls_key;
 
   std::int64_t subscriber_queue_limit = 4096;
   std::int64_t dedup_window_events = 100'000;
@@ -82,6 +99,9 @@ struct GatewayOptions {
   std::string data_dir;
   store::Durability durability = store::Durability::kFsync;
   hub::RetentionOptions retention;
+  // --store=jetstream: servers, stream, credentials and TLS; its stream
+  // requirements take `retention` and `dedup_window_age`.
+  jetstream::JetStreamOptions jetstream;
 
   std::size_t subscriber_queue_limit = 0;
   std::size_t dedup_window_events = 0;

@@ -9,13 +9,37 @@
 
 namespace convocore::app {
 
-absl::StatusOr<std::unique_ptr<hub::EventStore>> OpenEventStore(
-    const GatewayOptions& options, gateway::Deduplicator* deduplicator,
-    absl::Time now) {
+absl::StatusOr<OpenedStore> OpenEventStore(const GatewayOptions& options,
+                                           gateway::Deduplicator* deduplicator,
+                                           absl::Time now) {
   switch (options.store) {
     case StoreKind::kMemory:
       // Nothing survives a restart, so there is nothing to restore.
-      return std::make_unique<hub::InMemoryEventStore>(options.retention);
+      return OpenedStore{
+          std::make_unique<hub::InMemoryEventStore>(options.retention)};
+    case StoreKind::kJetStream: {
+      absl::StatusOr<std::unique_ptr<jetstream::JetStreamEventStore>> js =
+          jetstream::JetStreamEventStore::Open(options.jetstream);
+      if (!js.ok()) {
+        return absl::Status(
+            js.status().code(),
+            absl::StrCat("cannot use the JetStream stream ",
+                         options.jetstream.stream.stream, ": ",
+                         js.status().message()));
+      }
+      const hub::StoreStats stats = (*js)->Stats();
+      log::Info("JetStream stream ready",
+                {{"stream", options.jetstream.stream.stream},
+                 {"subjects",
+                  absl::StrCat(options.jetstream.stream.subject_prefix, ".>")},
+                 {"replicas", options.jetstream.stream.replicas},
+                 {"last_sequence", stats.last_sequence},
+                 {"retained_events", stats.retained_events}});
+      OpenedStore opened;
+      opened.jetstream = js->get();
+      opened.store = *std::move(js);
+      return opened;
+    }
     case StoreKind::kDisk: {
       absl::StatusOr<std::unique_ptr<store::DiskEventStore>> disk =
           store::DiskEventStore::Open({.data_dir = options.data_dir,
@@ -54,7 +78,7 @@ absl::StatusOr<std::unique_ptr<hub::EventStore>> OpenEventStore(
             "rebuilt: retention trimmed again from its bounds",
             {{"data_dir", options.data_dir}});
       }
-      return std::unique_ptr<hub::EventStore>(std::move(*disk));
+      return OpenedStore{std::move(*disk)};
     }
   }
   return absl::InvalidArgumentError("unknown store");

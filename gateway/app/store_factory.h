@@ -11,16 +11,25 @@
 #include "gateway/app/options.h"
 #include "gateway/core/deduplicator.h"
 #include "services/hub/event_store.h"
+#include "services/jetstream/jetstream_event_store.h"
 
 namespace convocore::app {
 
-// `options`' store, data_dir, durability and retention select and configure
-// it. For a durable store, the ids of the events received within the
-// de-duplication window (dedup_window_events, dedup_window_age, before
-// `now`) are restored into `deduplicator`.
-absl::StatusOr<std::unique_ptr<hub::EventStore>> OpenEventStore(
-    const GatewayOptions& options, gateway::Deduplicator* deduplicator,
-    absl::Time now);
+struct OpenedStore {
+  std::unique_ptr<hub::EventStore> store;
+  // `store` itself when it is the JetStream store, which the gateway
+  // publishes through and starts reading; null otherwise.
+  jetstream::JetStreamEventStore* jetstream = nullptr;
+};
+
+// `options`' store, data_dir, durability, retention and jetstream select and
+// configure it. For the disk store, the ids of the events received within
+// the de-duplication window (dedup_window_events, dedup_window_age, before
+// `now`) are restored into `deduplicator`; the JetStream store
+// de-duplicates in the stream itself.
+absl::StatusOr<OpenedStore> OpenEventStore(const GatewayOptions& options,
+                                           gateway::Deduplicator* deduplicator,
+                                           absl::Time now);
 
 }  // namespace convocore::app
 

@@ -17,8 +17,16 @@ class HubSink final : public EventSink {
   explicit HubSink(hub::EventHub* hub) : hub_(hub) {}
 
   void Publish(convocore::webhooks::v1::Event event,
-               hub::PublishCallback done) override {
-    hub_->PublishAsync(std::move(event), std::move(done));
+               SinkCallback done) override {
+    hub_->PublishAsync(std::move(event),
+                       [done = std::move(done)](
+                           absl::StatusOr<std::uint64_t> sequence) mutable {
+                         if (!sequence.ok()) {
+                           std::move(done)(sequence.status());
+                           return;
+                         }
+                         std::move(done)(SinkAck{.sequence = *sequence});
+                       });
   }
 
  private:

@@ -217,24 +217,28 @@ void IngestPipeline::Ingest(std::string_view body, absl::Time receive_time,
       std::move(event),
       [this, type, receive_time, debug, type_string = std::move(type_string),
        result = std::move(result), ticket = std::move(ticket),
-       done = std::move(done)](absl::StatusOr<std::uint64_t> sequence) mutable {
-        NoteStoreOutcome(sequence.status());
-        if (!sequence.ok()) {
+       done = std::move(done)](absl::StatusOr<SinkAck> ack) mutable {
+        NoteStoreOutcome(ack.status());
+        if (!ack.ok()) {
           absl::Status error = absl::UnavailableError(absl::StrCat(
-              "the event could not be stored: ", sequence.status().message()));
+              "the event could not be stored: ", ack.status().message()));
           ticket.Fail(error);
           metrics_->Count(type, IngestMetrics::Outcome::kFailed);
           std::move(done)(std::move(error));
           return;
         }
-        ticket.Complete(*sequence);
-        result.sequence = *sequence;
-        metrics_->Count(type, IngestMetrics::Outcome::kAccepted);
+        ticket.Complete(ack->sequence);
+        result.sequence = ack->sequence;
+        result.duplicate = ack->duplicate;
+        metrics_->Count(type, ack->duplicate
+                                  ? IngestMetrics::Outcome::kDuplicate
+                                  : IngestMetrics::Outcome::kAccepted);
         metrics_->ObserveLatency(clock_() - receive_time);
         if (debug) {
-          log::Debug("webhook accepted", {{"sequence", result.sequence},
-                                          {"id", result.id},
-                                          {"type", type_string}});
+          log::Debug(ack->duplicate ? "duplicate webhook" : "webhook accepted",
+                     {{"sequence", result.sequence},
+                      {"id", result.id},
+                      {"type", type_string}});
         }
         std::move(done)(std::move(result));
       });

@@ -43,6 +43,15 @@
 
 namespace convocore::ingest {
 
+// A sink's acknowledgement of one event.
+struct SinkAck {
+  std::uint64_t sequence = 0;
+  // The sink already held this event (a replicated log's de-duplication:
+  // another replica stored it first) under `sequence`.
+  bool duplicate = false;
+};
+using SinkCallback = absl::AnyInvocable<void(absl::StatusOr<SinkAck>) &&>;
+
 // Where accepted events go.
 class EventSink {
  public:
@@ -52,7 +61,7 @@ class EventSink {
   // streamed. `done` may run before Publish() returns, or on another thread;
   // it must not block.
   virtual void Publish(convocore::webhooks::v1::Event event,
-                       hub::PublishCallback done) = 0;
+                       SinkCallback done) = 0;
 };
 
 struct IngestResult {

@@ -15,24 +15,6 @@ namespace {
 
 namespace v1 = convocore::webhooks::v1;
 
-// The bytes of `event` with `sequence` set, from its serialization without
-// one: field 1 is written first in canonical order, so prepending its tag and
-// varint yields exactly what SerializeAsString() would with the field set.
-std::shared_ptr<const std::string> WithSequence(std::uint64_t sequence,
-                                                const std::string& body) {
-  constexpr std::uint8_t kSequenceTag = (1 << 3) | 0;  // field 1, varint
-  std::uint8_t prefix[1 + 10];
-  prefix[0] = kSequenceTag;
-  std::uint8_t* end =
-      google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(sequence,
-                                                                    prefix + 1);
-  auto bytes = std::make_shared<std::string>();
-  bytes->reserve((end - prefix) + body.size());
-  bytes->append(reinterpret_cast<const char*>(prefix), end - prefix);
-  bytes->append(body);
-  return bytes;
-}
-
 absl::Time ToTime(const google::protobuf::Timestamp& t) {
   return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
 }
@@ -132,6 +114,21 @@ void Notify(State& s) ABSL_LOCKS_EXCLUDED(s.sink_mu, s.mu) {
 
 }  // namespace
 
+std::shared_ptr<const std::string> WithSequence(std::uint64_t sequence,
+                                                absl::string_view body) {
+  constexpr std::uint8_t kSequenceTag = (1 << 3) | 0;  // field 1, varint
+  std::uint8_t prefix[1 + 10];
+  prefix[0] = kSequenceTag;
+  std::uint8_t* end =
+      google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(sequence,
+                                                                    prefix + 1);
+  auto bytes = std::make_shared<std::string>();
+  bytes->reserve((end - prefix) + body.size());
+  bytes->append(reinterpret_cast<const char*>(prefix), end - prefix);
+  bytes->append(body.data(), body.size());
+  return bytes;
+}
+
 absl::Status SubscriptionEndStatus(absl::StatusCode code,
                                    absl::string_view reason,
                                    const ResumePoint& at) {
@@ -193,7 +190,7 @@ absl::StatusOr<std::unique_ptr<EventHub>> EventHub::Create(
   // Receive times handed to the store never decrease (see Publish), across
   // restarts too.
   absl::Time last_receive_time = absl::InfinitePast();
-  if (stats.first_sequence != 0) {
+  if (stats.first_sequence != 0 && !options.external_sequences) {
     auto newest = store->ReadAfter(stats.last_sequence - 1, 1);
     if (newest.ok() && !newest->empty()) {
       last_receive_time = newest->back().receive_time;
@@ -231,6 +228,11 @@ absl::StatusOr<std::uint64_t> EventHub::Publish(v1::Event event) {
 }
 
 void EventHub::PublishAsync(v1::Event event, PublishCallback done) {
+  if (options_.external_sequences) {
+    std::move(done)(absl::FailedPreconditionError(
+        "the event store assigns sequences: publish through it"));
+    return;
+  }
   // Everything that does not need the sequence happens before the lock.
   EventKey key = KeyOf(event);
   if (!event.has_receive_time()) {
@@ -315,7 +317,9 @@ void EventHub::CommitBatchLocked() {
   absl::Status status = store_->Append(events);
   if (options_.on_append) options_.on_append(absl::Now() - append_start, n);
   if (status.ok()) {
-    FanOut(events, infos);
+    FanOut(events, [&infos](std::size_t k) -> const EventKey& {
+      return infos[k].key;
+    });
   } else {
     status = absl::UnavailableError(absl::StrCat(
         "the event store cannot persist events: ", status.message()));
@@ -345,8 +349,58 @@ void EventHub::CommitBatchLocked() {
   committing_events_ = 0;
 }
 
+absl::Status EventHub::Replicate(std::vector<StoredEvent> events,
+                                std::vector<EventKey> keys) {
+  if (!options_.external_sequences) {
+    return absl::FailedPreconditionError(
+        "the hub assigns sequences: use PublishAsync");
+  }
+  if (events.size() != keys.size()) {
+    return absl::InvalidArgumentError("one filter key per event is needed");
+  }
+  absl::MutexLock replicate_lock(&replicate_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutting_down_) {
+      return absl::UnavailableError("the event hub is shutting down");
+    }
+    // Only replicate_mu_'s holder moves last_assigned_ in this mode.
+    std::size_t keep = 0;
+    for (std::size_t k = 0; k < events.size(); ++k) {
+      const std::uint64_t floor =
+          keep > 0 ? events[keep - 1].sequence : last_assigned_;
+      if (events[k].sequence <= floor) continue;
+      if (keep != k) {
+        events[keep] = std::move(events[k]);
+        keys[keep] = std::move(keys[k]);
+      }
+      ++keep;
+    }
+    events.resize(keep);
+    keys.resize(keep);
+  }
+  if (events.empty()) return absl::OkStatus();
+  const absl::Time append_start = absl::Now();
+  absl::Status status = store_->Append(events);
+  if (options_.on_append) {
+    options_.on_append(absl::Now() - append_start, events.size());
+  }
+  if (!status.ok()) {
+    absl::MutexLock lock(&mu_);
+    publish_failures_total_ += events.size();
+    return absl::UnavailableError(absl::StrCat(
+        "the event store cannot keep events: ", status.message()));
+  }
+  FanOut(events, [&keys](std::size_t k) -> const EventKey& { return keys[k]; });
+  absl::MutexLock lock(&mu_);
+  last_assigned_ = events.back().sequence;
+  published_total_ += events.size();
+  ++commit_batches_total_;
+  return absl::OkStatus();
+}
+
 void EventHub::FanOut(absl::Span<const StoredEvent> events,
-                      absl::Span<const PendingInfo> infos) {
+                      absl::FunctionRef<const EventKey&(std::size_t)> key_of) {
   absl::MutexLock lock(&fan_mu_);
   // One Delivery per event, made only when someone listens.
   std::vector<std::shared_ptr<const Delivery>> deliveries;
@@ -368,7 +422,7 @@ void EventHub::FanOut(absl::Span<const StoredEvent> events,
         const std::uint64_t sequence = events[k].sequence;
         if (sequence <= s->scanned) continue;
         s->scanned = sequence;
-        if (!s->filter.Matches(infos[k].key)) continue;
+        if (!s->filter.Matches(key_of(k))) continue;
         if (s->queue.size() >= s->limit) {
           std::optional<std::size_t> dropped =
               EndLocked(*s, absl::StatusCode::kResourceExhausted,
@@ -407,6 +461,20 @@ absl::StatusOr<std::unique_ptr<Subscription>> EventHub::Subscribe(
   // Store reads happen before fan_mu_; trimming after them is caught by the
   // catch-up's gap check.
   const StoreStats stats = store_->Stats();
+  // A store shared by several gateways may hold events this one has not read
+  // yet: a subscriber that read them through another gateway resumes here
+  // after them, and gets the rest as this gateway reads them.
+  std::uint64_t newest_known = 0;
+  if (options_.external_sequences && start.kind == Kind::kAfterSequence &&
+      start.after_sequence > last_sequence()) {
+    absl::StatusOr<std::uint64_t> newest = store_->NewestSequence();
+    if (!newest.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("the event store cannot tell its newest sequence: ",
+                       newest.status().message()));
+    }
+    newest_known = *newest;
+  }
   std::uint64_t cursor = 0;
   switch (start.kind) {
     case Kind::kNow:
@@ -448,9 +516,12 @@ absl::StatusOr<std::unique_ptr<Subscription>> EventHub::Subscribe(
       (start.kind == Kind::kOldest && stats.first_sequence == 0)) {
     cursor = head;
   }
-  if (start.kind == Kind::kAfterSequence && cursor > head) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "after_sequence ", cursor, " is beyond the newest sequence, ", head));
+  if (start.kind == Kind::kAfterSequence && cursor > head &&
+      cursor > newest_known) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("after_sequence ", cursor,
+                     " is beyond the newest sequence, ",
+                     std::max(head, newest_known)));
   }
   {
     absl::MutexLock state_lock(&state->mu);
@@ -663,6 +734,8 @@ absl::Status EventHub::Health() const { return store_->Health(); }
 
 void EventHub::Shutdown() {
   absl::MutexLock shutdown_lock(&shutdown_mu_);
+  // No Replicate() runs once the store's reader has stopped.
+  store_->Close();
   std::vector<PendingInfo> refused;
   {
     // Releasing mu_ wakes the committer, which sees shutting_down_.

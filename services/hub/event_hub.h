@@ -40,6 +40,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -68,6 +69,10 @@ struct HubOptions {
   // operator needs to see it. Must be cheap and must not call the hub.
   std::function<void(absl::Duration took, std::size_t events)> on_append =
       nullptr;
+  // The store's engine assigns sequences (the JetStream store, shared by
+  // several gateways): PublishAsync() is refused, and events arrive through
+  // Replicate() with the sequences the engine gave them.
+  bool external_sequences = false;
 };
 
 struct HubStats {
@@ -152,6 +157,13 @@ class Delivery {
   mutable EventEncoder encoder_ = nullptr;
   mutable std::shared_ptr<const void> encoded_;
 };
+
+// The bytes of an event with `sequence` set, from `body`, its serialization
+// without one: field 1 comes first in canonical order, so prepending its tag
+// and varint yields exactly what SerializeAsString() would with the field
+// set. Every store's events carry these bytes.
+std::shared_ptr<const std::string> WithSequence(std::uint64_t sequence,
+                                                absl::string_view body);
 
 // The status that ends a subscription: `reason`, then the last sequence sent
 // and how to resume after it, in the message and as a ResumeInfo detail
@@ -243,6 +255,20 @@ class EventHub {
   void PublishAsync(convocore::webhooks::v1::Event event, PublishCallback done)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // With external_sequences only: takes events the engine already stored
+  // and sequenced, in increasing sequence order, into the store's window
+  // (EventStore::Append) and fans them out, on the calling thread, before it
+  // returns. Events at or below the newest one held are skipped, so that a
+  // reader that re-reads after a reconnect does no harm; a jump in
+  // sequences is taken as it is (the engine's retention or deletes), and a
+  // subscriber that needed the missing ones sees it as a gap (OUT_OF_RANGE).
+  // `keys[k]` is `events[k]`'s filter key. UNAVAILABLE after Shutdown() or
+  // when the store refuses the batch; FAILED_PRECONDITION without
+  // external_sequences. One caller at a time.
+  absl::Status Replicate(std::vector<StoredEvent> events,
+                         std::vector<EventKey> keys)
+      ABSL_LOCKS_EXCLUDED(replicate_mu_, mu_, fan_mu_);
+
   // PublishAsync() and wait for its outcome; for callers that have a thread
   // to spare (tests, tools).
   absl::StatusOr<std::uint64_t> Publish(convocore::webhooks::v1::Event event)
@@ -302,8 +328,11 @@ class EventHub {
   bool CommitWanted() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return !pending_events_.empty() || shutting_down_;
   }
+  // Queues `events` for the live subscribers that match `key_of(k)` of
+  // `events[k]`.
   void FanOut(absl::Span<const StoredEvent> events,
-              absl::Span<const PendingInfo> infos) ABSL_LOCKS_EXCLUDED(fan_mu_);
+              absl::FunctionRef<const EventKey&(std::size_t)> key_of)
+      ABSL_LOCKS_EXCLUDED(fan_mu_);
 
   void Unsubscribe(State* state) ABSL_LOCKS_EXCLUDED(fan_mu_);
 
@@ -331,10 +360,12 @@ class EventHub {
   const HubOptions options_;
 
   absl::Mutex shutdown_mu_;  // serializes Shutdown()
+  // Serializes Replicate(); held across its store write and fan-out.
+  absl::Mutex replicate_mu_ ABSL_ACQUIRED_AFTER(shutdown_mu_);
 
   // Publishing: sequence assignment and group commit. The committer waits on
   // mu_ for CommitWanted(); whoever releases mu_ wakes it when that holds.
-  mutable absl::Mutex mu_ ABSL_ACQUIRED_AFTER(shutdown_mu_);
+  mutable absl::Mutex mu_ ABSL_ACQUIRED_AFTER(shutdown_mu_, replicate_mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   // Events taken by the committer and not yet called back.
   std::size_t committing_events_ ABSL_GUARDED_BY(mu_) = 0;
@@ -350,7 +381,7 @@ class EventHub {
   // Fan-out and the subscriber registry. Lock order: fan_mu_, then a
   // subscription's sink_mu, then its mu; catch_up_mu_ is a leaf. mu_ is never
   // held with any of them.
-  mutable absl::Mutex fan_mu_ ABSL_ACQUIRED_AFTER(shutdown_mu_);
+  mutable absl::Mutex fan_mu_ ABSL_ACQUIRED_AFTER(shutdown_mu_, replicate_mu_);
   bool subscriptions_closed_ ABSL_GUARDED_BY(fan_mu_) = false;
   std::uint64_t last_fanned_out_ ABSL_GUARDED_BY(fan_mu_);
   absl::flat_hash_map<State*, std::shared_ptr<State>> subscriptions_

@@ -78,6 +78,18 @@ class EventStore {
 
   // OK while the store can persist; the reason otherwise (readiness).
   virtual absl::Status Health() const = 0;
+
+  // The newest sequence the store's engine holds, asked of the engine now.
+  // Differs from Stats().last_sequence only for a store shared by several
+  // gateways (JetStream), whose engine may hold events this gateway has not
+  // read yet: a subscriber may resume after any of them.
+  virtual absl::StatusOr<std::uint64_t> NewestSequence() const {
+    return Stats().last_sequence;
+  }
+
+  // Stops background work that calls into the hub (a shared store's
+  // reader); EventHub::Shutdown() calls it first. Idempotent.
+  virtual void Close() {}
 };
 
 }  // namespace convocore::hub

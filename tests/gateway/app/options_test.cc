@@ -167,5 +167,79 @@ TEST(BuildOptionsTest, RetentionAndPortZero) {
   EXPECT_EQ(options->retention.max_age, absl::Hours(24));
 }
 
+TEST(BuildOptionsTest, JetStreamStoreTakesItsFlagsAndTheRetention) {
+  FlagValues flags;
+  flags.store = "jetstream";
+  flags.data_dir = "";
+  flags.nats_url = " nats://a:4222, nats://b:4222 ,";
+  flags.nats_stream = "EVENTS";
+  flags.nats_subject_prefix = "app.events";
+  flags.nats_replicas = 3;
+  flags.retention_events = 500;
+  flags.retention_age = absl::Hours(48);
+  flags.dedup_window_age = absl::Hours(2);
+  absl::StatusOr<GatewayOptions> options = BuildOptions(flags, kSecret);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->store, StoreKind::kJetStream);
+  EXPECT_THAT(options->jetstream.servers,
+              ::testing::ElementsAre("nats://a:4222", "nats://b:4222"));
+  EXPECT_EQ(options->jetstream.stream.stream, "EVENTS");
+  EXPECT_EQ(options->jetstream.stream.subject_prefix, "app.events");
+  EXPECT_EQ(options->jetstream.stream.replicas, 3);
+  EXPECT_EQ(options->jetstream.stream.retention.max_events, 500u);
+  EXPECT_EQ(options->jetstream.stream.retention.max_age, absl::Hours(48));
+  EXPECT_EQ(options->jetstream.stream.duplicate_window, absl::Hours(2));
+  EXPECT_EQ(StoreKindName(options->store), "jetstream");
+}
+
+TEST(BuildOptionsTest, JetStreamFlagsAreChecked) {
+  struct Case {
+    void (*set)(FlagValues&);
+    const char* says;
+  };
+  const Case cases[] = {
+      {[](FlagValues& f) { f.nats_url = " , "; }, "--nats_url"},
+      {[](FlagValues& f) { f.nats_stream = "a.b"; }, "--nats_stream"},
+      {[](FlagValues& f) { f.nats_subject_prefix = "a.>"; },
+       "--nats_subject_prefix"},
+      {[](FlagValues& f) { f.nats_replicas = 0; }, "--nats_replicas"},
+      {[](FlagValues& f) { f.nats_replicas = 7; }, "--nats_replicas"},
+      {[](FlagValues& f) { f.nats_publish_timeout = absl::ZeroDuration(); },
+       "--nats_publish_timeout"},
+      {[](FlagValues& f) {
+         f.retention_age = absl::Minutes(10);
+         f.dedup_window_age = absl::Hours(1);
+       },
+       "--dedup_window_age"},
+      {[](FlagValues& f) {
+         f.nats_creds_file = "a.creds";
+         f.nats_nkey_file = "seed";
+         f.nats_nkey = "UABC";
+       },
+       "exclusive"},
+      {[](FlagValues& f) { f.nats_nkey_file = "seed"; }, "--nats_nkey"},
+      {[](FlagValues& f) { f.nats_tls_key = "key.pem"; }, "--nats_tls_key"},
+  };
+  for (const Case& c : cases) {
+    FlagValues flags;
+    flags.store = "jetstream";
+    c.set(flags);
+    absl::StatusOr<GatewayOptions> options = BuildOptions(flags, kSecret);
+    ASSERT_FALSE(options.ok()) << c.says;
+    EXPECT_EQ(options.status().code(), absl::StatusCode::kInvalidArgument)
+        << c.says;
+    EXPECT_THAT(options.status().message(), ::testing::HasSubstr(c.says));
+  }
+}
+
+TEST(BuildOptionsTest, UnknownStoreNamesTheChoices) {
+  FlagValues flags;
+  flags.store = "kafka";
+  absl::StatusOr<GatewayOptions> options = BuildOptions(flags, kSecret);
+  ASSERT_FALSE(options.ok());
+  EXPECT_THAT(options.status().message(),
+              ::testing::HasSubstr("disk, memory or jetstream"));
+}
+
 }  // namespace
 }  // namespace convocore::app

@@ -35,10 +35,10 @@ class StoreFactoryTest : public ::testing::Test {
   void PublishAndClose(
       const std::vector<std::pair<std::string, absl::Duration>>& events) {
     gateway::Deduplicator deduplicator({});
-    absl::StatusOr<std::unique_ptr<hub::EventStore>> store =
+    absl::StatusOr<OpenedStore> store =
         OpenEventStore(options_, &deduplicator, absl::Now());
     ASSERT_TRUE(store.ok()) << store.status();
-    auto hub = hub::EventHub::Create(std::move(*store));
+    auto hub = hub::EventHub::Create(std::move(store->store));
     ASSERT_TRUE(hub.ok()) << hub.status();
     for (const auto& [id, age] : events) {
       convocore::webhooks::v1::Event event;
@@ -59,10 +59,10 @@ class StoreFactoryTest : public ::testing::Test {
 TEST_F(StoreFactoryTest, MemoryStoreStartsEmpty) {
   options_.store = StoreKind::kMemory;
   gateway::Deduplicator deduplicator({});
-  absl::StatusOr<std::unique_ptr<hub::EventStore>> store =
+  absl::StatusOr<OpenedStore> store =
       OpenEventStore(options_, &deduplicator, absl::Now());
   ASSERT_TRUE(store.ok()) << store.status();
-  EXPECT_EQ((*store)->Stats().last_sequence, 0u);
+  EXPECT_EQ(store->store->Stats().last_sequence, 0u);
   EXPECT_FALSE(std::filesystem::exists(options_.data_dir));
 }
 
@@ -72,10 +72,10 @@ TEST_F(StoreFactoryTest, DiskStoreRestoresTheDeduplicationWindow) {
                    {"recent-1", absl::Minutes(5)},
                    {"recent-2", absl::Minutes(1)}});
   gateway::Deduplicator deduplicator({});
-  absl::StatusOr<std::unique_ptr<hub::EventStore>> store =
+  absl::StatusOr<OpenedStore> store =
       OpenEventStore(options_, &deduplicator, absl::Now());
   ASSERT_TRUE(store.ok()) << store.status();
-  EXPECT_EQ((*store)->Stats().last_sequence, 3u);
+  EXPECT_EQ(store->store->Stats().last_sequence, 3u);
   EXPECT_EQ(deduplicator.size(), 2u);
   absl::StatusOr<gateway::ClaimTicket> again =
       deduplicator.Claim("recent-1", absl::Now());
@@ -93,7 +93,7 @@ TEST_F(StoreFactoryTest, AnUnusableDataDirIsAClearError) {
   std::ofstream(dir_ + "/file") << "not a directory";
   options_.data_dir = dir_ + "/file";
   gateway::Deduplicator deduplicator({});
-  absl::StatusOr<std::unique_ptr<hub::EventStore>> store =
+  absl::StatusOr<OpenedStore> store =
       OpenEventStore(options_, &deduplicator, absl::Now());
   ASSERT_FALSE(store.ok());
   EXPECT_THAT(store.status().message(), HasSubstr("--data_dir"));

@@ -540,5 +540,51 @@ TEST_F(PipelineTest, HeldDuplicatesOverHttpLeaveTheOnlyThreadFree) {
   (*server)->Shutdown();
 }
 
+// A sink like the JetStream store's: it may say that it already held the
+// event (stored through another gateway replica).
+class ReplicatedLogSink final : public EventSink {
+ public:
+  void Publish(convocore::webhooks::v1::Event event,
+               SinkCallback done) override {
+    ++published_;
+    std::move(done)(SinkAck{.sequence = 7, .duplicate = true});
+  }
+  int published() const { return published_; }
+
+ private:
+  int published_ = 0;
+};
+
+TEST(PipelineSinkTest, ASinksDuplicateIsAnsweredAsADuplicateAndRemembered) {
+  auto translator = gateway::Translator::Create({.secrets = {kSecret}});
+  ASSERT_TRUE(translator.ok());
+  metrics::Registry registry;
+  IngestMetrics metrics(registry);
+  gateway::Deduplicator deduplicator{gateway::DeduplicatorOptions{}};
+  ReplicatedLogSink sink;
+  IngestPipeline pipeline(translator->get(), &deduplicator, &sink, &metrics);
+  const std::string body = ReadFile(SamplePaths()[0]);  // agent_created.json
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    absl::StatusOr<IngestResult> result;
+    pipeline.Ingest(body, absl::Now(), [&](absl::StatusOr<IngestResult> r) {
+      result = std::move(r);
+    });
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_TRUE(result->duplicate);
+    EXPECT_EQ(result->sequence, 7u);
+  }
+  // The second delivery was answered from the de-duplicator's memory.
+  EXPECT_EQ(sink.published(), 1);
+  absl::StatusOr<std::vector<metrics::testing::ParsedSample>> samples =
+      CheckExposition(registry.Render());
+  ASSERT_TRUE(samples.ok());
+  EXPECT_EQ(SampleValue(*samples, "gateway_webhooks_total",
+                        {{"type", "agent_created"}, {"outcome", "duplicate"}}),
+            2);
+  EXPECT_EQ(SampleValue(*samples, "gateway_webhooks_total",
+                        {{"type", "agent_created"}, {"outcome", "accepted"}}),
+            0);
+}
+
 }  // namespace
 }  // namespace convocore::ingest
