@@ -45,6 +45,33 @@ constexpr absl::Duration kApiWait = absl::Seconds(2);
 // its consumer is made again from where it stopped.
 constexpr absl::Duration kReaderStall = absl::Seconds(5);
 constexpr std::size_t kReadBatch = 1024;
+// A stream replica the leader has not heard from for this long counts as
+// gone. JetStream's Raft heartbeats every second, and its leader keeps its
+// title for about 20 s after losing its followers, answering stream info all
+// along: its word alone does not say that a publish can be stored.
+constexpr absl::Duration kReplicaSilence = absl::Seconds(3);
+
+// Empty when the stream has a leader that hears from a majority of its
+// replicas (itself included); otherwise why not.
+std::string NoQuorumReason(const jsClusterInfo* cluster) {
+  if (cluster == nullptr) return "";  // a server without clustering
+  if (cluster->Leader == nullptr || cluster->Leader[0] == '\0') {
+    return "the stream has no leader";
+  }
+  int replicas = 1;
+  int heard = 1;
+  for (int k = 0; k < cluster->ReplicasLen; ++k) {
+    const jsPeerInfo* peer = cluster->Replicas[k];
+    ++replicas;
+    if (!peer->Offline &&
+        peer->Active < absl::ToInt64Nanoseconds(kReplicaSilence)) {
+      ++heard;
+    }
+  }
+  if (heard * 2 > replicas) return "";
+  return absl::StrCat("the stream's leader hears from ", heard, " of its ",
+                      replicas, " replicas, short of a majority");
+}
 
 std::int64_t Millis(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
 std::int64_t Nanos(absl::Duration d) { return absl::ToInt64Nanoseconds(d); }
@@ -58,7 +85,8 @@ absl::Status NatsError(absl::string_view what, natsStatus status,
   if (detail != nullptr && *detail != '\0' && last == status) {
     absl::StrAppend(&text, " (", detail, ")");
   }
-  if (js_error != 0) absl::StrAppend(&text, " [JetStream error ", js_error, "]");
+  if (js_error != 0)
+    absl::StrAppend(&text, " [JetStream error ", js_error, "]");
   return absl::UnavailableError(text);
 }
 
@@ -86,7 +114,8 @@ StreamSettings SettingsOf(const jsStreamConfig& config) {
   settings.deny_delete = config.DenyDelete;
   settings.deny_purge = config.DenyPurge;
   settings.sealed = config.Sealed;
-  settings.mirror_or_sources = config.Mirror != nullptr || config.SourcesLen > 0;
+  settings.mirror_or_sources =
+      config.Mirror != nullptr || config.SourcesLen > 0;
   return settings;
 }
 
@@ -127,17 +156,17 @@ std::uint64_t StreamSequenceOf(natsMsg* msg) {
 }
 
 absl::string_view PayloadOf(natsMsg* msg) {
-  return absl::string_view(natsMsg_GetData(msg),
-                          static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+  return absl::string_view(
+      natsMsg_GetData(msg),
+      static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
 }
 
 hub::RetentionOptions WindowRetention(const JetStreamOptions& options) {
   hub::RetentionOptions window;
   const hub::RetentionOptions& stream = options.stream.retention;
-  window.max_events =
-      stream.max_events == 0
-          ? options.window_events
-          : std::min(options.window_events, stream.max_events);
+  window.max_events = stream.max_events == 0
+                          ? options.window_events
+                          : std::min(options.window_events, stream.max_events);
   window.max_bytes = stream.max_bytes == 0
                          ? options.window_bytes
                          : std::min(options.window_bytes, stream.max_bytes);
@@ -165,7 +194,8 @@ absl::StatusOr<std::unique_ptr<JetStreamEventStore>> JetStreamEventStore::Open(
         "availability");
   }
   if (options.publish_timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("--nats_publish_timeout must be positive");
+    return absl::InvalidArgumentError(
+        "--nats_publish_timeout must be positive");
   }
   if (options.nkey_seed_file.empty() != options.nkey_public.empty()) {
     return absl::InvalidArgumentError(
@@ -219,9 +249,8 @@ absl::Status JetStreamEventStore::Connect() {
     natsStatus status;
   };
   std::vector<Step> steps = {
-      {"--nats_url",
-       natsOptions_SetServers(opts.get(), servers.data(),
-                              static_cast<int>(servers.size()))},
+      {"--nats_url", natsOptions_SetServers(opts.get(), servers.data(),
+                                            static_cast<int>(servers.size()))},
       {"client name",
        natsOptions_SetName(opts.get(), "convocore-webhook-gateway")},
       // A gateway never gives up on its log: it reconnects for as long as
@@ -229,18 +258,15 @@ absl::Status JetStreamEventStore::Connect() {
       {"reconnects", natsOptions_SetMaxReconnect(opts.get(), -1)},
       {"reconnect wait", natsOptions_SetReconnectWait(opts.get(), 250)},
       {"connect retries",
-       natsOptions_SetRetryOnFailedConnect(opts.get(), true, nullptr,
-                                           nullptr)},
+       natsOptions_SetRetryOnFailedConnect(opts.get(), true, nullptr, nullptr)},
       {"connect timeout", natsOptions_SetTimeout(opts.get(), 2000)},
       // A server that stops answering is noticed in seconds, not minutes.
       {"ping interval", natsOptions_SetPingInterval(opts.get(), 2000)},
       {"pings out", natsOptions_SetMaxPingsOut(opts.get(), 2)},
-      {"disconnect handler",
-       natsOptions_SetDisconnectedCB(opts.get(), &Callbacks::Disconnected,
-                                     this)},
+      {"disconnect handler", natsOptions_SetDisconnectedCB(
+                                 opts.get(), &Callbacks::Disconnected, this)},
       {"reconnect handler",
-       natsOptions_SetReconnectedCB(opts.get(), &Callbacks::Reconnected,
-                                    this)},
+       natsOptions_SetReconnectedCB(opts.get(), &Callbacks::Reconnected, this)},
   };
   if (!options_.ca_file.empty() || !options_.tls_cert_file.empty()) {
     steps.push_back({"TLS", natsOptions_SetSecure(opts.get(), true)});
@@ -262,10 +288,10 @@ absl::Status JetStreamEventStore::Connect() {
                          opts.get(), options_.creds_file.c_str(), nullptr)});
   }
   if (!options_.nkey_seed_file.empty()) {
-    steps.push_back({"--nats_nkey_file",
-                     natsOptions_SetNKeyFromSeed(
-                         opts.get(), options_.nkey_public.c_str(),
-                         options_.nkey_seed_file.c_str())});
+    steps.push_back(
+        {"--nats_nkey_file",
+         natsOptions_SetNKeyFromSeed(opts.get(), options_.nkey_public.c_str(),
+                                     options_.nkey_seed_file.c_str())});
   }
   for (const Step& step : steps) {
     if (step.status != NATS_OK) {
@@ -311,20 +337,26 @@ absl::Status JetStreamEventStore::EnsureStream() {
       const StreamSettings existing = SettingsOf(*info->Config);
       StreamState state{info->State.Msgs > 0 ? info->State.FirstSeq : 0,
                         info->State.LastSeq, info->State.Msgs,
-                        info->State.Bytes};
+                        info->State.Bytes, NoQuorumReason(info->Cluster)};
       jsStreamInfo_Destroy(info);
       if (absl::Status verified = VerifySettings(want, existing);
           !verified.ok()) {
         return verified;
       }
-      absl::MutexLock lock(&state_mu_);
-      stream_ = state;
-      head_ = state.last_sequence;
-      counters_.stream_last_sequence = state.last_sequence;
-      counters_.read_sequence = state.last_sequence;
-      return absl::OkStatus();
-    }
-    if (s == NATS_NOT_FOUND || js_error == kStreamNotFound) {
+      // A stream just made, or one whose servers are restarting, elects
+      // its leader first; the reader's consumer needs one.
+      if (state.no_quorum.empty()) {
+        absl::MutexLock lock(&state_mu_);
+        stream_ = state;
+        head_ = state.last_sequence;
+        counters_.stream_last_sequence = state.last_sequence;
+        counters_.read_sequence = state.last_sequence;
+        return absl::OkStatus();
+      }
+      last = absl::UnavailableError(
+          absl::StrCat("the JetStream stream ", want.name,
+                       " cannot store events: ", state.no_quorum));
+    } else if (s == NATS_NOT_FOUND || js_error == kStreamNotFound) {
       std::vector<const char*> subjects;
       for (const std::string& subject : want.subjects) {
         subjects.push_back(subject.c_str());
@@ -352,23 +384,22 @@ absl::Status JetStreamEventStore::EnsureStream() {
         jsStreamInfo_Destroy(info);
         continue;  // read it back as any other replica would
       }
-      last = NatsError(absl::StrCat("cannot create the JetStream stream ",
-                                    want.name, " with ", want.replicas,
-                                    " replicas (--nats_replicas)"),
-                       s, js_error);
+      last = NatsError(
+          absl::StrCat("cannot create the JetStream stream ", want.name,
+                       " with ", want.replicas, " replicas (--nats_replicas)"),
+          s, js_error);
     } else {
-      last = NatsError(absl::StrCat("no JetStream answer about the stream ",
-                                    want.name, " from ",
-                                    absl::StrJoin(options_.servers, ",")),
-                       s, js_error);
+      last = NatsError(
+          absl::StrCat("no JetStream answer about the stream ", want.name,
+                       " from ", absl::StrJoin(options_.servers, ",")),
+          s, js_error);
     }
     if (absl::Now() + absl::Milliseconds(250) >= deadline) break;
     absl::SleepFor(absl::Milliseconds(250));
   }
-  return absl::UnavailableError(
-      absl::StrCat(last.message(), "; gave up after ",
-                   absl::FormatDuration(options_.start_timeout),
-                   " (--nats_start_timeout)"));
+  return absl::UnavailableError(absl::StrCat(
+      last.message(), "; gave up after ",
+      absl::FormatDuration(options_.start_timeout), " (--nats_start_timeout)"));
 }
 
 absl::StatusOr<JetStreamEventStore::StreamState>
@@ -384,7 +415,8 @@ JetStreamEventStore::QueryStream(absl::Duration wait) const {
                      s, js_error);
   }
   StreamState state{info->State.Msgs > 0 ? info->State.FirstSeq : 0,
-                    info->State.LastSeq, info->State.Msgs, info->State.Bytes};
+                    info->State.LastSeq, info->State.Msgs, info->State.Bytes,
+                    NoQuorumReason(info->Cluster)};
   jsStreamInfo_Destroy(info);
   return state;
 }
@@ -519,10 +551,10 @@ void JetStreamEventStore::FailOverdue() {
     counters_.publish_failures_total += overdue.size();
   }
   for (Pending& pending : overdue) {
-    std::move(pending.done)(absl::UnavailableError(absl::StrCat(
-        "JetStream did not store the event: no PubAck within ",
-        absl::FormatDuration(options_.publish_timeout),
-        " (--nats_publish_timeout)")));
+    std::move(pending.done)(absl::UnavailableError(
+        absl::StrCat("JetStream did not store the event: no PubAck within ",
+                     absl::FormatDuration(options_.publish_timeout),
+                     " (--nats_publish_timeout)")));
   }
 }
 
@@ -539,8 +571,18 @@ absl::Status JetStreamEventStore::StartReading(hub::EventHub* hub) {
       return absl::FailedPreconditionError(
           "the reader was already started, or the store is closed");
     }
-    if (absl::Status started = ConsumeFrom(head + 1); !started.ok()) {
-      return started;
+    // The stream's leader can still be settling (a stream made a moment
+    // ago, a cluster restarting): the consumer is retried as the stream
+    // was, within --nats_start_timeout.
+    const absl::Time deadline = absl::Now() + options_.start_timeout;
+    while (true) {
+      absl::Status started = ConsumeFrom(head + 1);
+      if (started.ok()) break;
+      if (!absl::IsUnavailable(started) ||
+          absl::Now() + absl::Milliseconds(250) >= deadline) {
+        return started;
+      }
+      absl::SleepFor(absl::Milliseconds(250));
     }
   }
   read_thread_ = std::thread([this, hub] { ReadLoop(hub); });
@@ -618,13 +660,14 @@ void JetStreamEventStore::ReadLoop(hub::EventHub* hub) {
       keys.push_back(std::move(key));
       if (is_foreign) ++foreign;
     }
-    absl::Status replicated = hub->Replicate(std::move(events), std::move(keys));
+    absl::Status replicated =
+        hub->Replicate(std::move(events), std::move(keys));
     absl::MutexLock lock(&state_mu_);
     counters_.foreign_messages_total += foreign;
     if (!replicated.ok()) {
-      reader_error_ = absl::InternalError(absl::StrCat(
-          "events read from JetStream cannot be streamed: ",
-          replicated.message()));
+      reader_error_ = absl::InternalError(
+          absl::StrCat("events read from JetStream cannot be streamed: ",
+                       replicated.message()));
     }
   }
 }
@@ -664,10 +707,14 @@ void JetStreamEventStore::ProbeLoop() {
                        absl::StrJoin(options_.servers, ",")));
     } else {
       absl::StatusOr<StreamState> queried = QueryStream(kApiWait);
-      if (queried.ok()) {
-        state = *queried;
-      } else {
+      if (!queried.ok()) {
         health = queried.status();
+      } else if (!queried->no_quorum.empty()) {
+        health = absl::UnavailableError(
+            absl::StrCat("JetStream cannot store events in stream ",
+                         options_.stream.stream, ": ", queried->no_quorum));
+      } else {
+        state = *queried;
       }
     }
     healthy = health.ok();
@@ -726,11 +773,10 @@ absl::StatusOr<natsSubscription*> JetStreamEventStore::OpenReader(
   sub.Config.InactiveThreshold = Nanos(absl::Seconds(30));
   natsSubscription* pull = nullptr;
   jsErrCode js_error = static_cast<jsErrCode>(0);
-  natsStatus s = js_PullSubscribe(&pull, js_, all.c_str(), nullptr, &api, &sub,
-                                  &js_error);
+  natsStatus s =
+      js_PullSubscribe(&pull, js_, all.c_str(), nullptr, &api, &sub, &js_error);
   if (s != NATS_OK) {
-    return NatsError("cannot read retained events from JetStream", s,
-                     js_error);
+    return NatsError("cannot read retained events from JetStream", s, js_error);
   }
   return pull;
 }
@@ -820,7 +866,8 @@ absl::StatusOr<std::vector<hub::StoredEvent>> JetStreamEventStore::ReadAfter(
     return std::vector<hub::StoredEvent>();
   }
   const hub::StoreStats window = window_.Stats();
-  if (window.first_sequence != 0 && after_sequence + 1 >= window.first_sequence) {
+  if (window.first_sequence != 0 &&
+      after_sequence + 1 >= window.first_sequence) {
     return window_.ReadAfter(after_sequence, max_events);
   }
   // Older than the window: from JetStream, up to where the window starts,
@@ -840,7 +887,8 @@ absl::StatusOr<std::uint64_t> JetStreamEventStore::FirstSequenceAtOrAfter(
   }
   // JetStream's own timestamps (when it stored each message) stand for the
   // receive times: they differ by the publish latency.
-  absl::StatusOr<std::uint64_t> in_window = window_.FirstSequenceAtOrAfter(time);
+  absl::StatusOr<std::uint64_t> in_window =
+      window_.FirstSequenceAtOrAfter(time);
   const hub::StoreStats window = window_.Stats();
   if (in_window.ok() && window.first_sequence != 0 &&
       *in_window > window.first_sequence) {
@@ -941,7 +989,8 @@ void JetStreamEventStore::Close() {
   {
     absl::MutexLock lock(&pending_mu_);
     closed_ = true;
-    for (auto& [msg, pending] : pending_) abandoned.push_back(std::move(pending));
+    for (auto& [msg, pending] : pending_)
+      abandoned.push_back(std::move(pending));
     pending_.clear();
   }
   for (Pending& pending : abandoned) {

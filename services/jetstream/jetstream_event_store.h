@@ -25,7 +25,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <thread>
 #include <vector>
 
@@ -34,6 +33,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
@@ -90,18 +90,18 @@ struct PublishAck {
 using PublishDone = absl::AnyInvocable<void(absl::StatusOr<PublishAck>) &&>;
 
 struct JetStreamCounters {
-  std::uint64_t publishes_total = 0;        // PubAcks received, duplicates too
-  std::uint64_t duplicates_total = 0;       // PubAcks that said duplicate
+  std::uint64_t publishes_total = 0;         // PubAcks received, duplicates too
+  std::uint64_t duplicates_total = 0;        // PubAcks that said duplicate
   std::uint64_t publish_failures_total = 0;  // errors and missing PubAcks
-  std::uint64_t pending_publishes = 0;      // waiting for a PubAck now
+  std::uint64_t pending_publishes = 0;       // waiting for a PubAck now
   std::uint64_t disconnects_total = 0;
   std::uint64_t reconnects_total = 0;
   std::uint64_t consumer_restarts_total = 0;  // the ordered consumer re-made
   // Stream messages that are not events (something else published into the
   // stream); streamed as they are.
   std::uint64_t foreign_messages_total = 0;
-  std::uint64_t stream_last_sequence = 0;     // as of the last probe
-  std::uint64_t read_sequence = 0;  // the newest this gateway has read
+  std::uint64_t stream_last_sequence = 0;  // as of the last probe
+  std::uint64_t read_sequence = 0;         // the newest this gateway has read
 };
 
 class JetStreamEventStore final : public hub::EventStore {
@@ -157,6 +157,7 @@ class JetStreamEventStore final : public hub::EventStore {
     std::uint64_t last_sequence = 0;
     std::uint64_t messages = 0;
     std::uint64_t bytes = 0;
+    std::string no_quorum;  // empty while a quorum stores publishes
   };
 
   explicit JetStreamEventStore(JetStreamOptions options);
@@ -201,7 +202,8 @@ class JetStreamEventStore final : public hub::EventStore {
   __jsCtx* js_ = nullptr;
 
   mutable absl::Mutex pending_mu_;
-  absl::flat_hash_map<__natsMsg*, Pending> pending_ ABSL_GUARDED_BY(pending_mu_);
+  absl::flat_hash_map<__natsMsg*, Pending> pending_
+      ABSL_GUARDED_BY(pending_mu_);
   bool closed_ ABSL_GUARDED_BY(pending_mu_) = false;
 
   mutable absl::Mutex state_mu_ ABSL_ACQUIRED_AFTER(consumer_mu_);
