@@ -12,7 +12,6 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,9 +23,10 @@
 #include "convocore/webhooks/v1/event_stream_service.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/gateway/http/http_test_client.h"
-#include "tests/support/eventually.h"
 #include "tests/integration/gateway_process.h"
+#include "tests/integration/webhook_requests.h"
 #include "tests/services/store/fault_injection.h"
+#include "tests/support/eventually.h"
 
 namespace convocore::integration {
 namespace {
@@ -38,64 +38,6 @@ using ::convocore::store::testing::FillFileSystem;
 using ::convocore::store::testing::ScopedMount;
 
 using ::convocore::testing::Eventually;
-
-// A distinct message_received webhook for `tag` (distinct content, hence a
-// distinct event id).
-std::string Webhook(const std::string& tag) {
-  return absl::StrCat(
-      R"({"type":"message_received","payload":{"agentId":"agent_1",)",
-      R"("agentName":"Bot","convoId":"convo_1","messageContent":")", tag,
-      R"(","channel":"whatsapp","messageType":"text","from":"+1234567890",)",
-      R"("createdAt":1718035200000,"workspaceSecret":")", kSampleSecret,
-      R"("}})");
-}
-
-// The answer to a request; code 0 (and the error as the body) when there was
-// none, e.g. because the gateway is gone.
-HttpResponse OrNoResponse(absl::StatusOr<HttpResponse> response) {
-  if (response.ok()) return *std::move(response);
-  HttpResponse none;
-  none.body = std::string(response.status().message());
-  return none;
-}
-
-HttpResponse PostWebhook(HttpClient& client, const GatewayProcess& gateway,
-                         const std::string& tag) {
-  return OrNoResponse(
-      client.PostJson(gateway.base_url() + "/webhooks", Webhook(tag)));
-}
-
-long Readyz(HttpClient& client, const GatewayProcess& gateway) {
-  return OrNoResponse(client.Get(gateway.base_url() + "/readyz")).code;
-}
-
-struct Ack {
-  std::uint64_t sequence = 0;
-  std::string id;
-  bool duplicate = false;
-};
-
-std::optional<Ack> ParseAck(const std::string& body) {
-  static const std::regex kAck(
-      R"re("sequence":\s*([0-9]+).*"id":\s*"([^"]*)".*"duplicate":\s*(true|false))re");
-  std::smatch match;
-  if (!std::regex_search(body, match, kAck)) return std::nullopt;
-  return Ack{std::stoull(match[1]), match[2], match[3] == "true"};
-}
-
-// The stream after `after_sequence`, in stream order, read up to the first
-// event with a sequence >= `through`.
-std::vector<v1::Event> ReadStream(const GatewayProcess& gateway,
-                                  std::uint64_t after_sequence,
-                                  std::uint64_t through) {
-  v1::SubscribeRequest request;
-  request.set_after_sequence(after_sequence);
-  Subscriber subscriber(gateway.grpc_port(), request);
-  std::optional<std::vector<v1::Event>> events =
-      subscriber.EventsThrough(through, absl::Seconds(30));
-  EXPECT_TRUE(events.has_value()) << "the stream never reached " << through;
-  return events.value_or(std::vector<v1::Event>());
-}
 
 class DurableStoreTest : public ::testing::Test {
  protected:

@@ -7,13 +7,13 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
-#include <utility>
 #include <limits>
 #include <map>
 #include <memory>
 #include <optional>
 #include <regex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -31,6 +31,7 @@
 #include "tests/gateway/http/http_test_client.h"
 #include "tests/integration/gateway_fixture.h"
 #include "tests/integration/gateway_process.h"
+#include "tests/integration/webhook_requests.h"
 #include "tests/support/eventually.h"
 #include "tests/support/temp_dir.h"
 
@@ -45,33 +46,12 @@ using ::convocore::testing::Eventually;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// A distinct message_received webhook for `tag`, its content padded with
-// `padding` bytes (distinct content, hence a distinct event id).
-std::string Webhook(const std::string& tag, std::size_t padding = 0) {
-  return absl::StrCat(
-      R"({"type":"message_received","payload":{"agentId":"agent_1",)",
-      R"("agentName":"Bot","convoId":"convo_1","messageContent":")", tag,
-      std::string(padding, 'x'),
-      R"(","channel":"whatsapp","messageType":"text","from":"+1234567890",)",
-      R"("createdAt":1718035200000,"workspaceSecret":")", kSampleSecret,
-      R"("}})");
-}
-
 // `body` as a well-formed POST /webhooks request.
 std::string PostRequest(const std::string& body) {
   return absl::StrCat(
       "POST /webhooks HTTP/1.1\r\nHost: gw\r\n"
       "Content-Type: application/json\r\nContent-Length: ",
       body.size(), "\r\n\r\n", body);
-}
-
-// The answer to a request; code 0 (and the error as the body) when there was
-// none, e.g. because the gateway is gone.
-HttpResponse OrNoResponse(absl::StatusOr<HttpResponse> response) {
-  if (response.ok()) return *std::move(response);
-  HttpResponse none;
-  none.body = std::string(response.status().message());
-  return none;
 }
 
 // The "sequence" of a 200's body, or nullopt.
@@ -154,7 +134,6 @@ class StalledSubscriber {
 // The gateway stops (TearDown) before its directory goes (temp_).
 class IngressFaultsTest : public GatewayTest {
  protected:
-
   HttpResponse Post(HttpClient& client, const std::string& body) {
     return OrNoResponse(client.PostJson(Url("/webhooks"), body));
   }
@@ -229,7 +208,8 @@ TEST_F(IngressFaultsTest, RemovedDataDirIsRefusedReportedAndSurvived) {
     break;
   }
   ASSERT_TRUE(refusal.has_value())
-      << "still 200 five seconds after the removal\n" << gateway_->log();
+      << "still 200 five seconds after the removal\n"
+      << gateway_->log();
   ExpectJsonError(*refusal, 503);
   EXPECT_TRUE(acknowledged_after_removal.empty())
       << "acknowledged into a removed directory: sequences "
@@ -303,8 +283,8 @@ TEST_F(IngressFaultsTest, RemovedDataDirIsRefusedReportedAndSurvived) {
   const HttpResponse fresh = Post(fresh_client, Webhook("fresh"));
   ASSERT_EQ(fresh.code, 200) << fresh.body;
   EXPECT_EQ(SequenceOf(fresh.body), 1u) << fresh.body;
-  EXPECT_EQ(StoredTypes(1), (std::map<std::uint64_t, std::string>{
-                                {1, "message_received"}}));
+  EXPECT_EQ(StoredTypes(1),
+            (std::map<std::uint64_t, std::string>{{1, "message_received"}}));
 }
 
 // Requests that are not framed as HTTP/1.1 allows, each alone on a new
@@ -360,11 +340,11 @@ TEST_F(IngressFaultsTest, MalformedFramingGetsAJsonErrorAndStoresNothing) {
   absl::StatusOr<RawConnection> conflicting =
       RawConnection::Connect(gateway_->http_port());
   ASSERT_TRUE(conflicting.ok());
-  const HttpResponse refused = OrNoResponse(conflicting->Exchange(absl::StrCat(
-      "POST /webhooks HTTP/1.1\r\nHost: gw\r\n"
-      "Content-Type: application/json\r\nContent-Length: ",
-      body.size(), "\r\nContent-Length: ", body.size() + 1, "\r\n\r\n", body,
-      "}")));
+  const HttpResponse refused = OrNoResponse(conflicting->Exchange(
+      absl::StrCat("POST /webhooks HTTP/1.1\r\nHost: gw\r\n"
+                   "Content-Type: application/json\r\nContent-Length: ",
+                   body.size(), "\r\nContent-Length: ", body.size() + 1,
+                   "\r\n\r\n", body, "}")));
   ExpectJsonError(refused, 400);
   const auto connection_header = refused.headers.find("connection");
   ASSERT_NE(connection_header, refused.headers.end());
@@ -393,9 +373,9 @@ TEST_F(IngressFaultsTest, LongTargetsGetSmallBodies) {
   // A 32 KiB path, and a query that carries the secret: at most a short
   // prefix of the path comes back, and nothing of the query.
   const std::string long_path = "/" + std::string(32 << 10, 'p');
-  const HttpResponse long_one = ExchangeAlone(
-      absl::StrCat("GET ", long_path, "?token=", kSampleSecret,
-                   " HTTP/1.1\r\nHost: gw\r\n\r\n"));
+  const HttpResponse long_one =
+      ExchangeAlone(absl::StrCat("GET ", long_path, "?token=", kSampleSecret,
+                                 " HTTP/1.1\r\nHost: gw\r\n\r\n"));
   ExpectJsonError(long_one, 404);
   EXPECT_LE(long_one.body.size(), 300u) << long_one.body;
   EXPECT_THAT(long_one.body, Not(HasSubstr(std::string(100, 'p'))));
@@ -493,9 +473,12 @@ TEST_F(IngressFaultsTest, CutOffSubscriberIsNotCountedWhileItsClientStalls) {
   Subscriber reading(gateway_->grpc_port(), v1::SubscribeRequest());
   ASSERT_TRUE(reading.WaitStarted());
   StalledSubscriber stalled(gateway_->grpc_port());
-  ASSERT_TRUE(Eventually([&] {
-    return MetricValue(Metrics(client), "gateway_subscribers") == 2.0;
-  }, absl::Seconds(5))) << Metrics(client);
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return MetricValue(Metrics(client), "gateway_subscribers") == 2.0;
+      },
+      absl::Seconds(5)))
+      << Metrics(client);
 
   // Large webhooks until the stalled one is cut off.
   std::uint64_t last = 0;
@@ -514,9 +497,12 @@ TEST_F(IngressFaultsTest, CutOffSubscriberIsNotCountedWhileItsClientStalls) {
                           << Metrics(client);
 
   // Counted no more (the one that reads still is), now and a little later.
-  EXPECT_TRUE(Eventually([&] {
-    return MetricValue(Metrics(client), "gateway_subscribers") == 1.0;
-  }, absl::Seconds(5))) << Metrics(client);
+  EXPECT_TRUE(Eventually(
+      [&] {
+        return MetricValue(Metrics(client), "gateway_subscribers") == 1.0;
+      },
+      absl::Seconds(5)))
+      << Metrics(client);
   const std::optional<std::vector<v1::Event>> read =
       reading.EventsThrough(last, absl::Seconds(15));
   ASSERT_TRUE(read.has_value()) << "the reading subscriber never got " << last;
