@@ -109,33 +109,61 @@ class EventStreamServiceImpl::SubscribeReactor final
       public hub::SubscriptionSink {
  public:
   SubscribeReactor(EventStreamServiceImpl* service,
+                   grpc::CallbackServerContext* context,
                    const grpc::ByteBuffer* request)
       : service_(service) {
     bool shutting_down = false;
-    service_->Register(this, &shutting_down);
+    std::shared_ptr<const auth::SubscriberTokens> tokens;
+    service_->Register(this, &shutting_down, &tokens);
     absl::StatusOr<std::unique_ptr<hub::Subscription>> subscription =
         shutting_down ? absl::UnavailableError(
                             "the event stream is shutting down; subscribe "
                             "again later")
-                      : Subscribe(*request);
+                      : Subscribe(*context, tokens.get(), *request);
     // Declared before the lock so that, if unused, it is cancelled after the
     // lock is released (Cancel() takes hub locks that come first).
     std::unique_ptr<hub::Subscription> unused;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!subscription.ok()) {
+        FinishLocked(ToGrpcStatus(subscription.status()));
+        return;
+      }
+      if (finish_called_ || pending_finish_) {  // Stop() or a reload first
+        unused = *std::move(subscription);
+        if (!finish_called_) FinishLocked(*pending_finish_);
+        return;
+      }
+      // Until now OnReady() ignored this reactor: the hub calls it before
+      // the first Next() only to report an end, which this Next() returns.
+      subscription_ = *std::move(subscription);
+      last_sent_ = subscription_->start_after();
+      StartSendInitialMetadata();
+      WriteNextLocked();
+    }
+    // Tokens changed while this stream was being authorized: that reload
+    // may have passed it by.
+    if (std::shared_ptr<const auth::SubscriberTokens> now = service_->tokens();
+        now != tokens && now != nullptr) {
+      Reauthorize(*now);
+    }
+  }
+
+  // Ends the stream, with where to resume, if `tokens` no longer allow what
+  // it was authorized to read.
+  void Reauthorize(const auth::SubscriberTokens& tokens) {
     absl::MutexLock lock(&mu_);
-    if (!subscription.ok()) {
-      FinishLocked(ToGrpcStatus(subscription.status()));
-      return;
-    }
-    if (finish_called_) {  // Stop() came first
-      unused = *std::move(subscription);
-      return;
-    }
-    // Until now OnReady() ignored this reactor: the hub calls it before the
-    // first Next() only to report an end, which this Next() returns.
-    subscription_ = *std::move(subscription);
-    last_sent_ = subscription_->start_after();
-    StartSendInitialMetadata();
-    WriteNextLocked();
+    if (!grant_.has_value() || finish_called_) return;
+    const auth::SubscriberGrant* grant = tokens.FindByDigest(grant_->digest);
+    const absl::Status allowed =
+        grant == nullptr
+            ? absl::UnauthenticatedError(absl::StrCat(
+                  "the token of subscriber \"", grant_->name, "\" was revoked"))
+            : auth::StillAllowed(*grant, grant_->types);
+    if (allowed.ok()) return;
+    FinishWhenIdleLocked(ToGrpcStatus(hub::SubscriptionEndStatus(
+        allowed.code(), allowed.message(),
+        service_->hub_->ResumePointAfter(last_sent_))));
   }
 
   // hub::SubscriptionSink. Runs on a publisher's or the hub's thread.
@@ -155,13 +183,13 @@ class EventStreamServiceImpl::SubscribeReactor final
   void Stop() {
     constexpr char kReason[] = "the event stream is shutting down";
     absl::MutexLock lock(&mu_);
-    FinishWhenIdleLocked(ToGrpcStatus(
-        subscription_ != nullptr
-            ? hub::SubscriptionEndStatus(
-                  absl::StatusCode::kUnavailable, kReason,
-                  service_->hub_->ResumePointAfter(last_sent_))
-            : absl::UnavailableError(
-                  absl::StrCat(kReason, "; subscribe again later"))));
+    FinishWhenIdleLocked(
+        ToGrpcStatus(subscription_ != nullptr
+                         ? hub::SubscriptionEndStatus(
+                               absl::StatusCode::kUnavailable, kReason,
+                               service_->hub_->ResumePointAfter(last_sent_))
+                         : absl::UnavailableError(absl::StrCat(
+                               kReason, "; subscribe again later"))));
   }
 
   void OnWriteDone(bool ok) override {
@@ -212,17 +240,56 @@ class EventStreamServiceImpl::SubscribeReactor final
 
  private:
   absl::StatusOr<std::unique_ptr<hub::Subscription>> Subscribe(
-      const grpc::ByteBuffer& request) {
+      const grpc::CallbackServerContext& context,
+      const auth::SubscriberTokens* tokens, const grpc::ByteBuffer& request) {
     absl::StatusOr<v1::SubscribeRequest> parsed = ParseRequest(request);
     if (!parsed.ok()) return parsed.status();
+    // Checked before authorization, so that a malformed filter is
+    // INVALID_ARGUMENT whoever asks.
     absl::StatusOr<hub::SubscribeOptions> options =
         hub::SubscribeOptionsFromRequest(*parsed);
     if (!options.ok()) return options.status();
+    if (tokens != nullptr) {
+      absl::Status authorized = Authorize(context, *tokens, &*parsed);
+      if (!authorized.ok()) return authorized;
+      options = hub::SubscribeOptionsFromRequest(*parsed);
+      if (!options.ok()) return options.status();
+    }
     absl::StatusOr<std::size_t> events_per_response =
         EventsPerResponse(*parsed);
     if (!events_per_response.ok()) return events_per_response.status();
     events_per_response_ = *events_per_response;
     return service_->hub_->Subscribe(*options, this);
+  }
+
+  // Narrows `request` to what the caller's token may read, and remembers
+  // the grant for later reloads.
+  absl::Status Authorize(const grpc::CallbackServerContext& context,
+                         const auth::SubscriberTokens& tokens,
+                         v1::SubscribeRequest* request) {
+    std::optional<std::string> header;
+    const auto& metadata = context.client_metadata();
+    if (auto it = metadata.find("authorization"); it != metadata.end()) {
+      header.emplace(it->second.data(), it->second.size());
+    }
+    absl::StatusOr<absl::string_view> token =
+        auth::BearerToken(header.has_value() ? &*header : nullptr);
+    if (!token.ok()) return token.status();
+    const auth::SubscriberGrant* grant = tokens.Find(*token);
+    if (grant == nullptr) {
+      return absl::UnauthenticatedError("the subscriber token is not valid");
+    }
+    if (absl::Status allowed = auth::Authorize(*grant, request);
+        !allowed.ok()) {
+      return allowed;
+    }
+    Grant held{grant->name, grant->digest, {}};
+    for (int type : request->event_types()) {
+      held.types.push_back(static_cast<v1::EventType>(type));
+    }
+    absl::MutexLock lock(&mu_);
+    grant_ = std::move(held);
+    return absl::OkStatus();
   }
 
   // The subscription, once the constructor set it; it lives until OnDone.
@@ -311,6 +378,14 @@ class EventStreamServiceImpl::SubscribeReactor final
   // SubscribeRequest.max_events_per_response, resolved (1 to 1000). Set
   // before the subscription exists; read only after.
   std::size_t events_per_response_ = 1;
+  // What the stream's token was authorized for (the types as narrowed;
+  // empty for every type); unset without subscriber tokens.
+  struct Grant {
+    std::string name;
+    auth::TokenDigest digest;
+    std::vector<v1::EventType> types;
+  };
+  std::optional<Grant> grant_ ABSL_GUARDED_BY(mu_);
 };
 
 EventStreamServiceImpl::EventStreamServiceImpl(hub::EventHub* hub)
@@ -323,7 +398,7 @@ EventStreamServiceImpl::~EventStreamServiceImpl() {
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* EventStreamServiceImpl::Subscribe(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
-  return new SubscribeReactor(this, request);
+  return new SubscribeReactor(this, context, request);
 }
 
 void EventStreamServiceImpl::Tick(int idle_ticks) {
@@ -354,11 +429,27 @@ std::size_t EventStreamServiceImpl::open_streams() const {
   return reactors_.size();
 }
 
-void EventStreamServiceImpl::Register(SubscribeReactor* reactor,
-                                      bool* shutting_down) {
+void EventStreamServiceImpl::Register(
+    SubscribeReactor* reactor, bool* shutting_down,
+    std::shared_ptr<const auth::SubscriberTokens>* tokens) {
   absl::MutexLock lock(&mu_);
   reactors_.insert(reactor);
   *shutting_down = shutting_down_;
+  *tokens = tokens_;
+}
+
+std::shared_ptr<const auth::SubscriberTokens> EventStreamServiceImpl::tokens()
+    const {
+  absl::MutexLock lock(&mu_);
+  return tokens_;
+}
+
+void EventStreamServiceImpl::SetSubscriberTokens(
+    std::shared_ptr<const auth::SubscriberTokens> tokens) {
+  absl::MutexLock lock(&mu_);
+  tokens_ = std::move(tokens);
+  if (tokens_ == nullptr) return;
+  for (SubscribeReactor* reactor : reactors_) reactor->Reauthorize(*tokens_);
 }
 
 void EventStreamServiceImpl::Unregister(SubscribeReactor* reactor) {

@@ -14,6 +14,12 @@
 // A stream sends its initial metadata once its subscription is registered
 // with the hub: a client that waits for it knows that every event published
 // afterwards reaches it.
+//
+// With subscriber tokens set, a stream needs "authorization: Bearer <token>"
+// metadata naming one of them (else UNAUTHENTICATED) and reads only the
+// types its token allows (else PERMISSION_DENIED); when the tokens change,
+// every open stream is checked again and one whose token was removed or
+// narrowed ends, with where to resume.
 #ifndef SERVICES_GRPC_EVENT_STREAM_SERVICE_H_
 #define SERVICES_GRPC_EVENT_STREAM_SERVICE_H_
 
@@ -22,11 +28,13 @@
 #include <grpcpp/support/server_callback.h>
 
 #include <cstddef>
+#include <memory>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "convocore/webhooks/v1/event_stream_service.grpc.pb.h"
+#include "services/auth/subscriber_tokens.h"
 #include "services/hub/event_hub.h"
 
 namespace convocore::grpc_service {
@@ -60,10 +68,20 @@ class EventStreamServiceImpl final
 
   std::size_t open_streams() const;
 
+  // Who may subscribe from now on; nullptr (the default) lets anyone. Open
+  // streams are checked against `tokens` before this returns, and those it
+  // no longer allows are ending.
+  void SetSubscriberTokens(
+      std::shared_ptr<const auth::SubscriberTokens> tokens);
+
  private:
   class SubscribeReactor;
 
-  void Register(SubscribeReactor* reactor, bool* shutting_down);
+  // Adds `reactor`; says whether the service is shutting down and which
+  // tokens apply to it.
+  void Register(SubscribeReactor* reactor, bool* shutting_down,
+                std::shared_ptr<const auth::SubscriberTokens>* tokens);
+  std::shared_ptr<const auth::SubscriberTokens> tokens() const;
   void Unregister(SubscribeReactor* reactor);
 
   hub::EventHub* const hub_;
@@ -71,6 +89,7 @@ class EventStreamServiceImpl final
   // Lock order: mu_, then a reactor's mutex.
   mutable absl::Mutex mu_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  std::shared_ptr<const auth::SubscriberTokens> tokens_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<SubscribeReactor*> reactors_ ABSL_GUARDED_BY(mu_);
 };
 

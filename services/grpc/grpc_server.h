@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -37,6 +38,9 @@ struct GrpcServerOptions {
   absl::Duration keepalive_timeout = absl::Seconds(10);
   // Clients may ping this often without the server calling it abuse.
   absl::Duration min_client_ping_interval = absl::Seconds(10);
+  // Who may subscribe; nullptr lets anyone (see EventStreamServiceImpl).
+  // The health service is open to all: probes carry no token.
+  std::shared_ptr<const auth::SubscriberTokens> subscriber_tokens;
 };
 
 class GrpcServer {
@@ -62,6 +66,12 @@ class GrpcServer {
   void Shutdown(absl::Duration deadline) ABSL_LOCKS_EXCLUDED(mu_);
 
   std::size_t open_streams() const { return service_->open_streams(); }
+
+  // Replaces the subscriber tokens; open streams they no longer allow end.
+  void SetSubscriberTokens(
+      std::shared_ptr<const auth::SubscriberTokens> tokens) {
+    service_->SetSubscriberTokens(std::move(tokens));
+  }
 
  private:
   GrpcServer(hub::EventHub* hub, absl::Duration tick, int heartbeat_ticks);

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -25,6 +26,7 @@
 #include "google/protobuf/any.pb.h"
 #include "google/protobuf/unknown_field_set.h"
 #include "gtest/gtest.h"
+#include "services/auth/subscriber_tokens.h"
 #include "services/grpc/grpc_server.h"
 #include "services/hub/event_hub.h"
 #include "services/hub/in_memory_event_store.h"
@@ -64,7 +66,8 @@ std::optional<v1::ResumeInfo> ResumeInfoOf(const grpc::Status& status) {
   for (int i = 0; i < rpc_status.field_count(); ++i) {
     const google::protobuf::UnknownField& field = rpc_status.field(i);
     if (field.number() == 1) {
-      EXPECT_EQ(field.varint(), static_cast<std::uint64_t>(status.error_code()));
+      EXPECT_EQ(field.varint(),
+                static_cast<std::uint64_t>(status.error_code()));
     } else if (field.number() == 2) {
       EXPECT_EQ(field.length_delimited(), status.error_message());
     } else if (field.number() == 3) {
@@ -89,9 +92,14 @@ int ThreadCount() {
 // A subscriber on the synchronous client API, for tests that read in order.
 class SyncSubscriber {
  public:
+  // With a `token`, sends it as "authorization: Bearer <token>".
   SyncSubscriber(v1::EventStreamService::Stub* stub,
-                 const v1::SubscribeRequest& request) {
+                 const v1::SubscribeRequest& request,
+                 const std::string& token = "") {
     context_.set_deadline(absl::ToChronoTime(absl::Now() + kTimeout));
+    if (!token.empty()) {
+      context_.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+    }
     reader_ = stub->Subscribe(&context_, request);
     // The server sends initial metadata once the subscription is
     // registered (or with the trailers of an immediate error).
@@ -327,7 +335,8 @@ TEST_F(EventStreamServiceTest, ResumeFromAnEvictedPositionIsOutOfRange) {
   EXPECT_EQ(info->last_sequence(), 20u);
 }
 
-TEST_F(EventStreamServiceTest, AResumePointPastTheNewestIsInvalidForEveryValue) {
+TEST_F(EventStreamServiceTest,
+       AResumePointPastTheNewestIsInvalidForEveryValue) {
   Publish(MakeEvent(v1::EVENT_TYPE_WEBHOOK_TEST));
   for (std::uint64_t after : {std::uint64_t{2}, std::uint64_t{1} << 63,
                               ~std::uint64_t{0} - 1, ~std::uint64_t{0}}) {
@@ -337,7 +346,8 @@ TEST_F(EventStreamServiceTest, AResumePointPastTheNewestIsInvalidForEveryValue) 
     grpc::Status status = subscriber.ReadToEnd();
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
         << after << ": " << status.error_message();
-    EXPECT_THAT(status.error_message(), HasSubstr("beyond the newest sequence"));
+    EXPECT_THAT(status.error_message(),
+                HasSubstr("beyond the newest sequence"));
   }
 }
 
@@ -714,6 +724,156 @@ TEST_F(EventStreamServiceTest, ASecondServerOnTheSamePortFailsToStart) {
 TEST_F(EventStreamServiceTest, ReflectionListsTheService) {
   ReflectionCall call(channel_.get());
   EXPECT_THAT(call.Await(), HasSubstr(kEventStreamServiceName));
+}
+
+// Subscriber tokens: "crm" may read leads and forms, "ops" everything.
+class SubscriberAuthTest : public EventStreamServiceTest {
+ protected:
+  static constexpr char kCrm[] = "crm-token-4f1d2a";
+  static constexpr char kOps[] = "ops-token-9b7c3e";
+
+  void SetUp() override {
+    EventStreamServiceTest::SetUp();
+    server_->SetSubscriberTokens(
+        Tokens({Entry("crm", kCrm, "\"lead_captured\", \"form_submitted\""),
+                Entry("ops", kOps, "\"*\"")}));
+  }
+
+  static std::string Entry(const std::string& name, const std::string& token,
+                           const std::string& types) {
+    const auth::TokenDigest digest = auth::DigestOf(token);
+    return absl::StrCat(
+        "{\"name\": \"", name, "\", \"sha256\": \"",
+        absl::BytesToHexString(absl::string_view(
+            reinterpret_cast<const char*>(digest.data()), digest.size())),
+        "\", \"event_types\": [", types, "]}");
+  }
+
+  static std::shared_ptr<const auth::SubscriberTokens> Tokens(
+      const std::vector<std::string>& entries) {
+    std::string text = "{\"tokens\": [";
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      absl::StrAppend(&text, i == 0 ? "" : ", ", entries[i]);
+    }
+    absl::StatusOr<auth::SubscriberTokens> tokens =
+        auth::SubscriberTokens::Parse(absl::StrCat(text, "]}"));
+    EXPECT_TRUE(tokens.ok()) << tokens.status();
+    return std::make_shared<const auth::SubscriberTokens>(*std::move(tokens));
+  }
+
+  // The first event of a stream, after publishing the events of one each
+  // type it may or may not read.
+  void PublishOneOfEach() {
+    Publish(MakeEvent(v1::EVENT_TYPE_MESSAGE_RECEIVED));
+    Publish(MakeEvent(v1::EVENT_TYPE_LEAD_CAPTURED));
+    Publish(MakeEvent(v1::EVENT_TYPE_OTHER));
+    Publish(MakeEvent(v1::EVENT_TYPE_FORM_SUBMITTED));
+  }
+};
+
+TEST_F(SubscriberAuthTest, WithoutAValidTokenAStreamIsUnauthenticated) {
+  for (const std::string token : {"", "not-a-token", "crm-token-4f1d2"}) {
+    SyncSubscriber subscriber(stub_.get(), v1::SubscribeRequest(), token);
+    const grpc::Status status = subscriber.ReadToEnd();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << token;
+    if (!token.empty()) {
+      EXPECT_THAT(status.error_message(), ::testing::Not(HasSubstr(token)));
+    }
+  }
+  // Another scheme is not a token either.
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kTimeout));
+  context.AddMetadata("authorization", absl::StrCat("Basic ", kCrm));
+  auto reader = stub_->Subscribe(&context, v1::SubscribeRequest());
+  v1::SubscribeResponse response;
+  while (reader->Read(&response)) {
+  }
+  const grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(status.error_message(), HasSubstr("Bearer"));
+  EXPECT_THAT(status.error_message(), ::testing::Not(HasSubstr(kCrm)));
+}
+
+TEST_F(SubscriberAuthTest, AnEmptyRequestReadsWhatTheTokenMayAndNoMore) {
+  SyncSubscriber crm(stub_.get(), v1::SubscribeRequest(), kCrm);
+  SyncSubscriber ops(stub_.get(), v1::SubscribeRequest(), kOps);
+  PublishOneOfEach();
+  std::optional<v1::Event> first = crm.NextEvent();
+  std::optional<v1::Event> second = crm.NextEvent();
+  ASSERT_TRUE(first.has_value() && second.has_value());
+  EXPECT_EQ(first->event_type(), v1::EVENT_TYPE_LEAD_CAPTURED);
+  EXPECT_EQ(second->event_type(), v1::EVENT_TYPE_FORM_SUBMITTED);
+  // "*" reads every type, the unknown ones too.
+  EXPECT_EQ(ops.ReadSequences(4), (std::vector<std::uint64_t>{1, 2, 3, 4}));
+}
+
+TEST_F(SubscriberAuthTest, ATypeOutsideTheTokensSetIsPermissionDenied) {
+  v1::SubscribeRequest request;
+  request.add_event_types(v1::EVENT_TYPE_LEAD_CAPTURED);
+  request.add_event_types(v1::EVENT_TYPE_MESSAGE_RECEIVED);
+  SyncSubscriber subscriber(stub_.get(), request, kCrm);
+  const grpc::Status status = subscriber.ReadToEnd();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(status.error_message(), HasSubstr("\"message_received\""));
+  v1::SubscribeRequest unknown;
+  unknown.add_event_types(v1::EVENT_TYPE_OTHER);
+  SyncSubscriber other(stub_.get(), unknown, kCrm);
+  EXPECT_EQ(other.ReadToEnd().error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  // A malformed filter is INVALID_ARGUMENT, token or not.
+  v1::SubscribeRequest invalid;
+  invalid.add_event_types(static_cast<v1::EventType>(999));
+  SyncSubscriber bad(stub_.get(), invalid, kCrm);
+  EXPECT_EQ(bad.ReadToEnd().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(SubscriberAuthTest, ARevokedTokensStreamEndsWithWhereToResume) {
+  SyncSubscriber crm(stub_.get(), v1::SubscribeRequest(), kCrm);
+  SyncSubscriber ops(stub_.get(), v1::SubscribeRequest(), kOps);
+  PublishOneOfEach();
+  ASSERT_TRUE(crm.NextEvent().has_value());  // sequence 2
+  ASSERT_EQ(ops.ReadSequences(4).size(), 4u);
+  server_->SetSubscriberTokens(Tokens({Entry("ops", kOps, "\"*\"")}));
+  std::vector<std::uint64_t> rest;
+  const grpc::Status status = crm.ReadToEnd(&rest);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(status.error_message(), HasSubstr("revoked"));
+  std::optional<v1::ResumeInfo> info = ResumeInfoOf(status);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->last_sent_sequence(), rest.empty() ? 2u : rest.back());
+  // The other token's stream goes on, and the revoked one cannot come back.
+  Publish(MakeEvent(v1::EVENT_TYPE_WEBHOOK_TEST));
+  EXPECT_EQ(ops.ReadSequences(1), (std::vector<std::uint64_t>{5}));
+  SyncSubscriber again(stub_.get(), v1::SubscribeRequest(), kCrm);
+  EXPECT_EQ(again.ReadToEnd().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(SubscriberAuthTest, ANarrowedTokenEndsOnlyTheStreamsItNoLongerAllows) {
+  v1::SubscribeRequest forms;
+  forms.add_event_types(v1::EVENT_TYPE_FORM_SUBMITTED);
+  SyncSubscriber forms_only(stub_.get(), forms, kCrm);
+  SyncSubscriber everything_crm(stub_.get(), v1::SubscribeRequest(), kCrm);
+  SyncSubscriber everything_ops(stub_.get(), v1::SubscribeRequest(), kOps);
+  server_->SetSubscriberTokens(
+      Tokens({Entry("crm", kCrm, "\"form_submitted\""),
+              Entry("ops", kOps, "\"lead_captured\"")}));
+  // Leads were part of what the crm stream was authorized for.
+  const grpc::Status crm_status = everything_crm.ReadToEnd();
+  EXPECT_EQ(crm_status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(crm_status.error_message(), HasSubstr("\"lead_captured\""));
+  EXPECT_TRUE(ResumeInfoOf(crm_status).has_value());
+  // "*" narrowed to a list no longer covers "every type".
+  EXPECT_EQ(everything_ops.ReadToEnd().error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  PublishOneOfEach();
+  std::optional<v1::Event> form = forms_only.NextEvent();
+  ASSERT_TRUE(form.has_value());
+  EXPECT_EQ(form->event_type(), v1::EVENT_TYPE_FORM_SUBMITTED);
+}
+
+TEST_F(SubscriberAuthTest, HealthNeedsNoToken) {
+  EXPECT_EQ(HealthStatus(channel_.get(), ""), 1);
+  EXPECT_EQ(HealthStatus(channel_.get(), kEventStreamServiceName), 1);
 }
 
 }  // namespace
