@@ -16,10 +16,12 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "gateway/app/process_metrics.h"
 #include "gateway/app/store_factory.h"
+#include "gateway/app/tokens_file.h"
 #include "gateway/core/deduplicator.h"
 #include "gateway/core/translator.h"
 #include "gateway/http/server.h"
@@ -295,6 +297,20 @@ std::string_view SignalName(int signal) {
   }
 }
 
+bool IsLoopback(const std::string& address) {
+  return address == "127.0.0.1" || address == "::1" || address == "localhost" ||
+         absl::StartsWith(address, "127.");
+}
+
+}  // namespace
+
+namespace {
+
+// Reads the tokens file again when `forced` (SIGHUP) or when it changed
+// since the last read; swaps the new tokens in, which ends the open streams
+// they no longer allow. A file that cannot be used keeps the tokens in force.
+absl::Status ReloadTokensIfChanged(Gateway::Parts& p, bool forced);
+
 }  // namespace
 
 struct Gateway::Parts {
@@ -314,6 +330,25 @@ struct Gateway::Parts {
   absl::Mutex mu;
   bool shut_down ABSL_GUARDED_BY(mu) = false;
   absl::Status shutdown_status ABSL_GUARDED_BY(mu);
+
+  // --subscriber_tokens_file: one reload at a time, from SIGHUP or the
+  // watcher, which polls the file every second until stopped.
+  absl::Mutex reload_mu;
+  FileVersion tokens_version ABSL_GUARDED_BY(reload_mu);
+  std::atomic<std::size_t> tokens_in_force{0};
+  metrics::CounterFamily* tokens_reloads = nullptr;
+  absl::Mutex watch_mu;
+  bool watch_stop ABSL_GUARDED_BY(watch_mu) = false;
+  std::thread watcher;
+
+  void StopWatcher() {
+    {
+      absl::MutexLock lock(&watch_mu);
+      watch_stop = true;
+    }
+    if (watcher.joinable()) watcher.join();
+  }
+  ~Parts() { StopWatcher(); }
 };
 
 Gateway::Gateway(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
@@ -384,9 +419,8 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
                 "From publishing an event to JetStream to its PubAck (stored "
                 "on a quorum of the stream's replicas): the floor of every "
                 "acknowledgement's latency with --store=jetstream.",
-                {0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002,
-                 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
-                 2.5, 5})
+                {0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003,
+                 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5})
             .Get();
     store_options.jetstream.on_publish_ack =
         [&publish_seconds](absl::Duration took) {
@@ -419,15 +453,14 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
           .Get();
   absl::StatusOr<std::unique_ptr<hub::EventHub>> hub = hub::EventHub::Create(
       std::move(store->store),
-      hub::HubOptions{
-          .subscriber_queue_limit = options.subscriber_queue_limit,
-          .on_append =
-              [&append_seconds, &append_events](absl::Duration took,
-                                                std::size_t events) {
-                append_seconds.Observe(absl::ToDoubleSeconds(took));
-                append_events.Observe(static_cast<double>(events));
-              },
-          .external_sequences = js != nullptr});
+      hub::HubOptions{.subscriber_queue_limit = options.subscriber_queue_limit,
+                      .on_append =
+                          [&append_seconds, &append_events](
+                              absl::Duration took, std::size_t events) {
+                            append_seconds.Observe(absl::ToDoubleSeconds(took));
+                            append_events.Observe(static_cast<double>(events));
+                          },
+                      .external_sequences = js != nullptr});
   if (!hub.ok()) {
     return absl::Status(
         hub.status().code(),
@@ -450,6 +483,27 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
       p.translator.get(), p.deduplicator.get(), p.sink.get(),
       p.ingest_metrics.get());
 
+  std::shared_ptr<const auth::SubscriberTokens> tokens;
+  if (!options.subscriber_tokens_file.empty()) {
+    {
+      absl::MutexLock lock(&p.reload_mu);
+      p.tokens_version = FileVersion::Of(options.subscriber_tokens_file);
+    }
+    absl::StatusOr<std::shared_ptr<const auth::SubscriberTokens>> read =
+        ReadSubscriberTokensFile(options.subscriber_tokens_file);
+    if (!read.ok()) return read.status();
+    tokens = *std::move(read);
+    p.tokens_in_force = tokens->grants().size();
+    p.registry.AddCallbackGauge(
+        "gateway_subscriber_tokens",
+        "Subscriber tokens in force (from --subscriber_tokens_file).",
+        [&p] { return static_cast<double>(p.tokens_in_force.load()); });
+    p.tokens_reloads = &p.registry.AddCounter(
+        "gateway_subscriber_tokens_reloads_total",
+        "Reloads of --subscriber_tokens_file, by outcome: \"failed\" kept "
+        "the tokens in force (the log says why).",
+        {"outcome"});
+  }
   const absl::Status grpc_port_free =
       CheckPortFree(options.grpc_address, options.grpc_port);
   absl::StatusOr<std::unique_ptr<grpc_service::GrpcServer>> grpc =
@@ -458,22 +512,85 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
                 {.address = options.grpc_address,
                  .port = options.grpc_port,
                  .heartbeat_interval = options.heartbeat_interval,
-                 .keepalive_time = options.grpc_keepalive_time},
+                 .keepalive_time = options.grpc_keepalive_time,
+                 .subscriber_tokens = tokens},
                 p.hub.get())
           : absl::StatusOr<std::unique_ptr<grpc_service::GrpcServer>>(
                 grpc_port_free);
   if (!grpc.ok()) return WithPortHint(grpc.status(), "grpc_port");
   p.grpc = std::move(*grpc);
 
+  if (tokens != nullptr) {
+    p.watcher = std::thread([&p] {
+      pthread_setname_np(pthread_self(), "tokens-watch");
+      absl::MutexLock lock(&p.watch_mu);
+      while (!p.watch_stop) {
+        p.watch_mu.AwaitWithTimeout(absl::Condition(&p.watch_stop),
+                                    absl::Seconds(1));
+        if (p.watch_stop) break;
+        p.watch_mu.Unlock();
+        // Logs its outcome; a file that cannot be used keeps the old tokens.
+        ReloadTokensIfChanged(p, /*forced=*/false).IgnoreError();
+        p.watch_mu.Lock();
+      }
+    });
+  }
   p.backend->SetReady(p.pipeline.get(), p.hub.get());
-  log::Info("gateway ready",
-            {{"http_port", p.http->port()},
-             {"grpc_port", p.grpc->port()},
-             {"http_threads", options.http_threads},
-             {"store", StoreKindName(options.store)},
-             {"last_sequence", p.hub->last_sequence()},
-             {"secrets", options.secrets.size()}});
+  log::Info(
+      "gateway ready",
+      {{"http_port", p.http->port()},
+       {"grpc_port", p.grpc->port()},
+       {"http_threads", options.http_threads},
+       {"store", StoreKindName(options.store)},
+       {"last_sequence", p.hub->last_sequence()},
+       {"secrets", options.secrets.size()},
+       {"subscriber_tokens", tokens != nullptr ? tokens->grants().size() : 0}});
+  if (tokens == nullptr && !IsLoopback(options.grpc_address)) {
+    log::Warning(
+        "the event stream is open to anyone who reaches its port: set "
+        "--subscriber_tokens_file, or bind --grpc_address to loopback",
+        {{"grpc_address", options.grpc_address}});
+  }
   return std::unique_ptr<Gateway>(new Gateway(std::move(parts)));
+}
+
+namespace {
+
+absl::Status ReloadTokensIfChanged(Gateway::Parts& p, bool forced) {
+  const std::string& path = p.options.subscriber_tokens_file;
+  absl::MutexLock lock(&p.reload_mu);
+  const FileVersion version = FileVersion::Of(path);
+  if (!forced && version == p.tokens_version) return absl::OkStatus();
+  p.tokens_version = version;
+  absl::StatusOr<std::shared_ptr<const auth::SubscriberTokens>> tokens =
+      ReadSubscriberTokensFile(path);
+  if (!tokens.ok()) {
+    p.tokens_reloads->WithLabels({"failed"}).Increment();
+    log::Warning(
+        "the subscriber tokens file cannot be used; the tokens in "
+        "force stay",
+        {{"status", tokens.status()}});
+    return tokens.status();
+  }
+  const std::size_t count = (*tokens)->grants().size();
+  p.grpc->SetSubscriberTokens(*std::move(tokens));
+  p.tokens_in_force = count;
+  p.tokens_reloads->WithLabels({"ok"}).Increment();
+  log::Info("subscriber tokens reloaded",
+            {{"file", path},
+             {"tokens", count},
+             {"on", forced ? "SIGHUP" : "change"}});
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status Gateway::ReloadSubscriberTokens() {
+  if (parts_->options.subscriber_tokens_file.empty()) {
+    return absl::FailedPreconditionError(
+        "no --subscriber_tokens_file to reload");
+  }
+  return ReloadTokensIfChanged(*parts_, /*forced=*/true);
 }
 
 std::uint16_t Gateway::http_port() const { return parts_->http->port(); }
@@ -492,6 +609,7 @@ absl::Status Gateway::Shutdown(absl::Duration timeout) {
   log::Info("shutting down", {{"timeout", timeout},
                               {"requests_in_flight", p.http->in_flight()},
                               {"streams_open", p.grpc->open_streams()}});
+  p.StopWatcher();
   p.backend->SetStopping();
   p.grpc->SetServing(false);
   p.http->BeginDrain();
@@ -521,9 +639,11 @@ int RunGateway(const GatewayOptions& options) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigset_t with_hangup = signals;
+  sigaddset(&with_hangup, SIGHUP);
   // Every thread started from here on inherits the mask; only sigwait()
   // below receives these signals.
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  pthread_sigmask(SIG_BLOCK, &with_hangup, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
   absl::StatusOr<std::unique_ptr<Gateway>> gateway = Gateway::Start(options);
@@ -532,7 +652,17 @@ int RunGateway(const GatewayOptions& options) {
     return 1;
   }
   int received = 0;
-  while (sigwait(&signals, &received) != 0) {
+  while (true) {
+    if (sigwait(&with_hangup, &received) != 0) continue;
+    if (received != SIGHUP) break;
+    if (options.subscriber_tokens_file.empty()) {
+      log::Info(
+          "SIGHUP received and ignored: there is no --subscriber_tokens_file "
+          "to reload; SIGTERM or SIGINT stops the gateway");
+    } else {
+      // Logs its outcome; a file that cannot be used keeps the old tokens.
+      (*gateway)->ReloadSubscriberTokens().IgnoreError();
+    }
   }
   log::Info("signal received",
             {{"signal", SignalName(received)},

@@ -39,6 +39,12 @@ class Gateway {
   // process's exit). Idempotent.
   absl::Status Shutdown(absl::Duration timeout);
 
+  // Reads --subscriber_tokens_file again and puts its tokens in force; open
+  // streams they no longer allow end. FAILED_PRECONDITION, keeping the
+  // tokens in force, when the file cannot be read or parsed (or none is
+  // configured). The gateway also does this by itself when the file changes.
+  absl::Status ReloadSubscriberTokens();
+
   struct Parts;
 
  private:
@@ -46,12 +52,13 @@ class Gateway {
   std::unique_ptr<Parts> parts_;
 };
 
-// What main() runs: starts the gateway, waits for SIGTERM or SIGINT, shuts
+// What main() runs: starts the gateway, reloads the subscriber tokens on
+// SIGHUP, waits for SIGTERM or SIGINT, shuts
 // down within options.shutdown_timeout. Returns the exit code: 0 after a
 // clean shutdown, 1 when starting failed or the shutdown overran (a second
 // signal, or the deadline plus a grace second, exits at once with 1).
-// Blocks SIGTERM and SIGINT in the calling thread, so call it before any
-// other thread starts.
+// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread, so call it before
+// any other thread starts.
 int RunGateway(const GatewayOptions& options);
 
 }  // namespace convocore::app

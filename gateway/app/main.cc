@@ -7,12 +7,10 @@
 #include <signal.h>
 #include <sys/resource.h>
 
-#include <atomic>
 #include <cstdio>
 #include <exception>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -115,6 +113,10 @@ ABSL_FLAG(std::string, log_format, kDefaults.log_format,
 ABSL_FLAG(absl::Duration, shutdown_timeout, kDefaults.shutdown_timeout,
           "On SIGTERM or SIGINT, the time allowed for requests in flight to "
           "finish and streams to end.");
+ABSL_FLAG(std::string, subscriber_tokens_file, "",
+          "JSON file of the tokens that may subscribe and the event types "
+          "each may read (see the README); reloaded on SIGHUP and when it "
+          "changes. Empty: anyone who reaches --grpc_port may subscribe.");
 ABSL_FLAG(std::string, workspace_secret_file, "",
           "File holding the workspace secret(s), one per line or "
           "comma-separated; instead of the CONVOCORE_WORKSPACE_SECRET "
@@ -159,6 +161,7 @@ convocore::app::FlagValues ReadFlags() {
   v.log_format = absl::GetFlag(FLAGS_log_format);
   v.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
   v.workspace_secret_file = absl::GetFlag(FLAGS_workspace_secret_file);
+  v.subscriber_tokens_file = absl::GetFlag(FLAGS_subscriber_tokens_file);
   return v;
 }
 
@@ -195,47 +198,21 @@ void RaiseOpenFileLimit() {
   }
 }
 
-// SIGHUP (a closed terminal, or an operator expecting a reload) would end
-// the process by default. The gateway reloads nothing, so it is ignored with
-// a log line. Construct before any other thread starts: they inherit the
-// blocked signal, and only this object's thread takes it.
-class IgnoreHangups {
- public:
-  IgnoreHangups() {
-    sigemptyset(&hangup_);
-    sigaddset(&hangup_, SIGHUP);
-    if (pthread_sigmask(SIG_BLOCK, &hangup_, nullptr) != 0) {
-      signal(SIGHUP, SIG_IGN);  // no log line, but the process lives
-      return;
-    }
-    thread_ = std::thread([this] {
-      for (;;) {
-        int received = 0;
-        if (sigwait(&hangup_, &received) != 0) continue;
-        if (stopping_.load()) return;
-        convocore::log::Info(
-            "SIGHUP received and ignored: the gateway reloads nothing; "
-            "SIGTERM or SIGINT stops it");
-      }
-    });
+// SIGHUP (a closed terminal, or an operator asking for a reload) would end
+// the process by default. It is blocked here, before any thread starts, so
+// that every thread inherits the mask and RunGateway() takes it with
+// sigwait().
+void BlockHangups() {
+  sigset_t hangup;
+  sigemptyset(&hangup);
+  sigaddset(&hangup, SIGHUP);
+  if (pthread_sigmask(SIG_BLOCK, &hangup, nullptr) != 0) {
+    signal(SIGHUP, SIG_IGN);
   }
-  ~IgnoreHangups() {
-    if (!thread_.joinable()) return;
-    stopping_.store(true);
-    pthread_kill(thread_.native_handle(), SIGHUP);
-    thread_.join();
-  }
-  IgnoreHangups(const IgnoreHangups&) = delete;
-  IgnoreHangups& operator=(const IgnoreHangups&) = delete;
-
- private:
-  sigset_t hangup_;
-  std::atomic<bool> stopping_{false};
-  std::thread thread_;
-};
+}
 
 int Main(int argc, char** argv) {
-  const IgnoreHangups ignore_hangups;
+  BlockHangups();
   absl::SetProgramUsageMessage(
       "Receives Convocore webhooks on POST /webhooks and streams them as "
       "typed events over gRPC (EventStreamService.Subscribe).\n"

@@ -106,12 +106,10 @@ absl::StatusOr<jetstream::JetStreamOptions> JetStreamOptionsFrom(
   if (js.servers.empty()) {
     return Invalid("nats_url", "names no server (needed by --store=jetstream)");
   }
-  if (absl::Status s = jetstream::CheckStreamName(flags.nats_stream);
-      !s.ok()) {
+  if (absl::Status s = jetstream::CheckStreamName(flags.nats_stream); !s.ok()) {
     return s;
   }
-  if (absl::Status s =
-          jetstream::CheckSubjectPrefix(flags.nats_subject_prefix);
+  if (absl::Status s = jetstream::CheckSubjectPrefix(flags.nats_subject_prefix);
       !s.ok()) {
     return s;
   }
@@ -130,11 +128,10 @@ absl::StatusOr<jetstream::JetStreamOptions> JetStreamOptionsFrom(
   // bound.
   if (options.retention.max_age > absl::ZeroDuration() &&
       options.dedup_window_age > options.retention.max_age) {
-    return Invalid(
-        "dedup_window_age",
-        absl::StrCat("must not exceed --retention_age (",
-                     absl::FormatDuration(options.retention.max_age),
-                     ") with --store=jetstream"));
+    return Invalid("dedup_window_age",
+                   absl::StrCat("must not exceed --retention_age (",
+                                absl::FormatDuration(options.retention.max_age),
+                                ") with --store=jetstream"));
   }
   if (!flags.nats_creds_file.empty() && !flags.nats_nkey_file.empty()) {
     return Invalid("nats_creds_file",
@@ -242,6 +239,7 @@ absl::StatusOr<GatewayOptions> BuildOptions(
   }
   options.heartbeat_interval = flags.heartbeat_interval;
   options.grpc_keepalive_time = flags.grpc_keepalive_time;
+  options.subscriber_tokens_file = flags.subscriber_tokens_file;
 
   absl::StatusOr<StoreKind> store = ParseStoreKind(flags.store);
   if (!store.ok()) return store.status();

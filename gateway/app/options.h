@@ -77,6 +77,7 @@ struct FlagValues {
   absl::Duration shutdown_timeout = absl::Seconds(10);
 
   std::string workspace_secret_file;
+  std::string subscriber_tokens_file;
 };
 
 struct GatewayOptions {
@@ -93,6 +94,9 @@ struct GatewayOptions {
   std::uint16_t grpc_port = 0;
   absl::Duration heartbeat_interval;
   absl::Duration grpc_keepalive_time;
+  // Empty: anyone who reaches the port may subscribe. Else the JSON file of
+  // subscriber tokens (gateway/app/tokens_file.h), reloaded on change.
+  std::string subscriber_tokens_file;
 
   // Storage and retention.
   StoreKind store = StoreKind::kDisk;

@@ -163,11 +163,15 @@ std::vector<std::string> GatewayProcess::log_lines() const {
 }
 
 Subscriber::Subscriber(std::uint16_t grpc_port,
-                       const v1::SubscribeRequest& request)
+                       const v1::SubscribeRequest& request,
+                       const std::string& token)
     : channel_(grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port),
                                    grpc::InsecureChannelCredentials())),
       stub_(v1::EventStreamService::NewStub(channel_)),
       request_(request) {
+  if (!token.empty()) {
+    context_.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+  }
   reader_ = std::thread([this] { Read(); });
 }
 

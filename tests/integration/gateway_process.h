@@ -73,8 +73,10 @@ class GatewayProcess {
 // One Subscribe stream, read on its own thread into a queue.
 class Subscriber {
  public:
+  // With a `token`, sends "authorization: Bearer <token>".
   Subscriber(std::uint16_t grpc_port,
-             const convocore::webhooks::v1::SubscribeRequest& request);
+             const convocore::webhooks::v1::SubscribeRequest& request,
+             const std::string& token = "");
   // Cancels the call and joins the reader.
   ~Subscriber();
 

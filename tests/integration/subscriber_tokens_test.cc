@@ -1,0 +1,205 @@
+// Subscriber tokens through the real binary: refused at start with the line
+// and the reason, enforced per type, reloaded when the file changes and on
+// SIGHUP (a file that cannot be used keeps the tokens in force), and never
+// written to the log.
+#include "services/auth/subscriber_tokens.h"
+
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/gateway/http/http_test_client.h"
+#include "tests/integration/gateway_process.h"
+#include "tests/integration/webhook_requests.h"
+#include "tests/support/eventually.h"
+#include "tests/support/temp_dir.h"
+
+namespace convocore::integration {
+namespace {
+
+namespace v1 = convocore::webhooks::v1;
+using ::convocore::testing::Eventually;
+using ::convocore::testing::TempDir;
+using http::testing::HttpClient;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kCrmToken[] = "crm-7a0c51e2d9-token";
+constexpr char kOpsToken[] = "ops-1f93b6c4e8-token";
+
+std::string Entry(const std::string& name, const std::string& token,
+                  const std::string& types) {
+  const auth::TokenDigest digest = auth::DigestOf(token);
+  return absl::StrCat(
+      "    {\"name\": \"", name, "\", \"sha256\": \"",
+      absl::BytesToHexString(absl::string_view(
+          reinterpret_cast<const char*>(digest.data()), digest.size())),
+      "\", \"event_types\": [", types, "]}");
+}
+
+std::string TokensFile(const std::vector<std::string>& entries) {
+  std::string text = "{\n  \"tokens\": [\n";
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    absl::StrAppend(&text, i == 0 ? "" : ",\n", entries[i]);
+  }
+  return absl::StrCat(text, "\n  ]\n}\n");
+}
+
+std::string LeadWebhook(const std::string& name) {
+  return absl::StrCat(
+      R"({"type":"lead_captured","payload":{"agentId":"agent_1",)",
+      R"("agentName":"Bot","leadName":")", name,
+      R"(","leadEmail":"[email protected]","channel":"web-chat",)",
+      R"("operation":"captured","createdAt":1718035200000,)",
+      R"("workspaceSecret":")", kSampleSecret, R"("}})");
+}
+
+class SubscriberTokensTest : public ::testing::Test {
+ protected:
+  SubscriberTokensTest() : dir_("subscriber_tokens_test") {}
+
+  std::string path() const { return (dir_.path() / "tokens.json").string(); }
+
+  // Replaces the file as Kubernetes does: a new file renamed over the old.
+  void WriteTokens(const std::string& text) {
+    const std::string next = path() + ".next";
+    std::ofstream(next, std::ios::binary | std::ios::trunc) << text;
+    std::filesystem::rename(next, path());
+  }
+
+  std::unique_ptr<GatewayProcess> StartGateway() {
+    auto gateway = std::make_unique<GatewayProcess>(std::vector<std::string>{
+        "--store=memory", "--subscriber_tokens_file=" + path(),
+        "--heartbeat_interval=200ms"});
+    return gateway;
+  }
+
+  void ExpectNoTokenInLog(const GatewayProcess& gateway) {
+    for (const char* token : {kCrmToken, kOpsToken}) {
+      EXPECT_THAT(gateway.log(), Not(HasSubstr(token)));
+    }
+  }
+
+  TempDir dir_;
+  HttpClient client_;
+};
+
+TEST_F(SubscriberTokensTest, AFileThatDoesNotParseIsRefusedAtStart) {
+  WriteTokens(TokensFile({Entry("crm", kCrmToken, "\"lead_captured\""),
+                          Entry("ops", kOpsToken, "\"lead_capture\"")}));
+  GatewayProcess gateway(
+      {"--store=memory", "--subscriber_tokens_file=" + path()});
+  EXPECT_EQ(gateway.WaitForExit(), 1);
+  EXPECT_THAT(gateway.log(), HasSubstr(path()));
+  EXPECT_THAT(gateway.log(), HasSubstr("line 4"));
+  EXPECT_THAT(gateway.log(),
+              HasSubstr("unknown event type \\\"lead_capture\\\""));
+}
+
+TEST_F(SubscriberTokensTest, ATokenReadsItsTypesAndNothingWithoutOne) {
+  WriteTokens(TokensFile({Entry("crm", kCrmToken, "\"lead_captured\"")}));
+  std::unique_ptr<GatewayProcess> gateway = StartGateway();
+  ASSERT_TRUE(gateway->WaitReady()) << gateway->log();
+
+  Subscriber anonymous(gateway->grpc_port(), v1::SubscribeRequest());
+  std::optional<grpc::Status> refused = anonymous.WaitFinished();
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(refused->error_code(), grpc::StatusCode::UNAUTHENTICATED);
+
+  v1::SubscribeRequest messages;
+  messages.add_event_types(v1::EVENT_TYPE_MESSAGE_RECEIVED);
+  Subscriber denied(gateway->grpc_port(), messages, kCrmToken);
+  std::optional<grpc::Status> denial = denied.WaitFinished();
+  ASSERT_TRUE(denial.has_value());
+  EXPECT_EQ(denial->error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(denial->error_message(), HasSubstr("message_received"));
+
+  Subscriber crm(gateway->grpc_port(), v1::SubscribeRequest(), kCrmToken);
+  ASSERT_TRUE(crm.WaitStarted());
+  ASSERT_EQ(PostWebhook(client_, *gateway, "a message").code, 200);
+  ASSERT_EQ(OrNoResponse(client_.PostJson(gateway->base_url() + "/webhooks",
+                                          LeadWebhook("Jane")))
+                .code,
+            200);
+  std::optional<v1::Event> event = crm.NextEvent();
+  ASSERT_TRUE(event.has_value());
+  EXPECT_EQ(event->event_type(), v1::EVENT_TYPE_LEAD_CAPTURED);
+  EXPECT_EQ(event->sequence(), 2u);
+  ExpectNoTokenInLog(*gateway);
+}
+
+TEST_F(SubscriberTokensTest, ARevokedTokenIsCutOffWhenTheFileChanges) {
+  WriteTokens(TokensFile({Entry("crm", kCrmToken, "\"lead_captured\""),
+                          Entry("ops", kOpsToken, "\"*\"")}));
+  std::unique_ptr<GatewayProcess> gateway = StartGateway();
+  ASSERT_TRUE(gateway->WaitReady()) << gateway->log();
+  Subscriber crm(gateway->grpc_port(), v1::SubscribeRequest(), kCrmToken);
+  Subscriber ops(gateway->grpc_port(), v1::SubscribeRequest(), kOpsToken);
+  ASSERT_TRUE(crm.WaitStarted() && ops.WaitStarted());
+  ASSERT_EQ(OrNoResponse(client_.PostJson(gateway->base_url() + "/webhooks",
+                                          LeadWebhook("Ann")))
+                .code,
+            200);
+  ASSERT_TRUE(crm.NextEvent().has_value());
+
+  // No signal: the gateway sees the file change by itself.
+  WriteTokens(TokensFile({Entry("ops", kOpsToken, "\"*\"")}));
+  std::optional<grpc::Status> ended = crm.WaitFinished(absl::Seconds(10));
+  ASSERT_TRUE(ended.has_value()) << gateway->log();
+  EXPECT_EQ(ended->error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(ended->error_message(), HasSubstr("revoked"));
+  EXPECT_FALSE(ended->error_details().empty()) << "no resume detail";
+  // The other stream goes on.
+  ASSERT_EQ(PostWebhook(client_, *gateway, "after").code, 200);
+  std::optional<v1::Event> next = ops.NextEvent();
+  ASSERT_TRUE(next.has_value());
+  ASSERT_TRUE(ops.NextEvent().has_value());
+  EXPECT_THAT(gateway->log(), HasSubstr("subscriber tokens reloaded"));
+  ExpectNoTokenInLog(*gateway);
+}
+
+TEST_F(SubscriberTokensTest, SighupReloadsAndABrokenFileKeepsTheTokensInForce) {
+  WriteTokens(TokensFile({Entry("crm", kCrmToken, "\"lead_captured\"")}));
+  std::unique_ptr<GatewayProcess> gateway = StartGateway();
+  ASSERT_TRUE(gateway->WaitReady()) << gateway->log();
+
+  WriteTokens("{\"tokens\": [\n  {\"name\": \"crm\",, }\n]}\n");
+  gateway->Signal(SIGHUP);
+  ASSERT_TRUE(Eventually([&] {
+    return absl::StrContains(gateway->log(),
+                             "the subscriber tokens file cannot be used");
+  }));
+  EXPECT_THAT(gateway->log(), HasSubstr("line 2"));
+  Subscriber still(gateway->grpc_port(), v1::SubscribeRequest(), kCrmToken);
+  ASSERT_TRUE(still.WaitStarted());
+  const http::testing::HttpResponse metrics =
+      OrNoResponse(client_.Get(gateway->base_url() + "/metrics"));
+  EXPECT_THAT(metrics.body,
+              HasSubstr("gateway_subscriber_tokens_reloads_total{outcome="
+                        "\"failed\"}"));
+  EXPECT_THAT(metrics.body, HasSubstr("gateway_subscriber_tokens 1"));
+
+  WriteTokens(TokensFile({Entry("crm", kCrmToken, "\"lead_captured\""),
+                          Entry("ops", kOpsToken, "\"*\"")}));
+  gateway->Signal(SIGHUP);
+  ASSERT_TRUE(Eventually([&] {
+    return absl::StrContains(gateway->log(), "\"on\":\"SIGHUP\"") &&
+           absl::StrContains(gateway->log(), "\"tokens\":2");
+  })) << gateway->log();
+  Subscriber ops(gateway->grpc_port(), v1::SubscribeRequest(), kOpsToken);
+  ASSERT_TRUE(ops.WaitStarted());
+  EXPECT_EQ(gateway->WaitForExit(absl::ZeroDuration()), std::nullopt);
+  ExpectNoTokenInLog(*gateway);
+}
+
+}  // namespace
+}  // namespace convocore::integration
