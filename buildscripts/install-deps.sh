@@ -15,6 +15,7 @@ apt_packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libpistache-dev rapidjson-dev libxxhash-dev
   libssl-dev         # gateway/core: SHA-256 digests of the workspace secrets
+  openssl            # tests: certificates for the gRPC TLS suites
   libnats-dev        # --store=jetstream: the NATS C client (cnats 3.4)
   libgtest-dev libgmock-dev libbenchmark-dev libcurl4-openssl-dev
   clang libclang-rt-14-dev

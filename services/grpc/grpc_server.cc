@@ -2,12 +2,20 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
+#include <openssl/bio.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
+#include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -18,6 +26,90 @@ namespace {
 int Milliseconds(absl::Duration d) {
   return static_cast<int>(std::clamp<std::int64_t>(
       absl::ToInt64Milliseconds(d), 1, std::numeric_limits<int>::max()));
+}
+
+struct BioDeleter {
+  void operator()(BIO* bio) const { BIO_free(bio); }
+};
+struct X509Deleter {
+  void operator()(X509* x509) const { X509_free(x509); }
+};
+struct KeyDeleter {
+  void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
+};
+
+std::unique_ptr<BIO, BioDeleter> OpenPem(const std::string& path) {
+  return std::unique_ptr<BIO, BioDeleter>(BIO_new_file(path.c_str(), "r"));
+}
+
+// gRPC's file watcher only logs what it cannot load, and serves nothing
+// meanwhile: check the files once, at start, for an error that names them.
+absl::Status CheckTlsFiles(const GrpcTlsFiles& tls) {
+  if (tls.cert.empty() || tls.key.empty()) {
+    return absl::InvalidArgumentError(
+        "TLS needs both a certificate and a key file");
+  }
+  auto cert_bio = OpenPem(tls.cert);
+  if (cert_bio == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot read the TLS certificate ", tls.cert));
+  }
+  std::unique_ptr<X509, X509Deleter> cert(
+      PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr));
+  if (cert == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the TLS certificate ", tls.cert, " holds no PEM certificate"));
+  }
+  auto key_bio = OpenPem(tls.key);
+  if (key_bio == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot read the TLS key ", tls.key));
+  }
+  std::unique_ptr<EVP_PKEY, KeyDeleter> key(
+      PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr));
+  if (key == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the TLS key ", tls.key, " holds no unencrypted PEM private key"));
+  }
+  if (X509_check_private_key(cert.get(), key.get()) != 1) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the TLS key ", tls.key, " is not the key of ", tls.cert));
+  }
+  if (!tls.client_ca.empty()) {
+    auto ca_bio = OpenPem(tls.client_ca);
+    std::unique_ptr<X509, X509Deleter> ca(
+        ca_bio == nullptr
+            ? nullptr
+            : PEM_read_bio_X509(ca_bio.get(), nullptr, nullptr, nullptr));
+    if (ca == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot read a PEM certificate from the client CA ", tls.client_ca));
+    }
+  }
+  if (tls.refresh < absl::Seconds(1)) {
+    return absl::InvalidArgumentError(
+        "the TLS files' refresh interval must be at least 1s");
+  }
+  return absl::OkStatus();
+}
+
+std::shared_ptr<grpc::ServerCredentials> TlsCredentials(
+    const GrpcTlsFiles& tls) {
+  const unsigned int refresh_seconds =
+      static_cast<unsigned int>(absl::ToInt64Seconds(tls.refresh));
+  auto provider =
+      std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+          tls.key, tls.cert, tls.client_ca, refresh_seconds);
+  grpc::experimental::TlsServerCredentialsOptions options(provider);
+  options.watch_identity_key_cert_pairs();
+  if (tls.client_ca.empty()) {
+    options.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  } else {
+    options.watch_root_certs();
+    options.set_cert_request_type(
+        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  }
+  return grpc::experimental::TlsServerCredentials(options);
 }
 
 }  // namespace
@@ -36,6 +128,11 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
                std::min(options.heartbeat_interval / 2, absl::Seconds(1)));
   const int heartbeat_ticks = static_cast<int>(
       std::ceil(absl::FDivDuration(options.heartbeat_interval, tick)));
+  if (options.tls.has_value()) {
+    if (absl::Status checked = CheckTlsFiles(*options.tls); !checked.ok()) {
+      return checked;
+    }
+  }
   std::unique_ptr<GrpcServer> server(
       new GrpcServer(hub, tick, std::max(1, heartbeat_ticks)));
 
@@ -49,7 +146,10 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
                        ? absl::StrCat("[", options.address, "]")
                        : options.address,
                    ":", options.port);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
+  builder.AddListeningPort(address,
+                           options.tls.has_value()
+                               ? TlsCredentials(*options.tls)
+                               : grpc::InsecureServerCredentials(),
                            &server->port_);
   // gRPC binds with SO_REUSEPORT by default, so a second gateway on the same
   // port would start and silently share the subscribers; refuse instead.

@@ -8,6 +8,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -26,6 +27,17 @@ namespace convocore::grpc_service {
 inline constexpr char kEventStreamServiceName[] =
     "convocore.webhooks.v1.EventStreamService";
 
+// TLS from PEM files, which gRPC reads again every `refresh` so that a
+// certificate is rotated without a restart and without dropping a stream.
+struct GrpcTlsFiles {
+  std::string cert;  // the server's certificate chain
+  std::string key;
+  // When set, clients must present a certificate this CA bundle verifies
+  // (mTLS).
+  std::string client_ca;
+  absl::Duration refresh = absl::Seconds(10);
+};
+
 struct GrpcServerOptions {
   std::string address = "0.0.0.0";
   int port = 0;  // 0: an ephemeral port, see GrpcServer::port()
@@ -41,12 +53,16 @@ struct GrpcServerOptions {
   // Who may subscribe; nullptr lets anyone (see EventStreamServiceImpl).
   // The health service is open to all: probes carry no token.
   std::shared_ptr<const auth::SubscriberTokens> subscriber_tokens;
+  // Plaintext when unset.
+  std::optional<GrpcTlsFiles> tls;
 };
 
 class GrpcServer {
  public:
   // Listens and serves. SERVING from the start while the hub is healthy.
-  // `hub` must outlive the server.
+  // `hub` must outlive the server. With TLS, FAILED_PRECONDITION naming the
+  // file when one cannot be read, holds no PEM certificate or key, or the
+  // key is not the certificate's.
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(
       const GrpcServerOptions& options, hub::EventHub* hub);
   // Shutdown(absl::Seconds(5)) unless already shut down.
