@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <thread>
 #include <utility>
 
@@ -297,14 +298,19 @@ std::string_view SignalName(int signal) {
   }
 }
 
-bool IsLoopback(const std::string& address) {
-  return address == "127.0.0.1" || address == "::1" || address == "localhost" ||
-         absl::StartsWith(address, "127.");
-}
-
 }  // namespace
 
 namespace {
+
+std::optional<grpc_service::GrpcTlsFiles> TlsFilesOf(
+    const GatewayOptions& options) {
+  if (options.grpc_tls_cert.empty()) return std::nullopt;
+  return grpc_service::GrpcTlsFiles{
+      .cert = options.grpc_tls_cert,
+      .key = options.grpc_tls_key,
+      .client_ca = options.grpc_tls_client_ca,
+      .refresh = options.grpc_tls_refresh_interval};
+}
 
 // Reads the tokens file again when `forced` (SIGHUP) or when it changed
 // since the last read; swaps the new tokens in, which ends the open streams
@@ -513,11 +519,18 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
                  .port = options.grpc_port,
                  .heartbeat_interval = options.heartbeat_interval,
                  .keepalive_time = options.grpc_keepalive_time,
-                 .subscriber_tokens = tokens},
+                 .subscriber_tokens = tokens,
+                 .tls = TlsFilesOf(options)},
                 p.hub.get())
           : absl::StatusOr<std::unique_ptr<grpc_service::GrpcServer>>(
                 grpc_port_free);
-  if (!grpc.ok()) return WithPortHint(grpc.status(), "grpc_port");
+  if (!grpc.ok()) {
+    // A TLS file that cannot be used is named by the error; no port hint.
+    return absl::IsFailedPrecondition(grpc.status()) ||
+                   absl::IsInvalidArgument(grpc.status())
+               ? grpc.status()
+               : WithPortHint(grpc.status(), "grpc_port");
+  }
   p.grpc = std::move(*grpc);
 
   if (tokens != nullptr) {
@@ -545,10 +558,16 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
        {"last_sequence", p.hub->last_sequence()},
        {"secrets", options.secrets.size()},
        {"subscriber_tokens", tokens != nullptr ? tokens->grants().size() : 0}});
-  if (tokens == nullptr && !IsLoopback(options.grpc_address)) {
+  if (options.grpc_open) {
     log::Warning(
-        "the event stream is open to anyone who reaches its port: set "
-        "--subscriber_tokens_file, or bind --grpc_address to loopback",
+        "the event stream is open to anyone who reaches its port "
+        "(--grpc_allow_unauthenticated)",
+        {{"grpc_address", options.grpc_address}});
+  } else if (tokens != nullptr && options.grpc_tls_cert.empty() &&
+             !IsLoopbackAddress(options.grpc_address)) {
+    log::Warning(
+        "subscriber tokens travel in plaintext: set --grpc_tls_cert and "
+        "--grpc_tls_key",
         {{"grpc_address", options.grpc_address}});
   }
   return std::unique_ptr<Gateway>(new Gateway(std::move(parts)));

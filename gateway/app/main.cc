@@ -113,6 +113,22 @@ ABSL_FLAG(std::string, log_format, kDefaults.log_format,
 ABSL_FLAG(absl::Duration, shutdown_timeout, kDefaults.shutdown_timeout,
           "On SIGTERM or SIGINT, the time allowed for requests in flight to "
           "finish and streams to end.");
+ABSL_FLAG(std::string, grpc_tls_cert, "",
+          "PEM certificate chain: serve gRPC over TLS (with --grpc_tls_key). "
+          "Reloaded every --grpc_tls_refresh_interval.");
+ABSL_FLAG(std::string, grpc_tls_key, "", "PEM key of --grpc_tls_cert.");
+ABSL_FLAG(std::string, grpc_tls_client_ca, "",
+          "PEM CA bundle: clients must present a certificate it verifies "
+          "(mTLS).");
+ABSL_FLAG(absl::Duration, grpc_tls_refresh_interval,
+          kDefaults.grpc_tls_refresh_interval,
+          "How often the TLS files are read again (rotation without a "
+          "restart; open streams stay).");
+ABSL_FLAG(bool, grpc_allow_unauthenticated,
+          kDefaults.grpc_allow_unauthenticated,
+          "Serve the event stream on a non-loopback --grpc_address with "
+          "neither --subscriber_tokens_file nor --grpc_tls_client_ca: anyone "
+          "who reaches the port reads every event.");
 ABSL_FLAG(std::string, subscriber_tokens_file, "",
           "JSON file of the tokens that may subscribe and the event types "
           "each may read (see the README); reloaded on SIGHUP and when it "
@@ -162,6 +178,12 @@ convocore::app::FlagValues ReadFlags() {
   v.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
   v.workspace_secret_file = absl::GetFlag(FLAGS_workspace_secret_file);
   v.subscriber_tokens_file = absl::GetFlag(FLAGS_subscriber_tokens_file);
+  v.grpc_tls_cert = absl::GetFlag(FLAGS_grpc_tls_cert);
+  v.grpc_tls_key = absl::GetFlag(FLAGS_grpc_tls_key);
+  v.grpc_tls_client_ca = absl::GetFlag(FLAGS_grpc_tls_client_ca);
+  v.grpc_tls_refresh_interval = absl::GetFlag(FLAGS_grpc_tls_refresh_interval);
+  v.grpc_allow_unauthenticated =
+      absl::GetFlag(FLAGS_grpc_allow_unauthenticated);
   return v;
 }
 

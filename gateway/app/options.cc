@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
@@ -194,6 +195,11 @@ std::vector<std::string> SplitSecrets(std::string_view text) {
   return secrets;
 }
 
+bool IsLoopbackAddress(const std::string& address) {
+  return address == "::1" || address == "localhost" ||
+         absl::StartsWith(address, "127.");
+}
+
 absl::StatusOr<GatewayOptions> BuildOptions(
     const FlagValues& flags, std::optional<std::string_view> secret_env) {
   GatewayOptions options;
@@ -240,6 +246,36 @@ absl::StatusOr<GatewayOptions> BuildOptions(
   options.heartbeat_interval = flags.heartbeat_interval;
   options.grpc_keepalive_time = flags.grpc_keepalive_time;
   options.subscriber_tokens_file = flags.subscriber_tokens_file;
+  if (flags.grpc_tls_cert.empty() != flags.grpc_tls_key.empty()) {
+    return flags.grpc_tls_cert.empty()
+               ? Invalid("grpc_tls_key", "is set without --grpc_tls_cert")
+               : Invalid("grpc_tls_cert", "is set without --grpc_tls_key");
+  }
+  if (!flags.grpc_tls_client_ca.empty() && flags.grpc_tls_cert.empty()) {
+    return Invalid("grpc_tls_client_ca",
+                   "needs --grpc_tls_cert and --grpc_tls_key (mTLS is TLS)");
+  }
+  if (flags.grpc_tls_refresh_interval < absl::Seconds(1)) {
+    return Invalid("grpc_tls_refresh_interval", "must be at least 1s");
+  }
+  options.grpc_tls_cert = flags.grpc_tls_cert;
+  options.grpc_tls_key = flags.grpc_tls_key;
+  options.grpc_tls_client_ca = flags.grpc_tls_client_ca;
+  options.grpc_tls_refresh_interval = flags.grpc_tls_refresh_interval;
+  const bool authenticated = !flags.subscriber_tokens_file.empty() ||
+                             !flags.grpc_tls_client_ca.empty();
+  options.grpc_open = !authenticated && !IsLoopbackAddress(flags.grpc_address);
+  if (options.grpc_open && !flags.grpc_allow_unauthenticated) {
+    return Invalid(
+        "grpc_address",
+        absl::StrCat(
+            flags.grpc_address,
+            " is not a loopback address, and the event stream would be open "
+            "to anyone who reaches it: set --subscriber_tokens_file (with "
+            "--grpc_tls_cert and --grpc_tls_key, so that tokens are not sent "
+            "in plaintext) or --grpc_tls_client_ca, or "
+            "--grpc_allow_unauthenticated=true to serve it open anyway"));
+  }
 
   absl::StatusOr<StoreKind> store = ParseStoreKind(flags.store);
   if (!store.ok()) return store.status();

@@ -42,10 +42,16 @@ struct FlagValues {
   absl::Duration http_request_timeout = absl::Seconds(30);
   absl::Duration http_idle_timeout = absl::Seconds(120);
 
-  std::string grpc_address = "0.0.0.0";
+  // Loopback: the stream leaves the host only when the operator says so.
+  std::string grpc_address = "127.0.0.1";
   int grpc_port = 50051;
   absl::Duration heartbeat_interval = absl::Seconds(15);
   absl::Duration grpc_keepalive_time = absl::Seconds(30);
+  std::string grpc_tls_cert;
+  std::string grpc_tls_key;
+  std::string grpc_tls_client_ca;
+  absl::Duration grpc_tls_refresh_interval = absl::Seconds(10);
+  bool grpc_allow_unauthenticated = false;
 
   std::string store = "disk";
   std::string data_dir = "./data";
@@ -97,6 +103,15 @@ struct GatewayOptions {
   // Empty: anyone who reaches the port may subscribe. Else the JSON file of
   // subscriber tokens (gateway/app/tokens_file.h), reloaded on change.
   std::string subscriber_tokens_file;
+  // TLS from these PEM files when grpc_tls_cert is set (both or neither);
+  // with grpc_tls_client_ca, clients need a certificate it verifies.
+  std::string grpc_tls_cert;
+  std::string grpc_tls_key;
+  std::string grpc_tls_client_ca;
+  absl::Duration grpc_tls_refresh_interval;
+  // Neither tokens nor client certificates, on an address that is not
+  // loopback: allowed only with this set (--grpc_allow_unauthenticated).
+  bool grpc_open = false;
 
   // Storage and retention.
   StoreKind store = StoreKind::kDisk;
@@ -124,6 +139,9 @@ struct GatewayOptions {
 // message naming the flag for a bad value; kFailedPrecondition when no
 // secret is configured or the secret file cannot be read. No message ever
 // contains a secret.
+// 127.0.0.0/8, ::1 or localhost.
+bool IsLoopbackAddress(const std::string& address);
+
 absl::StatusOr<GatewayOptions> BuildOptions(
     const FlagValues& flags, std::optional<std::string_view> secret_env);
 

@@ -21,11 +21,10 @@ absl::StatusOr<OpenedStore> OpenEventStore(const GatewayOptions& options,
       absl::StatusOr<std::unique_ptr<jetstream::JetStreamEventStore>> js =
           jetstream::JetStreamEventStore::Open(options.jetstream);
       if (!js.ok()) {
-        return absl::Status(
-            js.status().code(),
-            absl::StrCat("cannot use the JetStream stream ",
-                         options.jetstream.stream.stream, ": ",
-                         js.status().message()));
+        return absl::Status(js.status().code(),
+                            absl::StrCat("cannot use the JetStream stream ",
+                                         options.jetstream.stream.stream, ": ",
+                                         js.status().message()));
       }
       const hub::StoreStats stats = (*js)->Stats();
       log::Info("JetStream stream ready",

@@ -201,5 +201,27 @@ TEST_F(SubscriberTokensTest, SighupReloadsAndABrokenFileKeepsTheTokensInForce) {
   ExpectNoTokenInLog(*gateway);
 }
 
+TEST(GrpcGuardTest, AnOpenStreamOffLoopbackIsAnExplicitChoice) {
+  GatewayProcess refused({"--store=memory", "--grpc_address=0.0.0.0"});
+  EXPECT_EQ(refused.WaitForExit(), 2);
+  EXPECT_THAT(refused.log(), HasSubstr("--grpc_allow_unauthenticated"));
+
+  GatewayProcess open({"--store=memory", "--grpc_address=0.0.0.0",
+                       "--grpc_allow_unauthenticated=true"});
+  ASSERT_TRUE(open.WaitReady()) << open.log();
+  EXPECT_THAT(open.log(), HasSubstr("the event stream is open to anyone"));
+}
+
+TEST(GrpcGuardTest, TlsFilesThatCannotBeReadAreNamedAtStart) {
+  GatewayProcess gateway({"--store=memory",
+                          "--grpc_tls_cert=/nonexistent/tls.crt",
+                          "--grpc_tls_key=/nonexistent/tls.key"});
+  EXPECT_EQ(gateway.WaitForExit(), 1);
+  EXPECT_THAT(
+      gateway.log(),
+      HasSubstr("cannot read the TLS certificate /nonexistent/tls.crt"));
+  EXPECT_THAT(gateway.log(), Not(HasSubstr("another instance")));
+}
+
 }  // namespace
 }  // namespace convocore::integration

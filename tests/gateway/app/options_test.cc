@@ -241,5 +241,63 @@ TEST(BuildOptionsTest, UnknownStoreNamesTheChoices) {
               ::testing::HasSubstr("disk, memory or jetstream"));
 }
 
+TEST(BuildOptionsTest, TheStreamIsOnLoopbackUnlessSomethingGuardsIt) {
+  absl::StatusOr<GatewayOptions> defaults = BuildOptions({}, kSecret);
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->grpc_address, "127.0.0.1");
+  EXPECT_FALSE(defaults->grpc_open);
+
+  FlagValues open;
+  open.grpc_address = "0.0.0.0";
+  absl::StatusOr<GatewayOptions> refused = BuildOptions(open, kSecret);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), HasSubstr("--grpc_address"));
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("--subscriber_tokens_file"));
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("--grpc_allow_unauthenticated"));
+
+  open.grpc_allow_unauthenticated = true;
+  absl::StatusOr<GatewayOptions> allowed = BuildOptions(open, kSecret);
+  ASSERT_TRUE(allowed.ok()) << allowed.status();
+  EXPECT_TRUE(allowed->grpc_open);
+
+  FlagValues tokens;
+  tokens.grpc_address = "::";
+  tokens.subscriber_tokens_file = "/etc/tokens.json";
+  absl::StatusOr<GatewayOptions> guarded = BuildOptions(tokens, kSecret);
+  ASSERT_TRUE(guarded.ok()) << guarded.status();
+  EXPECT_FALSE(guarded->grpc_open);
+
+  FlagValues mtls;
+  mtls.grpc_address = "10.0.0.5";
+  mtls.grpc_tls_cert = "/tls/tls.crt";
+  mtls.grpc_tls_key = "/tls/tls.key";
+  mtls.grpc_tls_client_ca = "/tls/ca.crt";
+  absl::StatusOr<GatewayOptions> client_certs = BuildOptions(mtls, kSecret);
+  ASSERT_TRUE(client_certs.ok()) << client_certs.status();
+  EXPECT_EQ(client_certs->grpc_tls_client_ca, "/tls/ca.crt");
+  EXPECT_FALSE(client_certs->grpc_open);
+}
+
+TEST(BuildOptionsTest, TlsFlagsComeTogether) {
+  FlagValues cert_only;
+  cert_only.grpc_tls_cert = "/tls/tls.crt";
+  EXPECT_THAT(BuildOptions(cert_only, kSecret).status().message(),
+              HasSubstr("--grpc_tls_cert: is set without --grpc_tls_key"));
+  FlagValues key_only;
+  key_only.grpc_tls_key = "/tls/tls.key";
+  EXPECT_THAT(BuildOptions(key_only, kSecret).status().message(),
+              HasSubstr("--grpc_tls_key: is set without --grpc_tls_cert"));
+  FlagValues ca_only;
+  ca_only.grpc_tls_client_ca = "/tls/ca.crt";
+  EXPECT_THAT(BuildOptions(ca_only, kSecret).status().message(),
+              HasSubstr("--grpc_tls_client_ca: needs --grpc_tls_cert"));
+  FlagValues fast;
+  fast.grpc_tls_refresh_interval = absl::Milliseconds(100);
+  EXPECT_THAT(BuildOptions(fast, kSecret).status().message(),
+              HasSubstr("--grpc_tls_refresh_interval"));
+}
+
 }  // namespace
 }  // namespace convocore::app
