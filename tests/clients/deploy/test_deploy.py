@@ -24,6 +24,10 @@ from gatewaytest import ROOT, free_port, gateway_env, http_get, wait_for
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"  # The sidecar.
 HA = K8S / "ha"  # Several replicas on one JetStream cluster.
+# The flags that name a file the gateway reads.
+FILE_FLAGS = ("nats_creds_file", "nats_nkey_file", "nats_ca_file", "nats_tls_cert", "nats_tls_key",
+              "subscriber_tokens_file", "grpc_tls_cert", "grpc_tls_key", "grpc_tls_client_ca",
+              "workspace_secret_file")
 # In ha/ but not a manifest: values for NATS's Helm chart.
 NATS_VALUES = HA / "nats-values.yaml"
 
@@ -436,8 +440,9 @@ def test_ha_ports_and_probes_are_the_binarys(gateway_flags, help_text):
 
 
 def test_ha_event_stream_only_admits_subscribers(gateway_flags, help_text):
-    """The stream has no authentication: the NetworkPolicy of the gateway's
-    pods admits its port only from selected pods; webhooks from anywhere."""
+    """Defence in depth besides the tokens: the NetworkPolicy of the
+    gateway's pods admits the stream's port only from selected pods; webhooks
+    from anywhere."""
     c, config = gateway_container(HA), ha_config(gateway_flags, help_text)
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     policy = policy_for(ha_labels())
@@ -494,8 +499,8 @@ def test_ha_rolls_and_drains_without_losing_capacity():
 
 
 def test_ha_keeps_nothing_in_the_pod(gateway_flags, help_text):
-    """--store=jetstream writes nothing locally: no volume but the NATS
-    credentials, a read-only root filesystem."""
+    """--store=jetstream writes nothing locally: no volume but read-only
+    Secrets, each where a file flag points, and a read-only root filesystem."""
     c, config = gateway_container(HA), ha_config(gateway_flags, help_text)
     assert config["store"] == "jetstream"
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
@@ -503,13 +508,37 @@ def test_ha_keeps_nothing_in_the_pod(gateway_flags, help_text):
     assert pod_spec(HA)["securityContext"]["runAsNonRoot"] is True
     volumes = pod_spec(HA).get("volumes", [])
     mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+    files = [config[f] for f in FILE_FLAGS if config[f]]
     for v in volumes:
         assert set(v) == {"name", "secret"}, f"volume {v['name']} is not a Secret"
-        creds = config["nats_creds_file"]
-        assert creds and creds.startswith(mounts[v["name"]]["mountPath"].rstrip("/") + "/"), (
-            f"Secret volume {v['name']} is not where --nats_creds_file is"
+        assert mounts[v["name"]].get("readOnly") is True, f"{v['name']} is mounted writable"
+        path = mounts[v["name"]]["mountPath"].rstrip("/") + "/"
+        assert any(f.startswith(path) for f in files), f"no flag reads Secret volume {v['name']}"
+    for f in files:
+        assert any(f.startswith(m["mountPath"].rstrip("/") + "/") for m in mounts.values()), (
+            f"{f} is on no mounted volume"
         )
     assert set(mounts) <= {v["name"] for v in volumes}
+
+
+def test_ha_event_stream_needs_a_token_over_tls(gateway_flags, help_text):
+    """Subscribers are other pods: the stream is not open to whoever reaches
+    its port, and tokens do not travel in plaintext."""
+    config = ha_config(gateway_flags, help_text)
+    assert config["subscriber_tokens_file"]
+    assert config["grpc_tls_cert"] and config["grpc_tls_key"]
+    assert config["grpc_allow_unauthenticated"] == "false"
+
+
+def test_ha_readme_creates_every_secret_the_pods_read():
+    created = {w[4] if w[3] in ("generic", "tls") else w[3]
+               for w in ha_readme_commands() if w[:3] == ["kubectl", "create", "secret"]}
+    for v in pod_spec(HA).get("volumes", []):
+        assert v["secret"]["secretName"] in created, f"the README creates no Secret {v['secret']['secretName']}"
+    [container] = [gateway_container(HA)]
+    for e in container["env"]:
+        if "valueFrom" in e:
+            assert e["valueFrom"]["secretKeyRef"]["name"] in created
 
 
 def test_ha_stream_replicas_match_the_nats_cluster(gateway_flags, help_text):
@@ -551,5 +580,5 @@ def test_ha_readme_installs_every_file():
     nats_release()  # and the helm install names the values
     # The Secret the Deployment reads is the one the README creates.
     [ref] = [e["valueFrom"]["secretKeyRef"] for e in gateway_container(HA)["env"] if "valueFrom" in e]
-    [create] = [w for w in commands if w[:3] == ["kubectl", "create", "secret"]]
+    [create] = [w for w in commands if w[:3] == ["kubectl", "create", "secret"] and ref["name"] in w]
     assert ref["name"] in create and any(w.startswith(f"--from-literal={ref['key']}=") for w in create)
