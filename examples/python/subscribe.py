@@ -7,12 +7,14 @@ restarts without missing or repeating an event.
     pip install ./clients/python
     python3 examples/python/subscribe.py --target localhost:50051 --types chat_delegated,bug_reported
     python3 examples/python/subscribe.py --after_sequence 0   # every event ever accepted, then live
+    GATEWAY_TOKEN=… python3 examples/python/subscribe.py --target gateway:50051 --ca ca.crt
 
 Logs (retries) go to stderr. SIGINT or SIGTERM stops it.
 """
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -50,7 +52,13 @@ def parse_args(argv):
     )
     start.add_argument("--from_oldest", action="store_true", help="start from the oldest event retained")
     p.add_argument("--max_backoff", type=float, default=10.0, help="longest wait between reconnection attempts, seconds")
+    p.add_argument("--token", default=os.environ.get("GATEWAY_TOKEN"), help="subscriber token (default $GATEWAY_TOKEN)")
+    p.add_argument("--ca", help="PEM CA bundle: connect over TLS, verifying the gateway with it")
+    p.add_argument("--cert", help="PEM client certificate, with --key, for a gateway that asks for one (mTLS)")
+    p.add_argument("--key", help="PEM key of --cert")
     args = p.parse_args(argv)
+    if (args.cert or args.key) and not (args.ca and args.cert and args.key):
+        p.error("--cert and --key go together, and need --ca")
     try:
         args.types = [event_type(t) for t in args.types.split(",") if t.strip()]
     except argparse.ArgumentTypeError as e:
@@ -67,11 +75,12 @@ def main(argv=None) -> int:
     elif args.after_sequence is not None:
         request.after_sequence = args.after_sequence
 
-    with grpc.insecure_channel(args.target) as channel:
+    with channel_to(args) as channel:
         subscription = Subscription(
             channel,
             request,
             max_backoff=args.max_backoff,
+            token=args.token,
             on_retry=lambda error, delay: logging.info("stream broke (%s); resubscribing in %.3fs", describe(error), delay),
         )
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -94,6 +103,23 @@ def main(argv=None) -> int:
                 logging.error("cannot resume: %s", describe(e))
             return 1
     return 0
+
+
+def channel_to(args) -> grpc.Channel:
+    """TLS when --ca is given (with a client certificate for mTLS), else plaintext."""
+    if not args.ca:
+        return grpc.insecure_channel(args.target)
+
+    def read(path):
+        with open(path, "rb") as f:
+            return f.read()
+
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read(args.ca),
+        private_key=read(args.key) if args.key else None,
+        certificate_chain=read(args.cert) if args.cert else None,
+    )
+    return grpc.secure_channel(args.target, credentials)
 
 
 def describe(error: Exception) -> str:

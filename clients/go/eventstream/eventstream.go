@@ -39,6 +39,7 @@ import (
 	webhooksv1 "github.com/convocore/webhook-gateway/clients/go/convocore/webhooks/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -77,6 +78,12 @@ type Config struct {
 	OnHeartbeat func(hb *webhooksv1.Heartbeat)
 	// Passed to every Subscribe call, e.g. grpc.WaitForReady(true).
 	CallOptions []grpc.CallOption
+	// The subscriber token, sent as "authorization: Bearer <Token>" on every
+	// Subscribe call when the gateway runs with --subscriber_tokens_file.
+	// Use it over TLS: a token is as good as its secrecy. A revoked or
+	// narrowed token ends Subscribe with UNAUTHENTICATED or
+	// PERMISSION_DENIED.
+	Token string
 
 	// sleep waits for d or until ctx ends; tests replace it.
 	sleep func(ctx context.Context, d time.Duration) error
@@ -212,6 +219,9 @@ func (s *subscription) run(ctx context.Context) error {
 func (s *subscription) once(ctx context.Context) (progressed bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if s.cfg.Token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.cfg.Token)
+	}
 	stream, err := s.client.Subscribe(ctx, s.request(), s.cfg.CallOptions...)
 	if err != nil {
 		return false, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -475,5 +477,36 @@ func TestResumeInfoFromErrorWithoutOne(t *testing.T) {
 		if info, ok := ResumeInfoFromError(err); ok || info != nil {
 			t.Errorf("ResumeInfoFromError(%v) = %v, %v; want nil, false", err, info, ok)
 		}
+	}
+}
+
+func TestTheTokenIsSentOnEverySubscribeCall(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	record := func(err error, msgs ...*webhooksv1.SubscribeResponse) session {
+		send := sends(err, msgs...)
+		return func(req *webhooksv1.SubscribeRequest, stream webhooksv1.EventStreamService_SubscribeServer) error {
+			md, _ := metadata.FromIncomingContext(stream.Context())
+			mu.Lock()
+			got = append(got, strings.Join(md.Get("authorization"), ","))
+			mu.Unlock()
+			return send(req, stream)
+		}
+	}
+	f := &fakeGateway{sessions: []session{
+		record(unavailable, event(1)),
+		record(status.Error(codes.Unauthenticated, "the token of subscriber \"crm\" was revoked")),
+	}}
+	var r recorder
+	cfg := r.config(nil)
+	cfg.Token = "s3cret"
+	err := Subscribe(context.Background(), start(t, f), cfg, r.handle)
+	if status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("Subscribe returned %v, want UNAUTHENTICATED (a revoked token is not retried)", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 || got[0] != "Bearer s3cret" || got[1] != "Bearer s3cret" {
+		t.Fatalf("authorization metadata per call = %q, want \"Bearer s3cret\" twice", got)
 	}
 }

@@ -5,12 +5,15 @@
 //
 //	go run ./subscribe -target localhost:50051 -types message_received,lead_captured
 //	go run ./subscribe -after_sequence 0    # every event ever accepted, then live
+//	GATEWAY_TOKEN=… go run ./subscribe -target gateway:50051 -ca ca.crt
 //
 // Logs (connections, retries) go to stderr. SIGINT or SIGTERM stops it.
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +28,7 @@ import (
 	"github.com/convocore/webhook-gateway/clients/go/eventstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -36,6 +40,10 @@ func main() {
 	after := flag.Int64("after_sequence", -1, "start after this sequence (0: from the first event); -1: from now")
 	fromOldest := flag.Bool("from_oldest", false, "start from the oldest event the gateway retains")
 	maxBackoff := flag.Duration("max_backoff", 10*time.Second, "longest wait between reconnection attempts")
+	token := flag.String("token", os.Getenv("GATEWAY_TOKEN"), "subscriber token (default $GATEWAY_TOKEN)")
+	ca := flag.String("ca", "", "PEM CA bundle: connect over TLS, verifying the gateway with it")
+	cert := flag.String("cert", "", "PEM client certificate, with -key, for a gateway that asks for one (mTLS)")
+	key := flag.String("key", "", "PEM key of -cert")
 	flag.Parse()
 	log.SetPrefix("subscribe: ")
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
@@ -44,7 +52,11 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	conn, err := grpc.NewClient(*target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := transport(*ca, *cert, *key)
+	if err != nil {
+		log.Fatal(err)
+	}
+	conn, err := grpc.NewClient(*target, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -55,6 +67,7 @@ func main() {
 	cfg := eventstream.Config{
 		Request:    req,
 		MaxBackoff: *maxBackoff,
+		Token:      *token,
 		OnRetry: func(err error, delay time.Duration) {
 			log.Printf("stream broke (%v); resubscribing in %v", err, delay.Round(time.Millisecond))
 		},
@@ -78,6 +91,34 @@ func main() {
 		}
 		log.Fatal(err)
 	}
+}
+
+// transport is TLS when a CA is given (with a client certificate for mTLS),
+// plaintext otherwise.
+func transport(ca, cert, key string) (credentials.TransportCredentials, error) {
+	if ca == "" {
+		if cert != "" || key != "" {
+			return nil, errors.New("-cert and -key need -ca")
+		}
+		return insecure.NewCredentials(), nil
+	}
+	pem, err := os.ReadFile(ca)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", ca)
+	}
+	config := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	if cert != "" || key != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, err
+		}
+		config.Certificates = []tls.Certificate{pair}
+	}
+	return credentials.NewTLS(config), nil
 }
 
 // request builds the SubscribeRequest the flags describe.

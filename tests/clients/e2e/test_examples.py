@@ -10,6 +10,7 @@ reconnect), and each example must go on with no gap and no repeat.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -186,3 +187,60 @@ def test_grpcurl_lists_the_service_by_reflection_and_subscribes(start_gateway, p
     # formData is JSON text, holding the object as sent.
     form_data = form["form_submitted"]["formData"]
     assert isinstance(form_data, str) and json.loads(form_data) == sample["form_submitted"]["formData"]
+
+
+def make_tls(tmp_path: Path) -> dict[str, Path]:
+    """A CA and a server certificate for localhost and 127.0.0.1 it signs,
+    made by the openssl command."""
+    files = {name: tmp_path / name for name in ("ca.crt", "ca.key", "tls.crt", "tls.key", "tls.csr", "san.ext")}
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", *ec, "-days", "2", "-subj", "/CN=test-ca",
+            "-keyout", files["ca.key"], "-out", files["ca.crt"])
+    openssl("req", *ec, "-subj", "/CN=localhost", "-keyout", files["tls.key"], "-out", files["tls.csr"])
+    files["san.ext"].write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    openssl("x509", "-req", "-days", "2", "-in", files["tls.csr"], "-CA", files["ca.crt"],
+            "-CAkey", files["ca.key"], "-CAcreateserial", "-extfile", files["san.ext"], "-out", files["tls.crt"])
+    return files
+
+
+def test_examples_and_grpcurl_subscribe_with_a_token_over_tls(start_gateway, processes, tmp_path):
+    tls = make_tls(tmp_path)
+    go_token, py_token = "go-token-3e91b0c2", "py-token-77d4a5f1"
+    tokens = {"tokens": [
+        {"name": "go", "sha256": hashlib.sha256(go_token.encode()).hexdigest(), "event_types": ["message_received"]},
+        {"name": "py", "sha256": hashlib.sha256(py_token.encode()).hexdigest(), "event_types": ["*"]},
+    ]}
+    tokens_file = tmp_path / "tokens.json"
+    tokens_file.write_text(json.dumps(tokens))
+    gateway = start_gateway([f"--grpc_tls_cert={tls['tls.crt']}", f"--grpc_tls_key={tls['tls.key']}",
+                             f"--subscriber_tokens_file={tokens_file}", "--store=memory"])
+    # No types asked for: the Go example gets what its token may read.
+    go = processes(
+        "subscribe-go-tls",
+        [os.environ["SUBSCRIBE_GO_BIN"], "-target", gateway.grpc_target, "-ca", str(tls["ca.crt"]),
+         "-after_sequence", "0"],
+        env={**os.environ, "GATEWAY_TOKEN": go_token},
+    )
+    py = processes(
+        "subscribe-py-tls",
+        [sys.executable, str(ROOT / "examples" / "python" / "subscribe.py"), "--target", gateway.grpc_target,
+         "--ca", str(tls["ca.crt"]), "--token", py_token, "--types", "lead_captured,webhook_test",
+         "--after_sequence", "0"],
+    )
+    accepted = post_all(gateway, samples())
+    expect_exactly([(go, {"message_received"}), (py, {"lead_captured", "webhook_test"})], accepted)
+
+    tls_args = ["-cacert", str(tls["ca.crt"])]
+    refused = subprocess.run([os.environ["GRPCURL_BIN"], *tls_args, "-d", "{}", gateway.grpc_target,
+                              f"{SERVICE}/Subscribe"], capture_output=True, text=True, timeout=30)
+    assert refused.returncode != 0 and "Unauthenticated" in refused.stdout + refused.stderr
+    plaintext = subprocess.run([os.environ["GRPCURL_BIN"], "-plaintext", "-H", f"authorization: Bearer {py_token}",
+                                "-d", "{}", gateway.grpc_target, f"{SERVICE}/Subscribe"],
+                               capture_output=True, text=True, timeout=30)
+    assert plaintext.returncode != 0
+    for process in (gateway.process, go, py):
+        assert go_token not in process.log() and py_token not in process.log()

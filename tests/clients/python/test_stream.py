@@ -270,6 +270,28 @@ def test_permanent_errors_are_raised_without_retry(serve, code):
     assert len(gateway.requests) == 1 and delays == []
 
 
+def test_the_token_is_sent_with_every_subscribe_call(serve):
+    seen = []
+
+    def recording(session):
+        def record(request, context):
+            seen.append(dict(context.invocation_metadata()).get("authorization"))
+            yield from session(request, context)
+
+        return record
+
+    gateway, channel = serve(
+        recording(sends(event(1))),
+        recording(sends(code=grpc.StatusCode.UNAUTHENTICATED, details='the token of subscriber "crm" was revoked')),
+    )
+    kwargs, _ = fast()
+    with pytest.raises(grpc.RpcError) as raised:
+        list(Subscription(channel, token="s3cret", metadata=[("x-trace", "1")], **kwargs))
+    # A revoked token is not retried.
+    assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert seen == ["Bearer s3cret", "Bearer s3cret"]
+
+
 def blocks_until_cancelled(*messages):
     def session(request, context):
         yield from messages

@@ -134,6 +134,10 @@ class Subscription:
       on_retry: called with (error, delay in seconds) before each retry.
       on_heartbeat: called with each `Heartbeat` of an idle stream.
       metadata: sent with every Subscribe call.
+      token: the subscriber token, sent as "authorization: Bearer <token>"
+        with every Subscribe call (for a gateway with
+        --subscriber_tokens_file; use it over TLS). A revoked or narrowed
+        token ends the iteration with UNAUTHENTICATED or PERMISSION_DENIED.
       wait_for_ready: passed to every Subscribe call.
     """
 
@@ -147,6 +151,7 @@ class Subscription:
         on_retry: Callable[[Exception, float], None] | None = None,
         on_heartbeat: Callable[[_service_pb2.Heartbeat], None] | None = None,
         metadata: Sequence[tuple[str, str]] | None = None,
+        token: str | None = None,
         wait_for_ready: bool | None = None,
     ) -> None:
         self._stub = _service_grpc.EventStreamServiceStub(channel)
@@ -159,7 +164,9 @@ class Subscription:
         self._max_backoff = max(max_backoff, initial_backoff)
         self._on_retry = on_retry
         self._on_heartbeat = on_heartbeat
-        self._metadata = metadata
+        self._metadata = tuple(metadata or ())
+        if token:
+            self._metadata += (("authorization", f"Bearer {token}"),)
         self._wait_for_ready = wait_for_ready
         self._last_sequence: int | None = None
         # Before the first yielded event: the last_sent_sequence of the latest
