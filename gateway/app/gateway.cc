@@ -316,6 +316,9 @@ std::optional<grpc_service::GrpcTlsFiles> TlsFilesOf(
 // since the last read; swaps the new tokens in, which ends the open streams
 // they no longer allow. A file that cannot be used keeps the tokens in force.
 absl::Status ReloadTokensIfChanged(Gateway::Parts& p, bool forced);
+// The same for --workspace_secret_file: the translator swaps the secrets
+// atomically, so no webhook in flight meets neither set.
+absl::Status ReloadSecretsIfChanged(Gateway::Parts& p, bool forced);
 
 }  // namespace
 
@@ -343,6 +346,9 @@ struct Gateway::Parts {
   FileVersion tokens_version ABSL_GUARDED_BY(reload_mu);
   std::atomic<std::size_t> tokens_in_force{0};
   metrics::CounterFamily* tokens_reloads = nullptr;
+  FileVersion secrets_version ABSL_GUARDED_BY(reload_mu);
+  std::atomic<std::size_t> secrets_in_force{0};
+  metrics::CounterFamily* secrets_reloads = nullptr;
   absl::Mutex watch_mu;
   bool watch_stop ABSL_GUARDED_BY(watch_mu) = false;
   std::thread watcher;
@@ -407,6 +413,22 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
                      translator.status().message()));
   }
   p.translator = std::move(*translator);
+  if (!options.workspace_secret_file.empty()) {
+    {
+      absl::MutexLock lock(&p.reload_mu);
+      p.secrets_version = FileVersion::Of(options.workspace_secret_file);
+    }
+    p.secrets_in_force = options.secrets.size();
+    p.registry.AddCallbackGauge(
+        "gateway_workspace_secrets",
+        "Workspace secrets in force (from --workspace_secret_file).",
+        [&p] { return static_cast<double>(p.secrets_in_force.load()); });
+    p.secrets_reloads = &p.registry.AddCounter(
+        "gateway_workspace_secret_reloads_total",
+        "Reloads of --workspace_secret_file, by outcome: \"failed\" kept the "
+        "secrets in force (the log says why).",
+        {"outcome"});
+  }
   p.deduplicator = std::make_unique<gateway::Deduplicator>(
       gateway::DeduplicatorOptions{.max_entries = options.dedup_window_events,
                                    .max_age = options.dedup_window_age});
@@ -533,7 +555,7 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
   }
   p.grpc = std::move(*grpc);
 
-  if (tokens != nullptr) {
+  if (tokens != nullptr || !options.workspace_secret_file.empty()) {
     p.watcher = std::thread([&p] {
       pthread_setname_np(pthread_self(), "tokens-watch");
       absl::MutexLock lock(&p.watch_mu);
@@ -543,7 +565,12 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
         if (p.watch_stop) break;
         p.watch_mu.Unlock();
         // Logs its outcome; a file that cannot be used keeps the old tokens.
-        ReloadTokensIfChanged(p, /*forced=*/false).IgnoreError();
+        if (!p.options.subscriber_tokens_file.empty()) {
+          ReloadTokensIfChanged(p, /*forced=*/false).IgnoreError();
+        }
+        if (!p.options.workspace_secret_file.empty()) {
+          ReloadSecretsIfChanged(p, /*forced=*/false).IgnoreError();
+        }
         p.watch_mu.Lock();
       }
     });
@@ -602,7 +629,40 @@ absl::Status ReloadTokensIfChanged(Gateway::Parts& p, bool forced) {
   return absl::OkStatus();
 }
 
+absl::Status ReloadSecretsIfChanged(Gateway::Parts& p, bool forced) {
+  const std::string& path = p.options.workspace_secret_file;
+  absl::MutexLock lock(&p.reload_mu);
+  const FileVersion version = FileVersion::Of(path);
+  if (!forced && version == p.secrets_version) return absl::OkStatus();
+  p.secrets_version = version;
+  absl::StatusOr<std::vector<std::string>> secrets = ReadSecretFile(path);
+  absl::Status status = secrets.status();
+  if (secrets.ok()) status = p.translator->SetSecrets(*secrets);
+  if (!status.ok()) {
+    p.secrets_reloads->WithLabels({"failed"}).Increment();
+    log::Warning(
+        "the workspace secret file cannot be used; the secrets in force stay",
+        {{"status", status}});
+    return status;
+  }
+  p.secrets_in_force = secrets->size();
+  p.secrets_reloads->WithLabels({"ok"}).Increment();
+  log::Info("workspace secrets reloaded",
+            {{"file", path},
+             {"secrets", secrets->size()},
+             {"on", forced ? "SIGHUP" : "change"}});
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::Status Gateway::ReloadWorkspaceSecrets() {
+  if (parts_->options.workspace_secret_file.empty()) {
+    return absl::FailedPreconditionError(
+        "no --workspace_secret_file to reload");
+  }
+  return ReloadSecretsIfChanged(*parts_, /*forced=*/true);
+}
 
 absl::Status Gateway::ReloadSubscriberTokens() {
   if (parts_->options.subscriber_tokens_file.empty()) {
@@ -674,13 +734,21 @@ int RunGateway(const GatewayOptions& options) {
   while (true) {
     if (sigwait(&with_hangup, &received) != 0) continue;
     if (received != SIGHUP) break;
-    if (options.subscriber_tokens_file.empty()) {
+    if (options.subscriber_tokens_file.empty() &&
+        options.workspace_secret_file.empty()) {
       log::Info(
           "SIGHUP received and ignored: there is no --subscriber_tokens_file "
-          "to reload; SIGTERM or SIGINT stops the gateway");
-    } else {
-      // Logs its outcome; a file that cannot be used keeps the old tokens.
+          "or --workspace_secret_file to reload; SIGTERM or SIGINT stops the "
+          "gateway");
+      continue;
+    }
+    // Each logs its outcome; a file that cannot be used keeps what is in
+    // force.
+    if (!options.subscriber_tokens_file.empty()) {
       (*gateway)->ReloadSubscriberTokens().IgnoreError();
+    }
+    if (!options.workspace_secret_file.empty()) {
+      (*gateway)->ReloadWorkspaceSecrets().IgnoreError();
     }
   }
   log::Info("signal received",

@@ -44,6 +44,9 @@ class Gateway {
   // tokens in force, when the file cannot be read or parsed (or none is
   // configured). The gateway also does this by itself when the file changes.
   absl::Status ReloadSubscriberTokens();
+  // The same for --workspace_secret_file: webhooks in flight are checked
+  // against the old secrets or the new ones, never refused in between.
+  absl::Status ReloadWorkspaceSecrets();
 
   struct Parts;
 
@@ -52,8 +55,8 @@ class Gateway {
   std::unique_ptr<Parts> parts_;
 };
 
-// What main() runs: starts the gateway, reloads the subscriber tokens on
-// SIGHUP, waits for SIGTERM or SIGINT, shuts
+// What main() runs: starts the gateway, reloads the subscriber tokens and
+// the workspace secret file on SIGHUP, waits for SIGTERM or SIGINT, shuts
 // down within options.shutdown_timeout. Returns the exit code: 0 after a
 // clean shutdown, 1 when starting failed or the shutdown overran (a second
 // signal, or the deadline plus a grace second, exits at once with 1).

@@ -49,6 +49,33 @@ absl::Status PositiveDuration(std::string_view flag, absl::Duration value) {
                                     absl::FormatDuration(value)));
 }
 
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> ReadSecretFile(
+    const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot read --workspace_secret_file ", path, ": ",
+                     std::strerror(errno)));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  if (in.bad()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot read --workspace_secret_file ", path));
+  }
+  std::vector<std::string> secrets = SplitSecrets(text.str());
+  if (secrets.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--workspace_secret_file ", path,
+                     " holds no secret: one per line or comma-separated"));
+  }
+  return secrets;
+}
+
+namespace {
+
 absl::StatusOr<std::vector<std::string>> LoadSecrets(
     const FlagValues& flags, std::optional<std::string_view> secret_env) {
   const std::string how =
@@ -71,25 +98,7 @@ absl::StatusOr<std::vector<std::string>> LoadSecrets(
     return secrets;
   }
   if (!flags.workspace_secret_file.empty()) {
-    std::ifstream in(flags.workspace_secret_file, std::ios::binary);
-    if (!in) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "cannot read --workspace_secret_file ", flags.workspace_secret_file,
-          ": ", std::strerror(errno)));
-    }
-    std::stringstream text;
-    text << in.rdbuf();
-    if (in.bad()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "cannot read --workspace_secret_file ", flags.workspace_secret_file));
-    }
-    secrets = SplitSecrets(text.str());
-    if (secrets.empty()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("--workspace_secret_file ", flags.workspace_secret_file,
-                       " holds no secret; ", how));
-    }
-    return secrets;
+    return ReadSecretFile(flags.workspace_secret_file);
   }
   return absl::FailedPreconditionError(
       absl::StrCat("no workspace secret is configured: ", how,
@@ -334,6 +343,7 @@ absl::StatusOr<GatewayOptions> BuildOptions(
       LoadSecrets(flags, secret_env);
   if (!secrets.ok()) return secrets.status();
   options.secrets = std::move(*secrets);
+  options.workspace_secret_file = flags.workspace_secret_file;
   return options;
 }
 

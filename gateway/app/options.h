@@ -132,22 +132,30 @@ struct GatewayOptions {
 
   // Never logged.
   std::vector<std::string> secrets;
+  // Where `secrets` came from, to read again on change; empty when they
+  // came from the environment.
+  std::string workspace_secret_file;
 };
+
+// 127.0.0.0/8, ::1 or localhost.
+bool IsLoopbackAddress(const std::string& address);
 
 // Checks every value and loads the secrets: `secret_env` is the value of
 // CONVOCORE_WORKSPACE_SECRET (nullopt when unset). kInvalidArgument with a
 // message naming the flag for a bad value; kFailedPrecondition when no
 // secret is configured or the secret file cannot be read. No message ever
 // contains a secret.
-// 127.0.0.0/8, ::1 or localhost.
-bool IsLoopbackAddress(const std::string& address);
-
 absl::StatusOr<GatewayOptions> BuildOptions(
     const FlagValues& flags, std::optional<std::string_view> secret_env);
 
 // The secrets of a comma- or newline-separated list, each trimmed of
 // whitespace, empty ones skipped.
 std::vector<std::string> SplitSecrets(std::string_view text);
+
+// The secrets of --workspace_secret_file `path`. FAILED_PRECONDITION naming
+// the path (never a secret) when it cannot be read or holds none.
+absl::StatusOr<std::vector<std::string>> ReadSecretFile(
+    const std::string& path);
 
 }  // namespace convocore::app
 

@@ -117,7 +117,8 @@ absl::StatusOr<std::int64_t> ParseCreatedAt(const rapidjson::Value& v,
   bool parsed = false;
   if (v.IsString()) {
     // A number or a string, both of decimal digits only.
-    const absl::string_view s = IsJsonNumber(v) ? JsonNumberText(v) : StringOf(v);
+    const absl::string_view s =
+        IsJsonNumber(v) ? JsonNumberText(v) : StringOf(v);
     parsed = !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
       return absl::ascii_isdigit(c);
     }) && absl::SimpleAtoi(s, &millis);
@@ -251,7 +252,8 @@ class PayloadFiller {
         return Missing(JsonPath(path, rule.json_name), Noun(rule.kind));
       }
     }
-    if (!extras.empty()) event.set_payload_extras_json(std::move(extras).Finish());
+    if (!extras.empty())
+      event.set_payload_extras_json(std::move(extras).Finish());
     return absl::OkStatus();
   }
 
@@ -337,8 +339,17 @@ Translator::Translator(TranslatorLimits limits, SecretVerifier verifier,
     : limits_(limits),
       json_limits_{limits.max_depth, limits.max_keys, limits.max_values,
                    limits.max_string_bytes},
-      verifier_(std::move(verifier)),
+      verifier_(std::make_shared<const SecretVerifier>(std::move(verifier))),
       schema_(schema) {}
+
+absl::Status Translator::SetSecrets(const std::vector<std::string>& secrets) {
+  absl::StatusOr<SecretVerifier> verifier = SecretVerifier::Create(secrets);
+  if (!verifier.ok()) return verifier.status();
+  auto next = std::make_shared<const SecretVerifier>(*std::move(verifier));
+  absl::MutexLock lock(&verifier_mu_);
+  verifier_ = std::move(next);
+  return absl::OkStatus();
+}
 
 absl::StatusOr<Translation> Translator::Translate(
     std::string_view body_view, absl::Time receive_time) const {
@@ -367,7 +378,12 @@ absl::StatusOr<Translation> Translator::Translate(
                 absl::StatusCode::kUnauthenticated);
   if (!secret.ok()) return secret.status();
   const absl::string_view secret_text = StringOf(**secret);
-  if (!verifier_.Matches(secret_text)) {
+  bool matches;
+  {
+    absl::ReaderMutexLock lock(&verifier_mu_);
+    matches = verifier_->Matches(secret_text);
+  }
+  if (!matches) {
     return absl::UnauthenticatedError(absl::StrCat(
         secret_path.ToString(), ": does not match any configured secret"));
   }

@@ -22,7 +22,9 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "convocore/webhooks/v1/events.pb.h"
 #include "gateway/core/json_document.h"
@@ -101,13 +103,19 @@ class Translator {
   absl::StatusOr<Translation> Translate(std::string_view body,
                                         absl::Time receive_time) const;
 
+  // Replaces the secrets webhooks must carry, atomically: every Translate()
+  // checks against the old set or the new one, never against neither. On
+  // error (as Create() would fail) the secrets in force stay. Thread-safe.
+  absl::Status SetSecrets(const std::vector<std::string>& secrets);
+
  private:
   Translator(TranslatorLimits limits, SecretVerifier verifier,
              const PayloadSchema& schema);
 
   TranslatorLimits limits_;
   JsonLimits json_limits_;
-  SecretVerifier verifier_;
+  mutable absl::Mutex verifier_mu_;
+  std::shared_ptr<const SecretVerifier> verifier_ ABSL_GUARDED_BY(verifier_mu_);
   const PayloadSchema& schema_;
 };
 

@@ -1,20 +1,26 @@
-// Subscriber tokens through the real binary: refused at start with the line
-// and the reason, enforced per type, reloaded when the file changes and on
-// SIGHUP (a file that cannot be used keeps the tokens in force), and never
-// written to the log.
+// Credentials rotated without a restart, through the real binary: subscriber
+// tokens (refused at start with the line and the reason, enforced per type,
+// reloaded when the file changes and on SIGHUP, a file that cannot be used
+// keeping the tokens in force) and workspace secrets (swapped under load with
+// no 401 for a secret in force); neither is ever written to the log.
 #include "services/auth/subscriber_tokens.h"
 
 #include <signal.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/gateway/http/http_test_client.h"
@@ -221,6 +227,112 @@ TEST(GrpcGuardTest, TlsFilesThatCannotBeReadAreNamedAtStart) {
       gateway.log(),
       HasSubstr("cannot read the TLS certificate /nonexistent/tls.crt"));
   EXPECT_THAT(gateway.log(), Not(HasSubstr("another instance")));
+}
+
+// Posts webhooks carrying `secret` back to back on its own thread, counting
+// the answers by code, until stopped.
+class SecretSender {
+ public:
+  SecretSender(const GatewayProcess& gateway, std::string secret)
+      : url_(gateway.base_url() + "/webhooks"), secret_(std::move(secret)) {
+    thread_ = std::thread([this] {
+      HttpClient client;
+      for (int n = 0; !stop_.load(); ++n) {
+        const std::string body = absl::StrCat(
+            R"({"type":"webhook_test","payload":{"message":")", secret_.size(),
+            "-", n, R"(","createdAt":1718035200000,"workspaceSecret":")",
+            secret_, R"("}})");
+        const long code = OrNoResponse(client.PostJson(url_, body)).code;
+        absl::MutexLock lock(&mu_);
+        ++codes_[code];
+        last_ = code;
+      }
+    });
+  }
+  ~SecretSender() { Stop(); }
+
+  void Stop() {
+    stop_.store(true);
+    if (thread_.joinable()) thread_.join();
+  }
+  // Forgets the answers so far.
+  void Reset() {
+    absl::MutexLock lock(&mu_);
+    codes_.clear();
+  }
+  std::map<long, int> codes() {
+    absl::MutexLock lock(&mu_);
+    return codes_;
+  }
+  long last() {
+    absl::MutexLock lock(&mu_);
+    return last_;
+  }
+
+ private:
+  const std::string url_;
+  const std::string secret_;
+  std::atomic<bool> stop_{false};
+  absl::Mutex mu_;
+  std::map<long, int> codes_ ABSL_GUARDED_BY(mu_);
+  long last_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread thread_;
+};
+
+TEST_F(SubscriberTokensTest, WorkspaceSecretsRotateUnderLoadWithoutA401) {
+  constexpr char kOld[] = "old-workspace-secret-51c0";
+  constexpr char kNew[] = "new-workspace-secret-9e2d";
+  const std::string secret_file = (dir_.path() / "secrets").string();
+  auto write_secrets = [&](const std::string& text) {
+    std::ofstream(secret_file + ".next", std::ios::trunc) << text;
+    std::filesystem::rename(secret_file + ".next", secret_file);
+  };
+  write_secrets(absl::StrCat(kOld, "\n"));
+  GatewayProcess gateway(
+      {"--store=memory", "--workspace_secret_file=" + secret_file}, {});
+  ASSERT_TRUE(gateway.WaitReady()) << gateway.log();
+  SecretSender old_sender(gateway, kOld);
+  SecretSender new_sender(gateway, kNew);
+  ASSERT_TRUE(Eventually([&] {
+    return old_sender.codes()[200] > 20 && new_sender.codes()[401] > 20;
+  }));
+
+  // The new secret joins: the old one never fails meanwhile.
+  old_sender.Reset();
+  write_secrets(absl::StrCat(kOld, "\n", kNew, "\n"));
+  ASSERT_TRUE(Eventually([&] { return new_sender.last() == 200; }))
+      << gateway.log();
+  new_sender.Reset();
+  ASSERT_TRUE(Eventually([&] { return new_sender.codes()[200] > 20; }));
+  std::map<long, int> old_codes = old_sender.codes();
+  EXPECT_EQ(old_codes.size(), 1u);
+  EXPECT_GT(old_codes[200], 0);
+
+  // The old one leaves: the new one never fails meanwhile.
+  new_sender.Reset();
+  write_secrets(absl::StrCat(kNew, "\n"));
+  ASSERT_TRUE(Eventually([&] { return old_sender.last() == 401; }));
+  // A file that holds no secret keeps the secrets in force.
+  write_secrets("\n");
+  ASSERT_TRUE(Eventually([&] {
+    return absl::StrContains(gateway.log(),
+                             "the workspace secret file cannot be used");
+  }));
+  ASSERT_TRUE(Eventually([&] { return new_sender.codes()[200] > 20; }));
+  old_sender.Stop();
+  new_sender.Stop();
+  std::map<long, int> new_codes = new_sender.codes();
+  EXPECT_EQ(new_codes.size(), 1u) << "the new secret was refused at times";
+  const http::testing::HttpResponse metrics =
+      OrNoResponse(client_.Get(gateway.base_url() + "/metrics"));
+  EXPECT_THAT(metrics.body, HasSubstr("gateway_workspace_secrets 1"));
+  EXPECT_THAT(metrics.body,
+              HasSubstr("gateway_workspace_secret_reloads_total{outcome="
+                        "\"failed\"} 1"));
+  for (const char* secret : {kOld, kNew}) {
+    EXPECT_THAT(gateway.log(), Not(HasSubstr(secret)));
+    EXPECT_THAT(metrics.body, Not(HasSubstr(secret)));
+  }
 }
 
 }  // namespace

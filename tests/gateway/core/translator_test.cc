@@ -3,6 +3,7 @@
 // and that the secret never comes out of it.
 #include "gateway/core/translator.h"
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -309,9 +310,10 @@ std::vector<SampleCase> SampleCases() {
            create_time_millis: 1718035200000
          }
        )pb"},
-      {"webhook_test.json", TestEvent(R"pb(message: "This is a test event"
-                                           create_time_millis: 1718035200000)pb",
-                                      "seconds: 1718035200")},
+      {"webhook_test.json",
+       TestEvent(R"pb(message: "This is a test event"
+                      create_time_millis: 1718035200000)pb",
+                 "seconds: 1718035200")},
   };
   cases.insert(cases.end(), others.begin(), others.end());
   return cases;
@@ -576,8 +578,9 @@ std::vector<VariantCase> VariantCases() {
            Webhook("webhook_test", R"("message":"key=your_workspace_secret;",)"
                                    R"("createdAt":0)")
                .substr(1)),
-       TestEvent(R"pb(message: "key=[redacted];")pb", "",
-                 R"pb(envelope_extras_json: "{\"note\":{\"[redacted]\":1}}")pb"),
+       TestEvent(
+           R"pb(message: "key=[redacted];")pb", "",
+           R"pb(envelope_extras_json: "{\"note\":{\"[redacted]\":1}}")pb"),
        {"note"},
        {},
        false,
@@ -901,6 +904,51 @@ TEST(SecretTest, AWrongSecretIsNeverEchoed) {
     EXPECT_THAT(EverythingOut(t), Not(HasSubstr(kSecret)))
         << body.substr(0, 200);
   }
+}
+
+TEST(SecretTest, SecretsAreReplacedAtomicallyAndABadSetKeepsTheOld) {
+  auto translator = Translator::Create({.secrets = {"old-secret"}});
+  ASSERT_TRUE(translator.ok());
+  const std::string old_body =
+      Webhook("webhook_test", R"("message":"m","createdAt":1)", "old-secret");
+  const std::string new_body =
+      Webhook("webhook_test", R"("message":"m","createdAt":1)", "new-secret");
+  auto code = [&](const std::string& body) {
+    return (*translator)->Translate(body, kReceiveTime).status().code();
+  };
+  EXPECT_EQ(code(old_body), absl::StatusCode::kOk);
+  EXPECT_EQ(code(new_body), absl::StatusCode::kUnauthenticated);
+
+  // While requests with the old secret keep coming, the new one is added:
+  // none of them is refused at any moment.
+  std::atomic<bool> stop{false};
+  std::atomic<int> refused{0};
+  std::atomic<int> checked{0};
+  std::vector<std::thread> senders;
+  for (int t = 0; t < 4; ++t) {
+    senders.emplace_back([&] {
+      while (!stop.load()) {
+        if (code(old_body) != absl::StatusCode::kOk) refused.fetch_add(1);
+        checked.fetch_add(1);
+      }
+    });
+  }
+  for (int round = 0; round < 200; ++round) {
+    ASSERT_TRUE((*translator)->SetSecrets({"old-secret", "new-secret"}).ok());
+    ASSERT_TRUE((*translator)->SetSecrets({"new-secret", "old-secret"}).ok());
+  }
+  stop.store(true);
+  for (std::thread& sender : senders) sender.join();
+  EXPECT_EQ(refused.load(), 0) << "of " << checked.load();
+  EXPECT_EQ(code(new_body), absl::StatusCode::kOk);
+
+  // Then the old one goes.
+  ASSERT_TRUE((*translator)->SetSecrets({"new-secret"}).ok());
+  EXPECT_EQ(code(old_body), absl::StatusCode::kUnauthenticated);
+  // No secret, or an empty one, is refused and changes nothing.
+  EXPECT_FALSE((*translator)->SetSecrets({}).ok());
+  EXPECT_FALSE((*translator)->SetSecrets({""}).ok());
+  EXPECT_EQ(code(new_body), absl::StatusCode::kOk);
 }
 
 // ---------------------------------------------------------------------------
