@@ -23,6 +23,7 @@ from gatewaytest import (
     ROOT,
     SAMPLES_DIR,
     http_post_json,
+    make_tls,
     wait_for,
 )
 
@@ -187,24 +188,6 @@ def test_grpcurl_lists_the_service_by_reflection_and_subscribes(start_gateway, p
     # formData is JSON text, holding the object as sent.
     form_data = form["form_submitted"]["formData"]
     assert isinstance(form_data, str) and json.loads(form_data) == sample["form_submitted"]["formData"]
-
-
-def make_tls(tmp_path: Path) -> dict[str, Path]:
-    """A CA and a server certificate for localhost and 127.0.0.1 it signs,
-    made by the openssl command."""
-    files = {name: tmp_path / name for name in ("ca.crt", "ca.key", "tls.crt", "tls.key", "tls.csr", "san.ext")}
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-
-    def openssl(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-    openssl("req", "-x509", *ec, "-days", "2", "-subj", "/CN=test-ca",
-            "-keyout", files["ca.key"], "-out", files["ca.crt"])
-    openssl("req", *ec, "-subj", "/CN=localhost", "-keyout", files["tls.key"], "-out", files["tls.csr"])
-    files["san.ext"].write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    openssl("x509", "-req", "-days", "2", "-in", files["tls.csr"], "-CA", files["ca.crt"],
-            "-CAkey", files["ca.key"], "-CAcreateserial", "-extfile", files["san.ext"], "-out", files["tls.crt"])
-    return files
 
 
 def test_examples_and_grpcurl_subscribe_with_a_token_over_tls(start_gateway, processes, tmp_path):
