@@ -542,7 +542,8 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
                  .heartbeat_interval = options.heartbeat_interval,
                  .keepalive_time = options.grpc_keepalive_time,
                  .subscriber_tokens = tokens,
-                 .tls = TlsFilesOf(options)},
+                 .tls = TlsFilesOf(options),
+                 .reflection = options.grpc_reflection},
                 p.hub.get())
           : absl::StatusOr<std::unique_ptr<grpc_service::GrpcServer>>(
                 grpc_port_free);

@@ -129,6 +129,9 @@ ABSL_FLAG(bool, grpc_allow_unauthenticated,
           "Serve the event stream on a non-loopback --grpc_address with "
           "neither --subscriber_tokens_file nor --grpc_tls_client_ca: anyone "
           "who reaches the port reads every event.");
+ABSL_FLAG(bool, grpc_open_reflection, kDefaults.grpc_open_reflection,
+          "Serve gRPC reflection (the schema, not events) without a token "
+          "when --subscriber_tokens_file is set; otherwise it is off then.");
 ABSL_FLAG(std::string, subscriber_tokens_file, "",
           "JSON file of the tokens that may subscribe and the event types "
           "each may read (see the README); reloaded on SIGHUP and when it "
@@ -184,6 +187,7 @@ convocore::app::FlagValues ReadFlags() {
   v.grpc_tls_refresh_interval = absl::GetFlag(FLAGS_grpc_tls_refresh_interval);
   v.grpc_allow_unauthenticated =
       absl::GetFlag(FLAGS_grpc_allow_unauthenticated);
+  v.grpc_open_reflection = absl::GetFlag(FLAGS_grpc_open_reflection);
   return v;
 }
 

@@ -271,6 +271,8 @@ absl::StatusOr<GatewayOptions> BuildOptions(
   options.grpc_tls_key = flags.grpc_tls_key;
   options.grpc_tls_client_ca = flags.grpc_tls_client_ca;
   options.grpc_tls_refresh_interval = flags.grpc_tls_refresh_interval;
+  options.grpc_reflection =
+      flags.subscriber_tokens_file.empty() || flags.grpc_open_reflection;
   const bool authenticated = !flags.subscriber_tokens_file.empty() ||
                              !flags.grpc_tls_client_ca.empty();
   options.grpc_open = !authenticated && !IsLoopbackAddress(flags.grpc_address);

@@ -52,6 +52,7 @@ struct FlagValues {
   std::string grpc_tls_client_ca;
   absl::Duration grpc_tls_refresh_interval = absl::Seconds(10);
   bool grpc_allow_unauthenticated = false;
+  bool grpc_open_reflection = false;
 
   std::string store = "disk";
   std::string data_dir = "./data";
@@ -112,6 +113,9 @@ struct GatewayOptions {
   // Neither tokens nor client certificates, on an address that is not
   // loopback: allowed only with this set (--grpc_allow_unauthenticated).
   bool grpc_open = false;
+  // Reflection is served unless subscriber tokens are asked for and
+  // --grpc_open_reflection is not set.
+  bool grpc_reflection = true;
 
   // Storage and retention.
   StoreKind store = StoreKind::kDisk;

@@ -55,6 +55,10 @@ struct GrpcServerOptions {
   std::shared_ptr<const auth::SubscriberTokens> subscriber_tokens;
   // Plaintext when unset.
   std::optional<GrpcTlsFiles> tls;
+  // Server reflection (what grpcurl lists and describes). It serves the
+  // schema, never events, but it takes no token: a server that asks for
+  // tokens turns it off unless the operator opens it.
+  bool reflection = true;
 };
 
 class GrpcServer {

@@ -218,10 +218,22 @@ def test_examples_and_grpcurl_subscribe_with_a_token_over_tls(start_gateway, pro
     expect_exactly([(go, {"message_received"}), (py, {"lead_captured", "webhook_test"})], accepted)
 
     tls_args = ["-cacert", str(tls["ca.crt"])]
-    refused = subprocess.run([os.environ["GRPCURL_BIN"], *tls_args, "-d", "{}", gateway.grpc_target,
+    protos = ["-import-path", str(ROOT / "protos"), "-proto", "convocore/webhooks/v1/event_stream_service.proto"]
+    refused = subprocess.run([os.environ["GRPCURL_BIN"], *tls_args, *protos, "-d", "{}", gateway.grpc_target,
                               f"{SERVICE}/Subscribe"], capture_output=True, text=True, timeout=30)
     assert refused.returncode != 0 and "Unauthenticated" in refused.stdout + refused.stderr
-    plaintext = subprocess.run([os.environ["GRPCURL_BIN"], "-plaintext", "-H", f"authorization: Bearer {py_token}",
+    # With tokens there is no reflection: grpcurl reads the contract's files.
+    listed = subprocess.run([os.environ["GRPCURL_BIN"], *tls_args, gateway.grpc_target, "list"],
+                            capture_output=True, text=True, timeout=30)
+    assert listed.returncode != 0 and SERVICE not in listed.stdout
+    with_token = processes(
+        "grpcurl-tls",
+        [os.environ["GRPCURL_BIN"], *tls_args, *protos, "-H", f"authorization: Bearer {py_token}",
+         "-d", '{"afterSequence": "0"}', gateway.grpc_target, f"{SERVICE}/Subscribe"],
+    )
+    wait_for(lambda: '"sequence"' in with_token.out_path.read_text(), 30, "grpcurl to print an event")
+    plaintext = subprocess.run([os.environ["GRPCURL_BIN"], "-plaintext", *protos,
+                                "-H", f"authorization: Bearer {py_token}",
                                 "-d", "{}", gateway.grpc_target, f"{SERVICE}/Subscribe"],
                                capture_output=True, text=True, timeout=30)
     assert plaintext.returncode != 0

@@ -280,6 +280,15 @@ TEST(BuildOptionsTest, TheStreamIsOnLoopbackUnlessSomethingGuardsIt) {
   EXPECT_FALSE(client_certs->grpc_open);
 }
 
+TEST(BuildOptionsTest, ReflectionIsOffWithTokensUnlessOpened) {
+  EXPECT_TRUE(BuildOptions({}, kSecret)->grpc_reflection);
+  FlagValues tokens;
+  tokens.subscriber_tokens_file = "/etc/tokens.json";
+  EXPECT_FALSE(BuildOptions(tokens, kSecret)->grpc_reflection);
+  tokens.grpc_open_reflection = true;
+  EXPECT_TRUE(BuildOptions(tokens, kSecret)->grpc_reflection);
+}
+
 TEST(BuildOptionsTest, TlsFlagsComeTogether) {
   FlagValues cert_only;
   cert_only.grpc_tls_cert = "/tls/tls.crt";

@@ -693,12 +693,18 @@ class ReflectionCall
   void OnDone(const grpc::Status& status) override {
     std::lock_guard<std::mutex> lock(mu_);
     done_ = true;
+    status_ = status;
     cv_.notify_all();
   }
   std::string Await() {
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait(lock, [this] { return done_; });
     return text_;
+  }
+  grpc::StatusCode AwaitCode() {
+    Await();
+    std::lock_guard<std::mutex> lock(mu_);
+    return status_.error_code();
   }
 
  private:
@@ -709,6 +715,7 @@ class ReflectionCall
   std::mutex mu_;
   std::condition_variable cv_;
   bool done_ = false;
+  grpc::Status status_;
   std::string text_;
 };
 
@@ -724,6 +731,24 @@ TEST_F(EventStreamServiceTest, ASecondServerOnTheSamePortFailsToStart) {
 TEST_F(EventStreamServiceTest, ReflectionListsTheService) {
   ReflectionCall call(channel_.get());
   EXPECT_THAT(call.Await(), HasSubstr(kEventStreamServiceName));
+}
+
+TEST_F(EventStreamServiceTest, ReflectionCanBeTurnedOffForOneServer) {
+  GrpcServerOptions options;
+  options.address = "127.0.0.1";
+  options.reflection = false;
+  auto closed = GrpcServer::Start(options, hub_.get());
+  ASSERT_TRUE(closed.ok()) << closed.status();
+  auto channel =
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*closed)->port()),
+                          grpc::InsecureChannelCredentials());
+  ReflectionCall call(channel.get());
+  EXPECT_EQ(call.AwaitCode(), grpc::StatusCode::UNIMPLEMENTED);
+  // The service itself is there, and the other server keeps reflection.
+  EXPECT_EQ(HealthStatus(channel.get(), kEventStreamServiceName), 1);
+  ReflectionCall open(channel_.get());
+  EXPECT_THAT(open.Await(), HasSubstr(kEventStreamServiceName));
+  (*closed)->Shutdown(absl::Seconds(5));
 }
 
 // Subscriber tokens: "crm" may read leads and forms, "ops" everything.
