@@ -317,9 +317,8 @@ void EventHub::CommitBatchLocked() {
   absl::Status status = store_->Append(events);
   if (options_.on_append) options_.on_append(absl::Now() - append_start, n);
   if (status.ok()) {
-    FanOut(events, [&infos](std::size_t k) -> const EventKey& {
-      return infos[k].key;
-    });
+    FanOut(events,
+           [&infos](std::size_t k) -> const EventKey& { return infos[k].key; });
   } else {
     status = absl::UnavailableError(absl::StrCat(
         "the event store cannot persist events: ", status.message()));
@@ -350,7 +349,7 @@ void EventHub::CommitBatchLocked() {
 }
 
 absl::Status EventHub::Replicate(std::vector<StoredEvent> events,
-                                std::vector<EventKey> keys) {
+                                 std::vector<EventKey> keys) {
   if (!options_.external_sequences) {
     return absl::FailedPreconditionError(
         "the hub assigns sequences: use PublishAsync");
@@ -388,8 +387,8 @@ absl::Status EventHub::Replicate(std::vector<StoredEvent> events,
   if (!status.ok()) {
     absl::MutexLock lock(&mu_);
     publish_failures_total_ += events.size();
-    return absl::UnavailableError(absl::StrCat(
-        "the event store cannot keep events: ", status.message()));
+    return absl::UnavailableError(
+        absl::StrCat("the event store cannot keep events: ", status.message()));
   }
   FanOut(events, [&keys](std::size_t k) -> const EventKey& { return keys[k]; });
   absl::MutexLock lock(&mu_);
@@ -402,6 +401,11 @@ absl::Status EventHub::Replicate(std::vector<StoredEvent> events,
 void EventHub::FanOut(absl::Span<const StoredEvent> events,
                       absl::FunctionRef<const EventKey&(std::size_t)> key_of) {
   absl::MutexLock lock(&fan_mu_);
+  // Before any subscriber is woken: one that got the batch's last event
+  // and at once resumes after it, or reads a heartbeat, must find it
+  // counted.
+  last_fanned_out_ = events.back().sequence;
+  last_sequence_.store(last_fanned_out_, std::memory_order_release);
   // One Delivery per event, made only when someone listens.
   std::vector<std::shared_ptr<const Delivery>> deliveries;
   if (!live_.empty()) {
@@ -450,8 +454,6 @@ void EventHub::FanOut(absl::Span<const StoredEvent> events,
     }
     if (notify) Notify(*s);
   }
-  last_fanned_out_ = events.back().sequence;
-  last_sequence_.store(last_fanned_out_, std::memory_order_release);
 }
 
 absl::StatusOr<std::unique_ptr<Subscription>> EventHub::Subscribe(
@@ -518,10 +520,9 @@ absl::StatusOr<std::unique_ptr<Subscription>> EventHub::Subscribe(
   }
   if (start.kind == Kind::kAfterSequence && cursor > head &&
       cursor > newest_known) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("after_sequence ", cursor,
-                     " is beyond the newest sequence, ",
-                     std::max(head, newest_known)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "after_sequence ", cursor, " is beyond the newest sequence, ",
+        std::max(head, newest_known)));
   }
   {
     absl::MutexLock state_lock(&state->mu);
@@ -761,9 +762,9 @@ void EventHub::Shutdown() {
       std::optional<std::size_t> dropped;
       {
         absl::MutexLock state_lock(&s->mu);
-        dropped = EndLocked(*s, absl::StatusCode::kUnavailable,
-                            "the event stream is shutting down",
-                            ResumePointAfter(0));
+        dropped =
+            EndLocked(*s, absl::StatusCode::kUnavailable,
+                      "the event stream is shutting down", ResumePointAfter(0));
       }
       if (dropped) {
         dropped_total_ += *dropped;

@@ -27,6 +27,9 @@ struct Callbacks {
   static void Disconnected(natsConnection*, void* closure) {
     static_cast<JetStreamEventStore*>(closure)->CountConnectionEvent(false);
   }
+  static void Closed(natsConnection*, void* closure) {
+    static_cast<JetStreamEventStore*>(closure)->connection_closed_.Notify();
+  }
   static void Reconnected(natsConnection*, void* closure) {
     static_cast<JetStreamEventStore*>(closure)->CountConnectionEvent(true);
   }
@@ -267,6 +270,10 @@ absl::Status JetStreamEventStore::Connect() {
                                  opts.get(), &Callbacks::Disconnected, this)},
       {"reconnect handler",
        natsOptions_SetReconnectedCB(opts.get(), &Callbacks::Reconnected, this)},
+      // cnats runs these handlers on its own thread, later: Close() waits
+      // for this last one, so that none runs on a store already gone.
+      {"close handler",
+       natsOptions_SetClosedCB(opts.get(), &Callbacks::Closed, this)},
   };
   if (!options_.ca_file.empty() || !options_.tls_cert_file.empty()) {
     steps.push_back({"TLS", natsOptions_SetSecure(opts.get(), true)});
@@ -997,7 +1004,12 @@ void JetStreamEventStore::Close() {
     std::move(pending.done)(absl::UnavailableError(
         "the gateway stopped before JetStream acknowledged the event"));
   }
-  if (connection_ != nullptr) natsConnection_Close(connection_);
+  if (connection_ != nullptr) {
+    natsConnection_Close(connection_);
+    // The disconnect handler, queued before this one, has run by then. A
+    // client that never reports it is left to its own devices after 5 s.
+    connection_closed_.WaitForNotificationWithTimeout(absl::Seconds(5));
+  }
 }
 
 }  // namespace convocore::jetstream

@@ -35,6 +35,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "services/hub/event_hub.h"
@@ -236,6 +237,8 @@ class JetStreamEventStore final : public hub::EventStore {
   bool probe_stop_ ABSL_GUARDED_BY(probe_mu_) = false;
   std::thread probe_thread_;
 
+  // Set by cnats' closed handler, the last it calls for the connection.
+  absl::Notification connection_closed_;
   absl::Mutex close_mu_;
   bool close_done_ ABSL_GUARDED_BY(close_mu_) = false;
 };

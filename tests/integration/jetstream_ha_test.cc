@@ -185,7 +185,7 @@ class JetStreamHaTest : public ::testing::Test {
   void ExpectStreamHolds(const GatewayProcess& gateway, std::uint64_t through,
                          const std::map<std::uint64_t, std::string>& acked) {
     const std::vector<v1::Event> events = ReadStream(gateway, 0, through);
-    ASSERT_EQ(events.size(), through);
+    ASSERT_EQ(events.size(), through) << gateway.log() << ClusterLogs();
     for (std::size_t i = 0; i < events.size(); ++i) {
       ASSERT_EQ(events[i].sequence(), i + 1);
     }

@@ -4,6 +4,7 @@
 #ifndef TESTS_INTEGRATION_WEBHOOK_REQUESTS_H_
 #define TESTS_INTEGRATION_WEBHOOK_REQUESTS_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -71,17 +72,30 @@ inline std::optional<Ack> ParseAck(const std::string& body) {
 }
 
 // The stream after `after_sequence`, in stream order, read up to the first
-// event with a sequence >= `through`.
+// event with a sequence >= `through`. A stream that ends meanwhile (a
+// replica whose store is recovering ends it with UNAVAILABLE) is resumed
+// after the last event read, as the client helpers do; a minute in all.
 inline std::vector<webhooks::v1::Event> ReadStream(
     const GatewayProcess& gateway, std::uint64_t after_sequence,
     std::uint64_t through) {
-  webhooks::v1::SubscribeRequest request;
-  request.set_after_sequence(after_sequence);
-  Subscriber subscriber(gateway.grpc_port(), request);
-  std::optional<std::vector<webhooks::v1::Event>> events =
-      subscriber.EventsThrough(through, absl::Seconds(30));
-  EXPECT_TRUE(events.has_value()) << "the stream never reached " << through;
-  return events.value_or(std::vector<webhooks::v1::Event>());
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  std::vector<webhooks::v1::Event> events;
+  std::uint64_t last = after_sequence;
+  while (last < through && absl::Now() < deadline) {
+    webhooks::v1::SubscribeRequest request;
+    request.set_after_sequence(last);
+    Subscriber subscriber(gateway.grpc_port(), request);
+    while (last < through) {
+      std::optional<webhooks::v1::Event> event =
+          subscriber.NextEvent(std::min(deadline - absl::Now(),
+                                        absl::Seconds(5)));
+      if (!event.has_value()) break;  // ended, or silent for 5 s
+      last = event->sequence();
+      events.push_back(*std::move(event));
+    }
+  }
+  EXPECT_GE(last, through) << "the stream never reached " << through;
+  return events;
 }
 
 }  // namespace convocore::integration

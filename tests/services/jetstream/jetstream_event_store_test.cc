@@ -234,7 +234,8 @@ TEST_F(JetStreamStoreTest, CatchUpReadsJetStreamBeyondTheWindow) {
   ASSERT_NE(late.hub, nullptr);
   EXPECT_EQ(late.hub->last_sequence(), 30u);
   for (int n = 31; n <= 40; ++n) {
-    ASSERT_TRUE(Publish(*late.store, MakeEvent(n)).ok());
+    absl::StatusOr<PublishAck> ack = Publish(*late.store, MakeEvent(n));
+    ASSERT_TRUE(ack.ok()) << ack.status() << "\n" << cluster_->log(0);
   }
   ASSERT_TRUE(
       Eventually([&] { return late.hub->last_sequence() == 40; }, kTimeout));
