@@ -27,6 +27,7 @@ esac
 # (tests/services/hub, tests/services/grpc, tests/gateway/http).
 tsan_targets=(event_filter_test in_memory_event_store_test event_hub_test
   subscribe_request_test event_hub_replicate_test event_stream_service_test
+  grpc_tls_test
   gateway_http_test)
 
 targets=()

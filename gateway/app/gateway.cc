@@ -396,7 +396,10 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
                                .threads = options.http_threads,
                                .max_body_bytes = options.max_body_bytes,
                                .request_timeout = options.http_request_timeout,
-                               .idle_timeout = options.http_idle_timeout},
+                               .idle_timeout = options.http_idle_timeout,
+                               .max_connections = options.http_max_connections,
+                               .max_requests_per_second_per_connection =
+                                   options.http_max_requests_per_connection},
                               p.backend.get(), &p.registry);
   if (!http.ok()) return WithPortHint(http.status(), "http_port");
   p.http = std::move(*http);

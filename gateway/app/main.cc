@@ -46,6 +46,13 @@ ABSL_FLAG(absl::Duration, http_request_timeout, kDefaults.http_request_timeout,
           "A request whose headers or body take longer gets 408.");
 ABSL_FLAG(absl::Duration, http_idle_timeout, kDefaults.http_idle_timeout,
           "An idle keep-alive connection is closed after this long.");
+ABSL_FLAG(int, http_max_connections, kDefaults.http_max_connections,
+          "HTTP connections served at once; one more is answered 503 and "
+          "closed.");
+ABSL_FLAG(int, http_max_requests_per_connection,
+          kDefaults.http_max_requests_per_connection,
+          "Requests per second one HTTP connection may send (bursts of as "
+          "many); more get 429. 0: no limit.");
 ABSL_FLAG(std::string, grpc_address, kDefaults.grpc_address,
           "Address the gRPC server binds (EventStreamService, health, "
           "reflection).");
@@ -151,6 +158,9 @@ convocore::app::FlagValues ReadFlags() {
   v.max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes);
   v.http_request_timeout = absl::GetFlag(FLAGS_http_request_timeout);
   v.http_idle_timeout = absl::GetFlag(FLAGS_http_idle_timeout);
+  v.http_max_connections = absl::GetFlag(FLAGS_http_max_connections);
+  v.http_max_requests_per_connection =
+      absl::GetFlag(FLAGS_http_max_requests_per_connection);
   v.grpc_address = absl::GetFlag(FLAGS_grpc_address);
   v.grpc_port = absl::GetFlag(FLAGS_grpc_port);
   v.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);

@@ -240,6 +240,19 @@ absl::StatusOr<GatewayOptions> BuildOptions(
         std::pair{"shutdown_timeout", flags.shutdown_timeout}}) {
     if (absl::Status s = PositiveDuration(name, value); !s.ok()) return s;
   }
+  if (flags.http_max_connections < 1) {
+    return Invalid(
+        "http_max_connections",
+        absl::StrCat("must be at least 1, got ", flags.http_max_connections));
+  }
+  if (flags.http_max_requests_per_connection < 0) {
+    return Invalid("http_max_requests_per_connection",
+                   absl::StrCat("must be 0 (no limit) or more, got ",
+                                flags.http_max_requests_per_connection));
+  }
+  options.http_max_connections = flags.http_max_connections;
+  options.http_max_requests_per_connection =
+      flags.http_max_requests_per_connection;
   options.http_request_timeout = flags.http_request_timeout;
   options.http_idle_timeout = flags.http_idle_timeout;
 

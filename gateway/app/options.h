@@ -41,6 +41,8 @@ struct FlagValues {
   std::int64_t max_body_bytes = 1 << 20;
   absl::Duration http_request_timeout = absl::Seconds(30);
   absl::Duration http_idle_timeout = absl::Seconds(120);
+  int http_max_connections = 10000;
+  int http_max_requests_per_connection = 5000;
 
   // Loopback: the stream leaves the host only when the operator says so.
   std::string grpc_address = "127.0.0.1";
@@ -95,6 +97,8 @@ struct GatewayOptions {
   std::size_t max_body_bytes = 0;
   absl::Duration http_request_timeout;
   absl::Duration http_idle_timeout;
+  int http_max_connections = 0;
+  int http_max_requests_per_connection = 0;  // per second; 0: no limit
 
   // gRPC (EventStreamService).
   std::string grpc_address;

@@ -35,6 +35,8 @@ std::string_view StatusName(int code) {
       return "URI_TOO_LONG";
     case 415:
       return "UNSUPPORTED_MEDIA_TYPE";
+    case 429:
+      return "RESOURCE_EXHAUSTED";
     case 431:
       return "REQUEST_HEADER_FIELDS_TOO_LARGE";
     case 501:
@@ -189,6 +191,8 @@ std::string_view ReasonPhrase(int code) {
       return "URI Too Long";
     case 415:
       return "Unsupported Media Type";
+    case 429:
+      return "Too Many Requests";
     case 431:
       return "Request Header Fields Too Large";
     case 500:
@@ -242,9 +246,9 @@ Reply NotFoundReply(std::string_view path) {
   path = path.substr(0, path.find('?'));
   const bool cut = path.size() > kMaxPath;
   return ErrorReply(
-      404, absl::StrCat("no such path \"", Absl(path.substr(0, kMaxPath)),
-                        cut ? "...\"" : "\"",
-                        "; webhooks are POSTed to /webhooks"));
+      404,
+      absl::StrCat("no such path \"", Absl(path.substr(0, kMaxPath)),
+                   cut ? "...\"" : "\"", "; webhooks are POSTed to /webhooks"));
 }
 
 Reply MethodNotAllowedReply(std::string_view method, const RouteMatch& match) {

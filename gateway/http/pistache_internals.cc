@@ -49,6 +49,10 @@ struct PeerState {
   std::unique_ptr<RequestReader> reader;
 };
 
+// Marks, in its data, a connection refused for being over the limit: its
+// input is ignored until it closes.
+constexpr char kRefusedKey[] = "gw.refused";
+
 // The listening socket bound to `port`, found among our file descriptors,
 // or -1. Pistache does not expose it.
 int FindListeningSocket(std::uint16_t port) {
@@ -109,6 +113,11 @@ class Handler final : public P::Http::Handler {
   // its request timeout, reset when a request starts.
   void onInput(const char* buffer, size_t length,
                const std::shared_ptr<P::Tcp::Peer>& peer) override;
+  // Replaces Http::Handler::onConnection (private there, but virtual), which
+  // only gives the peer its parser: this does the same, then admits the
+  // connection or refuses it over options.max_connections.
+  void onConnection(const std::shared_ptr<P::Tcp::Peer>& peer) override;
+  void onDisconnection(const std::shared_ptr<P::Tcp::Peer>& peer) override;
 
   PeerState& StateOf(const std::shared_ptr<P::Tcp::Peer>& peer);
 
@@ -122,8 +131,8 @@ PeerState& Handler::StateOf(const std::shared_ptr<P::Tcp::Peer>& peer) {
   auto peer_state = std::make_shared<PeerState>();
   peer_state->connection = std::make_shared<Connection>(peer, peer->fd());
   std::weak_ptr<P::Tcp::Peer> weak = peer;
-  peer_state->reader = std::make_unique<RequestReader>(
-      state_, peer_state->connection, [weak] {
+  peer_state->reader =
+      std::make_unique<RequestReader>(state_, peer_state->connection, [weak] {
         // Pistache times a request from its parser's last reset and by the
         // peer's idle flag: restart the clock and mark the peer busy, so
         // that --http_request_timeout runs from now, not from the end of
@@ -137,8 +146,40 @@ PeerState& Handler::StateOf(const std::shared_ptr<P::Tcp::Peer>& peer) {
   return *peer_state;
 }
 
+void Handler::onConnection(const std::shared_ptr<P::Tcp::Peer>& peer) {
+  // What Pistache 0.0.5's Http::Handler::onConnection does: the parser is
+  // the clock of the request timeout (see onInput).
+  peer->putData(ParserData,
+                std::make_shared<P::Http::RequestParser>(getMaxRequestSize()));
+  const std::int64_t open = state_->connections.fetch_add(1) + 1;
+  if (open <= state_->options.max_connections) return;
+  peer->putData(kRefusedKey, std::make_shared<bool>(true));
+  if (state_->connections_refused != nullptr) {
+    state_->connections_refused->Increment();
+  }
+  const Reply reply = ErrorReply(
+      503, absl::StrCat("the gateway serves at most ",
+                        state_->options.max_connections,
+                        " connections at once (--http_max_connections); "
+                        "try again shortly"));
+  std::weak_ptr<P::Tcp::Peer> weak = peer;
+  const bool queued = QueueWrite(
+      peer, SerializeResponse(reply, "HTTP/1.1", ReasonPhrase(503), true),
+      /*close=*/true, [weak] {
+        // Closed both ways, so that it leaves the count even if the client
+        // keeps its side open.
+        if (auto locked = weak.lock()) ::shutdown(locked->fd(), SHUT_RDWR);
+      });
+  if (!queued) ::shutdown(peer->fd(), SHUT_RDWR);
+}
+
+void Handler::onDisconnection(const std::shared_ptr<P::Tcp::Peer>& peer) {
+  state_->connections.fetch_sub(1);
+}
+
 void Handler::onInput(const char* buffer, size_t length,
                       const std::shared_ptr<P::Tcp::Peer>& peer) {
+  if (peer->tryGetData(kRefusedKey)) return;
   // Pistache does not catch what its handler throws; one bad connection
   // must not take a server thread with it.
   try {
@@ -228,8 +269,8 @@ void Endpoint::ReplenishSpares() {
 }
 
 bool Endpoint::OutOfDescriptors() const {
-  const int probe = ::fcntl(spares_.empty() ? 0 : spares_.back(),
-                            F_DUPFD_CLOEXEC, 0);
+  const int probe =
+      ::fcntl(spares_.empty() ? 0 : spares_.back(), F_DUPFD_CLOEXEC, 0);
   if (probe >= 0) {
     ::close(probe);
     return false;

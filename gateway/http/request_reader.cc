@@ -1,10 +1,12 @@
 #include "gateway/http/request_reader.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 
@@ -17,8 +19,9 @@ RequestReader::RequestReader(std::shared_ptr<ServerState> state,
       connection_(std::move(connection)),
       router_(std::move(state)),
       on_request_start_(std::move(on_request_start)),
-      parser_(RequestLimits{.max_header_bytes = state_->options.max_header_bytes,
-                            .max_body_bytes = state_->options.max_body_bytes}) {}
+      parser_(
+          RequestLimits{.max_header_bytes = state_->options.max_header_bytes,
+                        .max_body_bytes = state_->options.max_body_bytes}) {}
 
 void RequestReader::OnInput(std::string_view bytes) {
   if (connection_->closing.load()) return;  // discarded until the client goes
@@ -86,10 +89,42 @@ void RequestReader::OnHead() {
   connection_->WriteInterim(state_, *slot_, "HTTP/1.1 100 Continue\r\n\r\n");
 }
 
+bool RequestReader::TakeToken(absl::Time now) {
+  const int rate = state_->options.max_requests_per_second_per_connection;
+  if (rate == 0) return true;
+  if (refilled_ == absl::InfinitePast()) {
+    tokens_ = rate;
+  } else {
+    tokens_ = std::min<double>(
+        rate, tokens_ + rate * absl::ToDoubleSeconds(now - refilled_));
+  }
+  refilled_ = now;
+  if (tokens_ < 1) return false;
+  tokens_ -= 1;
+  return true;
+}
+
 void RequestReader::OnRequest(HttpRequest request) {
   const absl::Time receive_time = request_start_;
   Route route = Route::kNotFound;
   bool close = ClientWantsClose(request);
+  if (!TakeToken(absl::Now())) {
+    if (state_->requests_throttled != nullptr) {
+      state_->requests_throttled->Increment();
+    }
+    route = MatchRoute(request.method, request.path).route;
+    if (state_->draining.load()) close = true;
+    Finish(request.version, route,
+           ErrorReply(
+               429, absl::StrCat(
+                        "more than ",
+                        state_->options.max_requests_per_second_per_connection,
+                        " requests per second on one connection "
+                        "(--http_max_requests_per_connection); slow "
+                        "down or spread them over connections")),
+           close);
+    return;
+  }
   state_->RequestStarted();
   // Finish() and StartWebhook() count the request again until it is
   // answered.
@@ -126,8 +161,8 @@ void RequestReader::OnError() {
          /*close=*/true);
 }
 
-void RequestReader::Finish(HttpVersion version, Route route,
-                           const Reply& reply, bool close) {
+void RequestReader::Finish(HttpVersion version, Route route, const Reply& reply,
+                           bool close) {
   const std::uint64_t slot = Slot();
   slot_.reset();
   request_start_ = absl::InfinitePast();

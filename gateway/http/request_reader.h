@@ -42,8 +42,7 @@ class RequestReader {
   // The current request's place in the response order.
   std::uint64_t Slot();
   // Answers the current request and readies for the next.
-  void Finish(HttpVersion version, Route route, const Reply& reply,
-              bool close);
+  void Finish(HttpVersion version, Route route, const Reply& reply, bool close);
 
   const std::shared_ptr<ServerState> state_;
   const std::shared_ptr<Connection> connection_;
@@ -56,6 +55,12 @@ class RequestReader {
   // between requests.
   absl::Time request_start_ = absl::InfinitePast();
   std::optional<std::uint64_t> slot_;
+  // The connection's request budget (options.max_requests_per_second_per_
+  // connection): a bucket refilled at that rate, up to that many.
+  double tokens_ = 0;
+  absl::Time refilled_ = absl::InfinitePast();
+  // Takes one request from the budget; false when it is spent.
+  bool TakeToken(absl::Time now);
 };
 
 }  // namespace convocore::http

@@ -31,6 +31,12 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
         "HTTP limits: the body limit must be positive and the header limit "
         "at least 1024 bytes");
   }
+  if (options.max_connections < 1 ||
+      options.max_requests_per_second_per_connection < 0) {
+    return absl::InvalidArgumentError(
+        "HTTP limits: at least one connection, and a request rate of 0 (no "
+        "limit) or more");
+  }
   auto state = std::make_shared<State>();
   state->options = options;
   state->backend = backend;
@@ -46,7 +52,25 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
                           "HTTP connections answered 503 at once because the "
                           "process had no file descriptor left to serve them.")
              .Get();
+    state->connections_refused =
+        &registry
+             ->AddCounter("gateway_http_connections_refused_total",
+                          "HTTP connections answered 503 and closed because "
+                          "--http_max_connections were open.")
+             .Get();
+    state->requests_throttled =
+        &registry
+             ->AddCounter(
+                 "gateway_http_requests_throttled_total",
+                 "HTTP requests answered 429 because their connection sent "
+                 "more than --http_max_requests_per_connection per second.")
+             .Get();
     std::weak_ptr<State> weak = state;
+    registry->AddCallbackGauge(
+        "gateway_http_connections_open", "HTTP connections open now.", [weak] {
+          auto locked = weak.lock();
+          return locked ? static_cast<double>(locked->connections.load()) : 0.0;
+        });
     registry->AddCallbackGauge(
         "gateway_http_requests_in_flight",
         "HTTP requests being handled or written now.", [weak] {

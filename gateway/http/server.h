@@ -98,6 +98,12 @@ struct HttpServerOptions {
   absl::Duration request_timeout = absl::Seconds(30);
   // An idle keep-alive connection is closed after this long.
   absl::Duration idle_timeout = absl::Seconds(120);
+  // Connections served at once; one more is answered 503 and closed, so
+  // that a flood of connections cannot take every descriptor and thread.
+  int max_connections = 10000;
+  // Requests one connection may send per second (a bucket of this many,
+  // refilled at this rate); those beyond get 429. 0: no limit.
+  int max_requests_per_second_per_connection = 5000;
 };
 
 class HttpServer {

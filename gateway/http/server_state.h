@@ -26,6 +26,12 @@ struct HttpServer::State {
   // Connections answered 503 at once because no descriptor was left to
   // serve them (see pistache::Endpoint).
   metrics::Counter* connections_shed = nullptr;
+  // Connections refused for being over options.max_connections, and
+  // requests refused for being over the per-connection rate.
+  metrics::Counter* connections_refused = nullptr;
+  metrics::Counter* requests_throttled = nullptr;
+  // Connections open now, refused ones included until they close.
+  std::atomic<std::int64_t> connections{0};
   std::atomic<bool> draining{false};
   std::uint16_t port = 0;
 

@@ -33,7 +33,8 @@ using ::testing::HasSubstr;
 // The pids of this process's children (every thread's).
 std::vector<pid_t> Children() {
   std::vector<pid_t> pids;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/self/task")) {
     std::ifstream in(task.path() / "children");
     pid_t pid;
     while (in >> pid) pids.push_back(pid);
@@ -89,8 +90,7 @@ TEST_F(HttpIngressTest, OutOfDescriptorsNewConnectionsGet503AndItIsLogged) {
   absl::StatusOr<RawConnection> early =
       RawConnection::Connect(gateway_->http_port());
   ASSERT_TRUE(early.ok());
-  ASSERT_EQ(early->Exchange("GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
-                ->code,
+  ASSERT_EQ(early->Exchange("GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")->code,
             200);
 
   rlimit original{};
@@ -120,8 +120,7 @@ TEST_F(HttpIngressTest, OutOfDescriptorsNewConnectionsGet503AndItIsLogged) {
   EXPECT_EQ(refused->code, 503) << refused->body;
   EXPECT_THAT(refused->body, HasSubstr("no file descriptor left"));
   EXPECT_TRUE(Eventually([&] {
-    return absl::StrContains(gateway_->log(),
-                             "cannot accept HTTP connections");
+    return absl::StrContains(gateway_->log(), "cannot accept HTTP connections");
   })) << gateway_->log();
 
   // A request on a connection it serves is answered.
@@ -140,6 +139,53 @@ TEST_F(HttpIngressTest, OutOfDescriptorsNewConnectionsGet503AndItIsLogged) {
   absl::StatusOr<HttpResponse> metrics = client.Get(Url("/metrics"));
   ASSERT_TRUE(metrics.ok());
   EXPECT_THAT(metrics->body, HasSubstr("gateway_http_connections_shed_total"));
+  gateway_->Signal(SIGTERM);
+  EXPECT_EQ(gateway_->WaitForExit(), 0) << gateway_->log();
+}
+
+// A flood of connections beyond --http_max_connections: each one over the
+// limit is answered 503 and closed, the descriptors the process holds stay
+// bounded, and once the flood goes the gateway serves as before.
+TEST_F(HttpIngressTest, ConnectionsBeyondTheLimitGet503AndTheProcessLives) {
+  StartGateway({"--http_max_connections=16"});
+  const std::vector<pid_t> children = Children();
+  ASSERT_EQ(children.size(), 1u);
+  const int descriptors_before = OpenDescriptors(children[0]);
+  std::vector<RawConnection> flood;
+  int refused = 0;
+  for (int i = 0; i < 200; ++i) {
+    absl::StatusOr<RawConnection> connection =
+        RawConnection::Connect(gateway_->http_port());
+    ASSERT_TRUE(connection.ok()) << connection.status();
+    flood.push_back(*std::move(connection));
+  }
+  for (RawConnection& connection : flood) {
+    absl::StatusOr<HttpResponse> answer =
+        connection.ReadResponse(absl::Now() + absl::Milliseconds(200));
+    if (answer.ok()) {
+      EXPECT_EQ(answer->code, 503) << answer->body;
+      EXPECT_THAT(answer->body, HasSubstr("--http_max_connections"));
+      ++refused;
+    }
+  }
+  EXPECT_EQ(refused, 200 - 16);
+  // Refused connections are closed by the gateway: only the 16 it serves,
+  // and a few of its own, hold descriptors.
+  EXPECT_TRUE(Eventually([&] {
+    return OpenDescriptors(children[0]) <= descriptors_before + 2 * 16 + 8;
+  })) << OpenDescriptors(children[0])
+      << " descriptors open";
+  flood.clear();
+  HttpClient client;
+  ASSERT_TRUE(Eventually([&] {
+    absl::StatusOr<HttpResponse> posted =
+        client.PostJson(Url("/webhooks"), ReadSample("webhook_test.json"));
+    return posted.ok() && posted->code == 200;
+  })) << gateway_->log();
+  absl::StatusOr<HttpResponse> metrics = client.Get(Url("/metrics"));
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_THAT(metrics->body,
+              HasSubstr("gateway_http_connections_refused_total 184"));
   gateway_->Signal(SIGTERM);
   EXPECT_EQ(gateway_->WaitForExit(), 0) << gateway_->log();
 }
@@ -163,9 +209,8 @@ TEST_F(HttpIngressTest, PipelinedWebhooksAreEachStoredAndAnsweredInOrder) {
       EXPECT_THAT(response->body,
                   HasSubstr(absl::StrCat("\"sequence\":", i + 1, ",")))
           << names[i];
-      EXPECT_THAT(response->body,
-                  HasSubstr(again ? "\"duplicate\":true"
-                                  : "\"duplicate\":false"));
+      EXPECT_THAT(response->body, HasSubstr(again ? "\"duplicate\":true"
+                                                  : "\"duplicate\":false"));
     }
   }
   HttpClient client;

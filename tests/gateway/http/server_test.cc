@@ -520,6 +520,78 @@ TEST_F(HttpServerTest, ReceiveTimeIsWhenTheRequestStarted) {
   EXPECT_LE(backend_.receive_times()[0], body_sent);
 }
 
+TEST_F(HttpServerTest, ConnectionsOverTheLimitGet503AndTheirSlotComesBack) {
+  HttpServerOptions options;
+  options.max_connections = 3;
+  StartServer(options);
+  std::vector<RawConnection> held;
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<RawConnection> connection = Connect();
+    ASSERT_TRUE(connection.ok());
+    ASSERT_EQ(connection->Exchange(Request("GET", "/healthz", ""))->code, 200);
+    held.push_back(*std::move(connection));
+  }
+  // More than the limit: each answered at once, without a request, and
+  // closed; the connections held are served as before.
+  for (int i = 0; i < 5; ++i) {
+    absl::StatusOr<RawConnection> extra = Connect();
+    ASSERT_TRUE(extra.ok());
+    absl::StatusOr<HttpResponse> refused = extra->ReadResponse();
+    ASSERT_TRUE(refused.ok()) << refused.status();
+    EXPECT_EQ(refused->code, 503);
+    EXPECT_THAT(refused->body, HasSubstr("--http_max_connections"));
+    EXPECT_TRUE(extra->WaitForClose());
+  }
+  EXPECT_EQ(held[0].Exchange(Request("GET", "/healthz", ""))->code, 200);
+  held.pop_back();
+  EXPECT_TRUE(convocore::testing::Eventually([&] {
+    absl::StatusOr<RawConnection> again = Connect();
+    if (!again.ok()) return false;
+    absl::StatusOr<HttpResponse> response =
+        again->Exchange(Request("GET", "/healthz", ""));
+    return response.ok() && response->code == 200;
+  }));
+  const std::string metrics = registry_->Render();
+  EXPECT_THAT(metrics, HasSubstr("gateway_http_connections_refused_total 5"));
+  EXPECT_THAT(metrics, HasSubstr("gateway_http_connections_open"));
+}
+
+TEST_F(HttpServerTest, ARequestFloodOnOneConnectionGets429AndTheRestWait) {
+  HttpServerOptions options;
+  options.max_requests_per_second_per_connection = 5;
+  StartServer(options);
+  absl::StatusOr<RawConnection> connection = Connect();
+  ASSERT_TRUE(connection.ok());
+  std::string flood;
+  for (int i = 0; i < 20; ++i) flood += Request("GET", "/healthz", "");
+  ASSERT_TRUE(connection->Send(flood).ok());
+  int ok = 0;
+  int throttled = 0;
+  for (int i = 0; i < 20; ++i) {
+    absl::StatusOr<HttpResponse> response = connection->ReadResponse();
+    ASSERT_TRUE(response.ok()) << response.status();
+    if (response->code == 200) ++ok;
+    if (response->code == 429) {
+      ++throttled;
+      EXPECT_THAT(response->body, HasSubstr("RESOURCE_EXHAUSTED"));
+    }
+  }
+  EXPECT_EQ(ok + throttled, 20);
+  EXPECT_GE(ok, 5);
+  EXPECT_GE(throttled, 10);
+  // Another connection has its own budget, and this one refills.
+  absl::StatusOr<RawConnection> other = Connect();
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->Exchange(Request("GET", "/healthz", ""))->code, 200);
+  EXPECT_TRUE(convocore::testing::Eventually([&] {
+    absl::StatusOr<HttpResponse> response =
+        connection->Exchange(Request("GET", "/healthz", ""));
+    return response.ok() && response->code == 200;
+  }));
+  EXPECT_THAT(registry_->Render(),
+              HasSubstr("gateway_http_requests_throttled_total"));
+}
+
 TEST_F(HttpServerTest, AnIdleConnectionIsClosedAfterTheIdleTimeout) {
   HttpServerOptions options;
   options.idle_timeout = absl::Milliseconds(200);
@@ -709,9 +781,10 @@ TEST_F(HttpServerTest, ConcurrentClientsAreAllAnswered) {
 }
 
 std::string Webhook(absl::string_view body) {
-  return absl::StrCat("POST /webhooks HTTP/1.1\r\nHost: gw\r\n"
-                      "Content-Type: application/json\r\nContent-Length: ",
-                      body.size(), "\r\n\r\n", body);
+  return absl::StrCat(
+      "POST /webhooks HTTP/1.1\r\nHost: gw\r\n"
+      "Content-Type: application/json\r\nContent-Length: ",
+      body.size(), "\r\n\r\n", body);
 }
 
 // Several complete requests in one send each get their own response, in
@@ -733,8 +806,7 @@ TEST_F(HttpServerTest, PipelinedRequestsAreEachAnsweredInOrder) {
       absl::StatusOr<HttpResponse> response = connection->ReadResponse();
       ASSERT_TRUE(response.ok()) << n << " #" << i << ": " << response.status();
       EXPECT_EQ(response->code, 200) << response->body;
-      EXPECT_THAT(response->body,
-                  HasSubstr("\"id\":\"id-" + bodies[i] + "\""))
+      EXPECT_THAT(response->body, HasSubstr("\"id\":\"id-" + bodies[i] + "\""))
           << n << " #" << i;
     }
     std::vector<std::string> accepted = backend_.accepted();
@@ -827,8 +899,8 @@ TEST_F(HttpServerTest, ARequestAndTheStartOfTheNextAreBothAnswered) {
   absl::StatusOr<RawConnection> connection = Connect();
   ASSERT_TRUE(connection.ok());
   const std::string second = Webhook("{\"second\":1}");
-  ASSERT_TRUE(connection->Send(Webhook("{\"first\":1}") + second.substr(0, 9))
-                  .ok());
+  ASSERT_TRUE(
+      connection->Send(Webhook("{\"first\":1}") + second.substr(0, 9)).ok());
   absl::StatusOr<HttpResponse> first = connection->ReadResponse();
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ(first->code, 200);
@@ -870,7 +942,8 @@ TEST_F(HttpServerTest, RandomFramingGetsOneTruthfulResponsePerRequest) {
     std::string bytes;
     const int count = 1 + below(12);
     for (int i = 0; i < count; ++i) {
-      const std::string body = absl::StrCat("{\"r\":", round, ",\"i\":", i, "}");
+      const std::string body =
+          absl::StrCat("{\"r\":", round, ",\"i\":", i, "}");
       switch (below(5)) {
         case 0:
         case 1:
@@ -882,8 +955,8 @@ TEST_F(HttpServerTest, RandomFramingGetsOneTruthfulResponsePerRequest) {
           absl::StrAppend(&bytes,
                           "POST /webhooks HTTP/1.1\r\nHost: gw\r\n"
                           "Transfer-Encoding: chunked\r\n\r\n",
-                          absl::Hex(half), "\r\n", body.substr(0, half),
-                          "\r\n", absl::Hex(body.size() - half), "\r\n",
+                          absl::Hex(half), "\r\n", body.substr(0, half), "\r\n",
+                          absl::Hex(body.size() - half), "\r\n",
                           body.substr(half), "\r\n0\r\n\r\n");
           expected.push_back({200, body});
           break;
@@ -913,8 +986,8 @@ TEST_F(HttpServerTest, RandomFramingGetsOneTruthfulResponsePerRequest) {
     const std::size_t stored_before = backend_.accepted().size();
     for (std::size_t at = 0; at < bytes.size();) {
       const std::size_t piece =
-          1 + below(static_cast<int>(std::min<std::size_t>(bytes.size() - at,
-                                                           300)));
+          1 + below(static_cast<int>(
+                  std::min<std::size_t>(bytes.size() - at, 300)));
       // The server may close after a malformed request before reading all.
       (void)connection->Send(bytes.substr(at, piece));
       at += piece;
@@ -923,8 +996,8 @@ TEST_F(HttpServerTest, RandomFramingGetsOneTruthfulResponsePerRequest) {
     for (std::size_t i = 0; i < expected.size(); ++i) {
       absl::StatusOr<HttpResponse> response = connection->ReadResponse();
       ASSERT_TRUE(response.ok()) << "#" << i << ": " << response.status();
-      EXPECT_EQ(response->code, expected[i].code) << "#" << i << " "
-                                                  << response->body;
+      EXPECT_EQ(response->code, expected[i].code)
+          << "#" << i << " " << response->body;
       if (!expected[i].stored.empty() && response->code == 200) {
         answered_200.push_back(expected[i].stored);
       }
