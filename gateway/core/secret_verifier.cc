@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
 namespace convocore::gateway {
@@ -29,8 +30,28 @@ struct SecretVerifier::Digester {
 };
 
 SecretVerifier::SecretVerifier(std::shared_ptr<const Digester> digester,
-                               std::vector<Digest> digests)
-    : digester_(std::move(digester)), digests_(std::move(digests)) {}
+                               std::vector<Digest> digests,
+                               std::vector<std::string> labels)
+    : digester_(std::move(digester)),
+      digests_(std::move(digests)),
+      labels_(std::move(labels)) {}
+
+namespace {
+
+bool IsLabel(absl::string_view text) {
+  if (text.empty() || text.size() > 63 || text[0] < 'a' || text[0] > 'z') {
+    return false;
+  }
+  for (char c : text) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
 
 absl::StatusOr<SecretVerifier> SecretVerifier::Create(
     const std::vector<std::string>& secrets) {
@@ -43,27 +64,42 @@ absl::StatusOr<SecretVerifier> SecretVerifier::Create(
     return absl::InternalError("OpenSSL provides no SHA-256");
   }
   std::vector<Digest> digests(secrets.size());
+  std::vector<std::string> labels(secrets.size());
   for (std::size_t i = 0; i < secrets.size(); ++i) {
-    if (secrets[i].empty()) {
-      return absl::InvalidArgumentError(
-          "a configured workspace secret is empty");
+    absl::string_view secret = secrets[i];
+    const std::size_t equals = secret.find('=');
+    if (equals != absl::string_view::npos &&
+        (equals == 0 || IsLabel(secret.substr(0, equals)))) {
+      labels[i] = std::string(secret.substr(0, equals));
+      secret.remove_prefix(equals + 1);
     }
-    if (!digester->Compute(secrets[i], digests[i])) {
+    if (secret.empty()) {
+      return absl::InvalidArgumentError(
+          labels[i].empty() ? "a configured workspace secret is empty"
+                            : absl::StrCat("the workspace secret labelled \"",
+                                           labels[i], "\" is empty"));
+    }
+    if (!digester->Compute(secret, digests[i])) {
       return absl::InternalError("SHA-256 failed");
     }
   }
-  return SecretVerifier(std::move(digester), std::move(digests));
+  return SecretVerifier(std::move(digester), std::move(digests),
+                        std::move(labels));
 }
 
-bool SecretVerifier::Matches(absl::string_view presented) const {
+std::optional<std::string> SecretVerifier::Match(
+    absl::string_view presented) const {
   Digest digest;
-  if (!digester_->Compute(presented, digest)) return false;
+  if (!digester_->Compute(presented, digest)) return std::nullopt;
   // Every digest is compared in full, whatever the earlier ones gave.
-  int matched = 0;
-  for (const Digest& d : digests_) {
-    matched |= CRYPTO_memcmp(digest.data(), d.data(), d.size()) == 0;
+  std::size_t matched = digests_.size();
+  for (std::size_t i = 0; i < digests_.size(); ++i) {
+    const bool same =
+        CRYPTO_memcmp(digest.data(), digests_[i].data(), digest.size()) == 0;
+    if (same) matched = i;
   }
-  return matched != 0;
+  if (matched == digests_.size()) return std::nullopt;
+  return labels_[matched];
 }
 
 }  // namespace convocore::gateway

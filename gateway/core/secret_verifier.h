@@ -6,11 +6,17 @@
 // an early exit, so the time taken depends only on the presented value's own
 // length (which its sender knows) and on the number of configured secrets,
 // never on their contents or lengths.
+//
+// A configured secret may carry a workspace label, `acme=<secret>` (the
+// label a lowercase letter, then up to 62 of [a-z0-9_-]); a match then
+// names it. Anything else, `=` or not, is one unlabelled secret; `=<secret>`
+// makes a secret that looks labelled unlabelled.
 #ifndef GATEWAY_CORE_SECRET_VERIFIER_H_
 #define GATEWAY_CORE_SECRET_VERIFIER_H_
 
 #include <array>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,17 +33,26 @@ class SecretVerifier {
       const std::vector<std::string>& secrets);
 
   // Thread-safe.
-  bool Matches(absl::string_view presented) const;
+  bool Matches(absl::string_view presented) const {
+    return Match(presented).has_value();
+  }
+  // The label of the secret `presented` matches ("" when unlabelled), or
+  // nullopt. Thread-safe.
+  std::optional<std::string> Match(absl::string_view presented) const;
+
+  // The labels of the configured secrets, "" for unlabelled ones.
+  const std::vector<std::string>& labels() const { return labels_; }
 
  private:
   struct Digester;
   using Digest = std::array<unsigned char, 32>;
 
   SecretVerifier(std::shared_ptr<const Digester> digester,
-                 std::vector<Digest> digests);
+                 std::vector<Digest> digests, std::vector<std::string> labels);
 
   std::shared_ptr<const Digester> digester_;
   std::vector<Digest> digests_;
+  std::vector<std::string> labels_;  // one per digest
 };
 
 }  // namespace convocore::gateway

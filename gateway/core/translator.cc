@@ -378,12 +378,12 @@ absl::StatusOr<Translation> Translator::Translate(
                 absl::StatusCode::kUnauthenticated);
   if (!secret.ok()) return secret.status();
   const absl::string_view secret_text = StringOf(**secret);
-  bool matches;
+  std::optional<std::string> workspace;
   {
     absl::ReaderMutexLock lock(&verifier_mu_);
-    matches = verifier_->Matches(secret_text);
+    workspace = verifier_->Match(secret_text);
   }
-  if (!matches) {
+  if (!workspace.has_value()) {
     return absl::UnauthenticatedError(absl::StrCat(
         secret_path.ToString(), ": does not match any configured secret"));
   }
@@ -400,14 +400,20 @@ absl::StatusOr<Translation> Translator::Translate(
     return Invalid(type_path, "expected a non-empty string");
   }
 
+  // The same webhook from two workspaces is two events: a labelled secret's
+  // workspace is part of the id (unlabelled ones keep the id as it was).
   absl::StatusOr<std::string> id =
-      ContentId(type_text, **payload, payload_path, kSecretKey);
+      ContentId(workspace->empty()
+                    ? type_text
+                    : absl::StrCat("workspace:", *workspace, "\n", type_text),
+                **payload, payload_path, kSecretKey);
   if (!id.ok()) return id.status();
 
   Translation out;
   out.observations.secret_redacted = redacted;
   v1::Event& event = out.event;
   event.set_id(*std::move(id));
+  event.set_workspace(*std::move(workspace));
   event.set_type_raw(std::string(type_text));
   if (!SetTime(receive_time, event.mutable_receive_time())) {
     return absl::InternalError(

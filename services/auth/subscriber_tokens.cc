@@ -55,6 +55,21 @@ std::optional<v1::EventType> TypeOfString(absl::string_view text) {
   return type;
 }
 
+// A workspace label as the gateway's secrets give them
+// (gateway/core/secret_verifier.h).
+bool IsWorkspaceLabel(absl::string_view text) {
+  if (text.empty() || text.size() > 63 || text[0] < 'a' || text[0] > 'z') {
+    return false;
+  }
+  for (char c : text) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
 // Reads the file with RapidJSON's SAX reader, which knows where in the text
 // each value ends, so that every error names its line.
 class TokensHandler
@@ -90,6 +105,16 @@ class TokensHandler
         state_ = State::kToken;
         return true;
       }
+      case State::kWorkspace: {
+        if (!IsWorkspaceLabel(value)) {
+          return Fail(absl::StrCat(
+              "\"", value,
+              "\" is not a workspace label (a lowercase letter, then up to "
+              "62 of a-z, 0-9, _ and -)"));
+        }
+        token_.workspaces.emplace_back(value);
+        return true;
+      }
       case State::kType: {
         if (value == "*") {
           token_.all_types = true;
@@ -121,6 +146,7 @@ class TokensHandler
         token_ = SubscriberGrant();
         has_digest_ = false;
         has_types_ = false;
+        has_workspaces_ = false;
         types_listed_ = 0;
         state_ = State::kToken;
         return true;
@@ -149,13 +175,12 @@ class TokensHandler
     } else if (key == "event_types") {
       state_ = State::kTypesValue;
     } else if (key == "workspaces") {
-      return Fail(
-          "\"workspaces\" is not supported yet: this gateway does not label "
-          "workspaces");
+      state_ = State::kWorkspacesValue;
     } else {
       return Fail(absl::StrCat(
           "unknown key \"", key,
-          "\" (a token has \"name\", \"sha256\" and \"event_types\")"));
+          "\" (a token has \"name\", \"sha256\", \"event_types\" and "
+          "\"workspaces\")"));
     }
     return true;
   }
@@ -186,6 +211,15 @@ class TokensHandler
                                  token_.name, "\" have the same sha256"));
       }
     }
+    std::sort(token_.workspaces.begin(), token_.workspaces.end());
+    token_.workspaces.erase(
+        std::unique(token_.workspaces.begin(), token_.workspaces.end()),
+        token_.workspaces.end());
+    if (has_workspaces_ && token_.workspaces.empty()) {
+      return Fail(absl::StrCat("token \"", token_.name,
+                               "\" has an empty \"workspaces\" list: leave "
+                               "it out for every workspace"));
+    }
     if (token_.all_types) {
       token_.types.clear();
     } else {
@@ -201,6 +235,15 @@ class TokensHandler
   bool StartArray() {
     if (state_ == State::kTokensValue) {
       state_ = State::kTokens;
+      return true;
+    }
+    if (state_ == State::kWorkspacesValue) {
+      if (has_workspaces_) {
+        return Fail(absl::StrCat("token \"", token_.name,
+                                 "\" gives \"workspaces\" twice"));
+      }
+      has_workspaces_ = true;
+      state_ = State::kWorkspace;
       return true;
     }
     if (state_ == State::kTypesValue) {
@@ -220,7 +263,7 @@ class TokensHandler
       state_ = State::kRoot;
       return true;
     }
-    if (state_ == State::kType) {
+    if (state_ == State::kType || state_ == State::kWorkspace) {
       state_ = State::kToken;
       return true;
     }
@@ -237,15 +280,17 @@ class TokensHandler
 
  private:
   enum class State {
-    kStart,        // before the root object
-    kRoot,         // in the root object
-    kTokensValue,  // after "tokens"
-    kTokens,       // in the tokens list
-    kToken,        // in a token
-    kName,         // after "name"
-    kSha256,       // after "sha256"
-    kTypesValue,   // after "event_types"
-    kType,         // in the types list
+    kStart,            // before the root object
+    kRoot,             // in the root object
+    kTokensValue,      // after "tokens"
+    kTokens,           // in the tokens list
+    kToken,            // in a token
+    kName,             // after "name"
+    kSha256,           // after "sha256"
+    kTypesValue,       // after "event_types"
+    kType,             // in the types list
+    kWorkspacesValue,  // after "workspaces"
+    kWorkspace,        // in the workspaces list
     kDone,
   };
 
@@ -272,6 +317,11 @@ class TokensHandler
       case State::kType:
         return Fail(
             absl::StrCat("each event type must be a string, got ", what));
+      case State::kWorkspacesValue:
+        return Fail(absl::StrCat("\"workspaces\" must be a list, got ", what));
+      case State::kWorkspace:
+        return Fail(
+            absl::StrCat("each workspace must be a string, got ", what));
       default:
         return Fail(absl::StrCat("unexpected ", what));
     }
@@ -284,6 +334,7 @@ class TokensHandler
   SubscriberGrant token_;
   bool has_digest_ = false;
   bool has_types_ = false;
+  bool has_workspaces_ = false;
   int types_listed_ = 0;
   absl::flat_hash_set<std::string> names_;
   std::vector<SubscriberGrant> grants_;
@@ -302,6 +353,11 @@ TokenDigest DigestOf(absl::string_view token) {
 
 bool SubscriberGrant::Allows(v1::EventType type) const {
   return all_types || std::binary_search(types.begin(), types.end(), type);
+}
+
+bool SubscriberGrant::AllowsWorkspace(const std::string& workspace) const {
+  return workspaces.empty() ||
+         std::binary_search(workspaces.begin(), workspaces.end(), workspace);
 }
 
 absl::StatusOr<SubscriberTokens> SubscriberTokens::Parse(
@@ -370,6 +426,18 @@ absl::StatusOr<absl::string_view> BearerToken(
 
 absl::Status Authorize(const SubscriberGrant& grant,
                        v1::SubscribeRequest* request) {
+  for (const std::string& workspace : request->workspaces()) {
+    if (!grant.AllowsWorkspace(workspace)) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("subscriber \"", grant.name,
+                       "\" may not read workspace \"", workspace, "\""));
+    }
+  }
+  if (request->workspaces().empty()) {
+    for (const std::string& workspace : grant.workspaces) {
+      request->add_workspaces(workspace);
+    }
+  }
   if (request->event_types().empty()) {
     for (v1::EventType type : grant.types) request->add_event_types(type);
     return absl::OkStatus();
@@ -385,7 +453,19 @@ absl::Status Authorize(const SubscriberGrant& grant,
 }
 
 absl::Status StillAllowed(const SubscriberGrant& grant,
-                          const std::vector<v1::EventType>& event_types) {
+                          const std::vector<v1::EventType>& event_types,
+                          const std::vector<std::string>& workspaces) {
+  if (workspaces.empty() && !grant.workspaces.empty()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "subscriber \"", grant.name, "\" may no longer read every workspace"));
+  }
+  for (const std::string& workspace : workspaces) {
+    if (!grant.AllowsWorkspace(workspace)) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("subscriber \"", grant.name,
+                       "\" may no longer read workspace \"", workspace, "\""));
+    }
+  }
   if (event_types.empty() && !grant.all_types) {
     return absl::PermissionDeniedError(absl::StrCat(
         "subscriber \"", grant.name, "\" may no longer read every event type"));

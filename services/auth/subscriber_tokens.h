@@ -11,7 +11,8 @@
 //
 // `event_types` holds the sender's type strings; "*" means every type,
 // types this contract does not know yet (EVENT_TYPE_OTHER) included, which
-// no list of names grants.
+// no list of names grants. An optional `workspaces` list limits the token to
+// the events of those workspace labels (Event.workspace).
 #ifndef SERVICES_AUTH_SUBSCRIBER_TOKENS_H_
 #define SERVICES_AUTH_SUBSCRIBER_TOKENS_H_
 
@@ -41,8 +42,11 @@ struct SubscriberGrant {
   // "*": every type, unknown ones included; `types` is then empty.
   bool all_types = false;
   std::vector<convocore::webhooks::v1::EventType> types;  // sorted, unique
+  // Empty: every workspace. Else only these labels (sorted, unique).
+  std::vector<std::string> workspaces;
 
   bool Allows(convocore::webhooks::v1::EventType type) const;
+  bool AllowsWorkspace(const std::string& workspace) const;
 };
 
 class SubscriberTokens {
@@ -74,18 +78,19 @@ class SubscriberTokens {
 absl::StatusOr<absl::string_view> BearerToken(const std::string* authorization);
 
 // Narrows `request` to what `grant` may read: an empty `event_types` becomes
-// the grant's types (left empty, meaning everything, only for "*").
-// PERMISSION_DENIED naming the first type asked for that the grant does not
-// allow.
+// the grant's types (left empty, meaning everything, only for "*"), an
+// empty `workspaces` the grant's workspaces. PERMISSION_DENIED naming the
+// first type or workspace asked for that the grant does not allow.
 absl::Status Authorize(const SubscriberGrant& grant,
                        convocore::webhooks::v1::SubscribeRequest* request);
 
-// Whether a stream authorized for `event_types` (as Authorize() left them)
-// may go on under `grant`, the token's grant after a reload: OK, or
-// PERMISSION_DENIED naming a type it may no longer read.
+// Whether a stream authorized for `event_types` and `workspaces` (as
+// Authorize() left them) may go on under `grant`, the token's grant after a
+// reload: OK, or PERMISSION_DENIED naming what it may no longer read.
 absl::Status StillAllowed(
     const SubscriberGrant& grant,
-    const std::vector<convocore::webhooks::v1::EventType>& event_types);
+    const std::vector<convocore::webhooks::v1::EventType>& event_types,
+    const std::vector<std::string>& workspaces = {});
 
 // The sender's string of `type` ("lead_captured"); "other" for
 // EVENT_TYPE_OTHER.

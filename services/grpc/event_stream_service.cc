@@ -159,7 +159,7 @@ class EventStreamServiceImpl::SubscribeReactor final
         grant == nullptr
             ? absl::UnauthenticatedError(absl::StrCat(
                   "the token of subscriber \"", grant_->name, "\" was revoked"))
-            : auth::StillAllowed(*grant, grant_->types);
+            : auth::StillAllowed(*grant, grant_->types, grant_->workspaces);
     if (allowed.ok()) return;
     FinishWhenIdleLocked(ToGrpcStatus(hub::SubscriptionEndStatus(
         allowed.code(), allowed.message(),
@@ -283,10 +283,12 @@ class EventStreamServiceImpl::SubscribeReactor final
         !allowed.ok()) {
       return allowed;
     }
-    Grant held{grant->name, grant->digest, {}};
+    Grant held{grant->name, grant->digest, {}, {}};
     for (int type : request->event_types()) {
       held.types.push_back(static_cast<v1::EventType>(type));
     }
+    held.workspaces.assign(request->workspaces().begin(),
+                           request->workspaces().end());
     absl::MutexLock lock(&mu_);
     grant_ = std::move(held);
     return absl::OkStatus();
@@ -384,6 +386,7 @@ class EventStreamServiceImpl::SubscribeReactor final
     std::string name;
     auth::TokenDigest digest;
     std::vector<v1::EventType> types;
+    std::vector<std::string> workspaces;  // as narrowed; empty for all
   };
   std::optional<Grant> grant_ ABSL_GUARDED_BY(mu_);
 };

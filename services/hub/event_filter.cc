@@ -91,6 +91,7 @@ absl::Status CheckEnum(int value, int unspecified, bool (*is_valid)(int),
 EventKey KeyOf(const v1::Event& event) {
   EventKey key;
   key.event_type = NormalizedEventType(event.event_type());
+  key.workspace = event.workspace();
   switch (event.payload_case()) {
     case v1::Event::kMessageReceived:
       SetAgentAndChannel(event.message_received(), &key);
@@ -128,8 +129,8 @@ EventKey KeyOf(const v1::Event& event) {
 
 absl::StatusOr<EventFilter> EventFilter::Create(
     const std::vector<int>& event_types,
-    const std::vector<std::string>& agent_ids,
-    const std::vector<int>& channels) {
+    const std::vector<std::string>& agent_ids, const std::vector<int>& channels,
+    const std::vector<std::string>& workspaces) {
   EventFilter filter;
   for (int type : event_types) {
     absl::Status status = CheckEnum(type, v1::EVENT_TYPE_UNSPECIFIED,
@@ -149,10 +150,17 @@ absl::StatusOr<EventFilter> EventFilter::Create(
     }
     filter.agent_ids_.insert(agent);
   }
+  for (const std::string& workspace : workspaces) {
+    if (workspace.empty()) {
+      return absl::InvalidArgumentError(
+          "invalid empty workspaces filter value");
+    }
+    filter.workspaces_.insert(workspace);
+  }
   filter.any_event_type_ = event_types.empty();
   filter.any_channel_ = channels.empty();
-  filter.matches_everything_ =
-      filter.any_event_type_ && filter.any_channel_ && agent_ids.empty();
+  filter.matches_everything_ = filter.any_event_type_ && filter.any_channel_ &&
+                               agent_ids.empty() && workspaces.empty();
   return filter;
 }
 
@@ -168,6 +176,9 @@ bool EventFilter::Matches(const EventKey& key) const {
   }
   if (!agent_ids_.empty() &&
       (key.agent_id.empty() || !agent_ids_.contains(key.agent_id))) {
+    return false;
+  }
+  if (!workspaces_.empty() && !workspaces_.contains(key.workspace)) {
     return false;
   }
   return true;

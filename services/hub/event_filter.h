@@ -23,6 +23,9 @@ struct EventKey {
   // A Channel value; CHANNEL_UNSPECIFIED when the payload has none, and
   // CHANNEL_OTHER for a value this build does not know.
   int channel = convocore::webhooks::v1::CHANNEL_UNSPECIFIED;
+  // Event.workspace: the label of the secret the webhook carried; empty for
+  // an unlabelled one.
+  std::string workspace;
 };
 
 // The filter-relevant facts of `event`. Events of EVENT_TYPE_OTHER carry their
@@ -40,12 +43,14 @@ class EventFilter {
   EventFilter() = default;
 
   // INVALID_ARGUMENT for EVENT_TYPE_UNSPECIFIED, CHANNEL_UNSPECIFIED, a value
-  // this build does not know, or an empty agent id: a filter that can never
-  // match is a client bug better reported than silently honoured.
+  // this build does not know, or an empty agent id or workspace: a filter
+  // that can never match is a client bug better reported than silently
+  // honoured.
   static absl::StatusOr<EventFilter> Create(
       const std::vector<int>& event_types,
       const std::vector<std::string>& agent_ids,
-      const std::vector<int>& channels);
+      const std::vector<int>& channels,
+      const std::vector<std::string>& workspaces = {});
 
   bool Matches(const EventKey& key) const;
   bool matches_everything() const { return matches_everything_; }
@@ -60,6 +65,7 @@ class EventFilter {
   std::bitset<kMaxEnumValue> event_types_;
   std::bitset<kMaxEnumValue> channels_;
   absl::flat_hash_set<std::string> agent_ids_;
+  absl::flat_hash_set<std::string> workspaces_;
 };
 
 }  // namespace convocore::hub

@@ -18,7 +18,9 @@ absl::StatusOr<SubscribeOptions> SubscribeOptionsFromRequest(
                        request.event_types().end()),
       std::vector<std::string>(request.agent_ids().begin(),
                                request.agent_ids().end()),
-      std::vector<int>(request.channels().begin(), request.channels().end()));
+      std::vector<int>(request.channels().begin(), request.channels().end()),
+      std::vector<std::string>(request.workspaces().begin(),
+                               request.workspaces().end()));
   if (!filter.ok()) return filter.status();
   options.filter = *std::move(filter);
 

@@ -346,5 +346,59 @@ TEST_F(SubscriberTokensTest, WorkspaceSecretsRotateUnderLoadWithoutA401) {
   }
 }
 
+TEST_F(SubscriberTokensTest, WorkspaceLabelsReachTheEventsAndLimitTokens) {
+  // The crm token is limited to acme.
+  std::string tokens = TokensFile({Entry("acme-crm", kCrmToken, "\"*\""),
+                                   Entry("ops", kOpsToken, "\"*\"")});
+  const std::string crm_types = "\"event_types\": [\"*\"]}";
+  tokens.replace(tokens.find(crm_types), crm_types.size(),
+                 "\"event_types\": [\"*\"], \"workspaces\": [\"acme\"]}");
+  WriteTokens(tokens);
+  GatewayProcess gateway(
+      {"--store=memory", "--subscriber_tokens_file=" + path()},
+      {"CONVOCORE_WORKSPACE_SECRET=acme=acme-secret-1,globex=globex-secret-2"});
+  ASSERT_TRUE(gateway.WaitReady()) << gateway.log();
+  Subscriber crm(gateway.grpc_port(), v1::SubscribeRequest(), kCrmToken);
+  v1::SubscribeRequest globex_only;
+  globex_only.add_workspaces("globex");
+  Subscriber ops(gateway.grpc_port(), globex_only, kOpsToken);
+  ASSERT_TRUE(crm.WaitStarted() && ops.WaitStarted());
+  Subscriber denied(gateway.grpc_port(), globex_only, kCrmToken);
+  std::optional<grpc::Status> denial = denied.WaitFinished();
+  ASSERT_TRUE(denial.has_value());
+  EXPECT_EQ(denial->error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(denial->error_message(), HasSubstr("workspace \"globex\""));
+
+  // The same webhook from both workspaces: two events, each labelled.
+  std::vector<Ack> acks;
+  for (const char* secret : {"acme-secret-1", "globex-secret-2"}) {
+    const http::testing::HttpResponse response = OrNoResponse(client_.PostJson(
+        gateway.base_url() + "/webhooks",
+        absl::StrCat(R"({"type":"webhook_test","payload":{"message":"hello",)",
+                     R"("createdAt":1718035200000,"workspaceSecret":")", secret,
+                     R"("}})")));
+    ASSERT_EQ(response.code, 200) << response.body;
+    std::optional<Ack> ack = ParseAck(response.body);
+    ASSERT_TRUE(ack.has_value());
+    EXPECT_FALSE(ack->duplicate);
+    acks.push_back(*ack);
+  }
+  EXPECT_NE(acks[0].id, acks[1].id);
+  std::optional<v1::Event> acme_event = crm.NextEvent();
+  ASSERT_TRUE(acme_event.has_value());
+  EXPECT_EQ(acme_event->workspace(), "acme");
+  EXPECT_EQ(acme_event->sequence(), acks[0].sequence);
+  std::optional<v1::Event> globex_event = ops.NextEvent();
+  ASSERT_TRUE(globex_event.has_value());
+  EXPECT_EQ(globex_event->workspace(), "globex");
+  EXPECT_EQ(globex_event->sequence(), acks[1].sequence);
+  // Neither stream gets the other workspace's event.
+  EXPECT_FALSE(crm.NextEvent(absl::Milliseconds(300)).has_value());
+  EXPECT_FALSE(ops.NextEvent(absl::Milliseconds(300)).has_value());
+  for (const char* secret : {"acme-secret-1", "globex-secret-2"}) {
+    EXPECT_THAT(gateway.log(), Not(HasSubstr(secret)));
+  }
+}
+
 }  // namespace
 }  // namespace convocore::integration

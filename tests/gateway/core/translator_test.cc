@@ -951,6 +951,53 @@ TEST(SecretTest, SecretsAreReplacedAtomicallyAndABadSetKeepsTheOld) {
   EXPECT_EQ(code(new_body), absl::StatusCode::kOk);
 }
 
+TEST(SecretTest, ALabelledSecretNamesItsWorkspaceInTheEvent) {
+  auto translator = Translator::Create(
+      {.secrets = {"acme=acme-secret", "globex=globex-secret", "plain-secret",
+                   "=looks=labelled", "Upper=case"}});
+  ASSERT_TRUE(translator.ok()) << translator.status();
+  auto translate = [&](absl::string_view secret) {
+    return (*translator)
+        ->Translate(
+            Webhook("webhook_test", R"("message":"m","createdAt":1)", secret),
+            kReceiveTime);
+  };
+  absl::StatusOr<Translation> acme = translate("acme-secret");
+  absl::StatusOr<Translation> globex = translate("globex-secret");
+  absl::StatusOr<Translation> plain = translate("plain-secret");
+  ASSERT_TRUE(acme.ok() && globex.ok() && plain.ok());
+  EXPECT_EQ(acme->event.workspace(), "acme");
+  EXPECT_EQ(globex->event.workspace(), "globex");
+  EXPECT_EQ(plain->event.workspace(), "");
+  // The same webhook from two workspaces is two events.
+  EXPECT_NE(acme->event.id(), globex->event.id());
+  EXPECT_NE(acme->event.id(), plain->event.id());
+  // A label is only a lowercase name before the first "=": the rest are
+  // secrets as written, "=" and all.
+  EXPECT_EQ(translate("looks=labelled")->event.workspace(), "");
+  EXPECT_EQ(translate("Upper=case")->event.workspace(), "");
+  EXPECT_EQ(translate("acme=acme-secret").status().code(),
+            absl::StatusCode::kUnauthenticated);
+  for (const auto* t : {&acme, &globex}) {
+    EXPECT_THAT(EverythingOut(*t), Not(HasSubstr("-secret")));
+  }
+  // An unlabelled secret keeps the ids it always gave.
+  auto unlabelled = Translator::Create({.secrets = {"plain-secret"}});
+  ASSERT_TRUE(unlabelled.ok());
+  EXPECT_EQ(
+      (*unlabelled)
+          ->Translate(Webhook("webhook_test", R"("message":"m","createdAt":1)",
+                              "plain-secret"),
+                      kReceiveTime)
+          ->event.id(),
+      plain->event.id());
+  // A label without a secret is refused, naming the label only.
+  absl::StatusOr<std::unique_ptr<Translator>> empty =
+      Translator::Create({.secrets = {"acme="}});
+  ASSERT_FALSE(empty.ok());
+  EXPECT_THAT(empty.status().message(), HasSubstr("labelled \"acme\""));
+}
+
 // ---------------------------------------------------------------------------
 // The id.
 

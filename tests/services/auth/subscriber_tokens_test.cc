@@ -135,9 +135,14 @@ INSTANTIATE_TEST_SUITE_P(
         BadFile{"UnknownTokenKey",
                 "{\"tokens\": [{\"name\": \"a\", \"role\": \"x\"}]}",
                 "unknown key \"role\""},
-        BadFile{"Workspaces",
-                "{\"tokens\": [{\"name\": \"a\", \"workspaces\": []}]}",
-                "\"workspaces\" is not supported yet"},
+        BadFile{"NotAWorkspaceLabel",
+                "{\"tokens\": [{\"name\": \"a\", \"workspaces\": [\"Acme\"]}]}",
+                "\"Acme\" is not a workspace label"},
+        BadFile{"EmptyWorkspaces",
+                "{\"tokens\": [{\"name\": \"a\", \"sha256\": \"" +
+                    HexDigest("x") +
+                    "\", \"event_types\": [\"*\"], \"workspaces\": []}]}",
+                "empty \"workspaces\" list"},
         BadFile{"TypeIsANumber", File({Token("a", "t1", "8")}),
                 "each event type must be a string"}),
     [](const ::testing::TestParamInfo<BadFile>& info) {
@@ -216,6 +221,41 @@ TEST_F(AuthorizeTest, AStreamGoesOnOnlyWhileItsTypesStayAllowed) {
   // Everything, then narrowed to a list.
   EXPECT_TRUE(StillAllowed(all_, {}).ok());
   EXPECT_EQ(StillAllowed(crm_, {}).code(), absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(AuthorizeTest, ATokenLimitedToWorkspacesReadsOnlyThose) {
+  SubscriberGrant acme = all_;
+  acme.name = "acme-ops";
+  acme.workspaces = {"acme", "acme-eu"};
+  v1::SubscribeRequest any;
+  ASSERT_TRUE(Authorize(acme, &any).ok());
+  EXPECT_THAT(any.workspaces(), ElementsAre("acme", "acme-eu"));
+  v1::SubscribeRequest one;
+  one.add_workspaces("acme-eu");
+  ASSERT_TRUE(Authorize(acme, &one).ok());
+  EXPECT_THAT(one.workspaces(), ElementsAre("acme-eu"));
+  v1::SubscribeRequest other;
+  other.add_workspaces("globex");
+  const absl::Status denied = Authorize(acme, &other);
+  EXPECT_EQ(denied.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(denied.message(), HasSubstr("workspace \"globex\""));
+  // A stream of every workspace ends when its token is limited to some.
+  EXPECT_EQ(StillAllowed(acme, {}, {}).code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(StillAllowed(acme, {}, {"acme"}).ok());
+  SubscriberGrant narrowed = acme;
+  narrowed.workspaces = {"acme"};
+  EXPECT_EQ(StillAllowed(narrowed, {}, {"acme", "acme-eu"}).code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+TEST(SubscriberTokensTest, ReadsWorkspaces) {
+  absl::StatusOr<SubscriberTokens> tokens = SubscriberTokens::Parse(
+      "{\"tokens\": [{\"name\": \"a\", \"sha256\": \"" + HexDigest("t") +
+      "\", \"event_types\": [\"*\"], \"workspaces\": [\"globex\", "
+      "\"acme\", \"acme\"]}]}");
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  EXPECT_THAT(tokens->grants()[0].workspaces, ElementsAre("acme", "globex"));
 }
 
 TEST(TypeStringTest, IsTheSendersString) {

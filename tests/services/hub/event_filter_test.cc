@@ -128,6 +128,23 @@ TEST(EventFilterTest, RejectsValuesThatCanNeverMatch) {
       absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(EventFilter::Create({}, {}, {-1}).status().code(),
             absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(EventFilter::Create({}, {}, {}, {""}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(EventFilterTest, WorkspacesMatchTheEventsLabelAndUnlabelledOnlyWithout) {
+  auto filter = EventFilter::Create({}, {}, {}, {"acme", "globex"});
+  ASSERT_TRUE(filter.ok());
+  EXPECT_FALSE(filter->matches_everything());
+  v1::Event acme = MakeEvent(v1::EVENT_TYPE_LEAD_CAPTURED);
+  acme.set_workspace("acme");
+  v1::Event initech = acme;
+  initech.set_workspace("initech");
+  const v1::Event unlabelled = MakeEvent(v1::EVENT_TYPE_LEAD_CAPTURED);
+  EXPECT_TRUE(filter->Matches(KeyOf(acme)));
+  EXPECT_FALSE(filter->Matches(KeyOf(initech)));
+  EXPECT_FALSE(filter->Matches(KeyOf(unlabelled)));
+  EXPECT_TRUE(EventFilter().Matches(KeyOf(initech)));
 }
 
 }  // namespace

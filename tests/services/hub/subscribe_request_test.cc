@@ -55,7 +55,7 @@ TEST(SubscribeRequestTest, BuildsTheFilter) {
   request.add_agent_ids("a1");
   auto options = SubscribeOptionsFromRequest(request);
   ASSERT_TRUE(options.ok());
-  EventKey key{v1::EVENT_TYPE_AGENT_CREATED, "a1", v1::CHANNEL_UNSPECIFIED};
+  EventKey key{v1::EVENT_TYPE_AGENT_CREATED, "a1", v1::CHANNEL_UNSPECIFIED, ""};
   EXPECT_TRUE(options->filter.Matches(key));
   key.agent_id = "a2";
   EXPECT_FALSE(options->filter.Matches(key));

@@ -54,8 +54,12 @@ type SubscribeRequest struct {
 	// many and about 1 MiB; the gateway never holds an event back to fill a
 	// response.
 	MaxEventsPerResponse uint32 `protobuf:"varint,7,opt,name=max_events_per_response,json=maxEventsPerResponse,proto3" json:"max_events_per_response,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Only events of these workspaces (Event.workspace). Empty means no
+	// workspace filter, or, for a subscriber token limited to workspaces,
+	// those workspaces.
+	Workspaces    []string `protobuf:"bytes,8,rep,name=workspaces,proto3" json:"workspaces,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubscribeRequest) Reset() {
@@ -148,6 +152,13 @@ func (x *SubscribeRequest) GetMaxEventsPerResponse() uint32 {
 		return x.MaxEventsPerResponse
 	}
 	return 0
+}
+
+func (x *SubscribeRequest) GetWorkspaces() []string {
+	if x != nil {
+		return x.Workspaces
+	}
+	return nil
 }
 
 type isSubscribeRequest_StartPosition interface {
@@ -365,7 +376,7 @@ var File_convocore_webhooks_v1_event_stream_service_proto protoreflect.FileDescr
 
 const file_convocore_webhooks_v1_event_stream_service_proto_rawDesc = "" +
 	"\n" +
-	"0convocore/webhooks/v1/event_stream_service.proto\x12\x15convocore.webhooks.v1\x1a\"convocore/webhooks/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfe\x02\n" +
+	"0convocore/webhooks/v1/event_stream_service.proto\x12\x15convocore.webhooks.v1\x1a\"convocore/webhooks/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x03\n" +
 	"\x10SubscribeRequest\x12A\n" +
 	"\vevent_types\x18\x01 \x03(\x0e2 .convocore.webhooks.v1.EventTypeR\n" +
 	"eventTypes\x12\x1b\n" +
@@ -375,7 +386,10 @@ const file_convocore_webhooks_v1_event_stream_service_proto_rawDesc = "" +
 	"\vfrom_oldest\x18\x05 \x01(\bH\x00R\n" +
 	"fromOldest\x129\n" +
 	"\tfrom_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\bfromTime\x125\n" +
-	"\x17max_events_per_response\x18\a \x01(\rR\x14maxEventsPerResponseB\x10\n" +
+	"\x17max_events_per_response\x18\a \x01(\rR\x14maxEventsPerResponse\x12\x1e\n" +
+	"\n" +
+	"workspaces\x18\b \x03(\tR\n" +
+	"workspacesB\x10\n" +
 	"\x0estart_position\"\x89\x01\n" +
 	"\x11SubscribeResponse\x124\n" +
 	"\x06events\x18\x01 \x03(\v2\x1c.convocore.webhooks.v1.EventR\x06events\x12>\n" +

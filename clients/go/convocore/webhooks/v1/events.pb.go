@@ -1532,6 +1532,10 @@ type Event struct {
 	// there were none. Always empty for EVENT_TYPE_OTHER, whose whole payload
 	// is in `other_json`.
 	PayloadExtrasJson string `protobuf:"bytes,8,opt,name=payload_extras_json,json=payloadExtrasJson,proto3" json:"payload_extras_json,omitempty"`
+	// The label of the workspace secret the webhook carried, when the
+	// gateway's secrets are labelled (`acme=<secret>`); empty for an
+	// unlabelled secret. Two workspaces' identical webhooks are two events.
+	Workspace string `protobuf:"bytes,9,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	// The typed payload; each case is named exactly as the webhook's `type`.
 	//
 	// Types that are valid to be assigned to Payload:
@@ -1639,6 +1643,13 @@ func (x *Event) GetEnvelopeExtrasJson() string {
 func (x *Event) GetPayloadExtrasJson() string {
 	if x != nil {
 		return x.PayloadExtrasJson
+	}
+	return ""
+}
+
+func (x *Event) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
 	}
 	return ""
 }
@@ -2049,7 +2060,7 @@ const file_convocore_webhooks_v1_events_proto_rawDesc = "" +
 	"\x17_reported_by_user_email\"U\n" +
 	"\x12WebhookTestPayload\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12%\n" +
-	"\x12create_time_millis\x18\x02 \x01(\x03R\tcreatedAt\"\xe8\f\n" +
+	"\x12create_time_millis\x18\x02 \x01(\x03R\tcreatedAt\"\x86\r\n" +
 	"\x05Event\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12?\n" +
@@ -2060,7 +2071,8 @@ const file_convocore_webhooks_v1_events_proto_rawDesc = "" +
 	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x120\n" +
 	"\x14envelope_extras_json\x18\a \x01(\tR\x12envelopeExtrasJson\x12.\n" +
-	"\x13payload_extras_json\x18\b \x01(\tR\x11payloadExtrasJson\x12R\n" +
+	"\x13payload_extras_json\x18\b \x01(\tR\x11payloadExtrasJson\x12\x1c\n" +
+	"\tworkspace\x18\t \x01(\tR\tworkspace\x12R\n" +
 	"\x10message_received\x18\x14 \x01(\v2%.convocore.webhooks.v1.MessagePayloadH\x00R\x0fmessageReceived\x12U\n" +
 	"\x0echat_delegated\x18\x15 \x01(\v2,.convocore.webhooks.v1.ChatDelegationPayloadH\x00R\rchatDelegated\x12F\n" +
 	"\fbug_reported\x18\x16 \x01(\v2!.convocore.webhooks.v1.BugPayloadH\x00R\vbugReported\x12J\n" +

@@ -26,7 +26,7 @@ from convocore.webhooks.v1 import events_pb2 as convocore_dot_webhooks_dot_v1_do
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0convocore/webhooks/v1/event_stream_service.proto\x12\x15\x63onvocore.webhooks.v1\x1a\"convocore/webhooks/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x02\n\x10SubscribeRequest\x12\x35\n\x0b\x65vent_types\x18\x01 \x03(\x0e\x32 .convocore.webhooks.v1.EventType\x12\x11\n\tagent_ids\x18\x02 \x03(\t\x12\x30\n\x08\x63hannels\x18\x03 \x03(\x0e\x32\x1e.convocore.webhooks.v1.Channel\x12\x18\n\x0e\x61\x66ter_sequence\x18\x04 \x01(\x04H\x00\x12\x15\n\x0b\x66rom_oldest\x18\x05 \x01(\x08H\x00\x12/\n\tfrom_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x1f\n\x17max_events_per_response\x18\x07 \x01(\rB\x10\n\x0estart_position\"v\n\x11SubscribeResponse\x12,\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1c.convocore.webhooks.v1.Event\x12\x33\n\theartbeat\x18\x02 \x01(\x0b\x32 .convocore.webhooks.v1.Heartbeat\"Q\n\tHeartbeat\x12-\n\tsend_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\x02 \x01(\x04\"b\n\nResumeInfo\x12\x1a\n\x12last_sent_sequence\x18\x01 \x01(\x04\x12!\n\x19oldest_available_sequence\x18\x02 \x01(\x04\x12\x15\n\rlast_sequence\x18\x03 \x01(\x04\x32v\n\x12\x45ventStreamService\x12`\n\tSubscribe\x12\'.convocore.webhooks.v1.SubscribeRequest\x1a(.convocore.webhooks.v1.SubscribeResponse0\x01\x42\x8b\x01\n\x19\x63om.convocore.webhooks.v1B\x17\x45ventStreamServiceProtoP\x01ZPgithub.com/convocore/webhook-gateway/clients/go/convocore/webhooks/v1;webhooksv1\xf8\x01\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0convocore/webhooks/v1/event_stream_service.proto\x12\x15\x63onvocore.webhooks.v1\x1a\"convocore/webhooks/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb7\x02\n\x10SubscribeRequest\x12\x35\n\x0b\x65vent_types\x18\x01 \x03(\x0e\x32 .convocore.webhooks.v1.EventType\x12\x11\n\tagent_ids\x18\x02 \x03(\t\x12\x30\n\x08\x63hannels\x18\x03 \x03(\x0e\x32\x1e.convocore.webhooks.v1.Channel\x12\x18\n\x0e\x61\x66ter_sequence\x18\x04 \x01(\x04H\x00\x12\x15\n\x0b\x66rom_oldest\x18\x05 \x01(\x08H\x00\x12/\n\tfrom_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x1f\n\x17max_events_per_response\x18\x07 \x01(\r\x12\x12\n\nworkspaces\x18\x08 \x03(\tB\x10\n\x0estart_position\"v\n\x11SubscribeResponse\x12,\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1c.convocore.webhooks.v1.Event\x12\x33\n\theartbeat\x18\x02 \x01(\x0b\x32 .convocore.webhooks.v1.Heartbeat\"Q\n\tHeartbeat\x12-\n\tsend_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\x02 \x01(\x04\"b\n\nResumeInfo\x12\x1a\n\x12last_sent_sequence\x18\x01 \x01(\x04\x12!\n\x19oldest_available_sequence\x18\x02 \x01(\x04\x12\x15\n\rlast_sequence\x18\x03 \x01(\x04\x32v\n\x12\x45ventStreamService\x12`\n\tSubscribe\x12\'.convocore.webhooks.v1.SubscribeRequest\x1a(.convocore.webhooks.v1.SubscribeResponse0\x01\x42\x8b\x01\n\x19\x63om.convocore.webhooks.v1B\x17\x45ventStreamServiceProtoP\x01ZPgithub.com/convocore/webhook-gateway/clients/go/convocore/webhooks/v1;webhooksv1\xf8\x01\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,13 +35,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\031com.convocore.webhooks.v1B\027EventStreamServiceProtoP\001ZPgithub.com/convocore/webhook-gateway/clients/go/convocore/webhooks/v1;webhooksv1\370\001\001'
   _globals['_SUBSCRIBEREQUEST']._serialized_start=145
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=436
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=438
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=556
-  _globals['_HEARTBEAT']._serialized_start=558
-  _globals['_HEARTBEAT']._serialized_end=639
-  _globals['_RESUMEINFO']._serialized_start=641
-  _globals['_RESUMEINFO']._serialized_end=739
-  _globals['_EVENTSTREAMSERVICE']._serialized_start=741
-  _globals['_EVENTSTREAMSERVICE']._serialized_end=859
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=456
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=458
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=576
+  _globals['_HEARTBEAT']._serialized_start=578
+  _globals['_HEARTBEAT']._serialized_end=659
+  _globals['_RESUMEINFO']._serialized_start=661
+  _globals['_RESUMEINFO']._serialized_end=759
+  _globals['_EVENTSTREAMSERVICE']._serialized_start=761
+  _globals['_EVENTSTREAMSERVICE']._serialized_end=879
 # @@protoc_insertion_point(module_scope)

@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SubscribeRequest(_message.Message):
-    __slots__ = ("event_types", "agent_ids", "channels", "after_sequence", "from_oldest", "from_time", "max_events_per_response")
+    __slots__ = ("event_types", "agent_ids", "channels", "after_sequence", "from_oldest", "from_time", "max_events_per_response", "workspaces")
     EVENT_TYPES_FIELD_NUMBER: _ClassVar[int]
     AGENT_IDS_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,7 @@ class SubscribeRequest(_message.Message):
     FROM_OLDEST_FIELD_NUMBER: _ClassVar[int]
     FROM_TIME_FIELD_NUMBER: _ClassVar[int]
     MAX_EVENTS_PER_RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACES_FIELD_NUMBER: _ClassVar[int]
     event_types: _containers.RepeatedScalarFieldContainer[_events_pb2.EventType]
     agent_ids: _containers.RepeatedScalarFieldContainer[str]
     channels: _containers.RepeatedScalarFieldContainer[_events_pb2.Channel]
@@ -26,7 +27,8 @@ class SubscribeRequest(_message.Message):
     from_oldest: bool
     from_time: _timestamp_pb2.Timestamp
     max_events_per_response: int
-    def __init__(self, event_types: _Optional[_Iterable[_Union[_events_pb2.EventType, str]]] = ..., agent_ids: _Optional[_Iterable[str]] = ..., channels: _Optional[_Iterable[_Union[_events_pb2.Channel, str]]] = ..., after_sequence: _Optional[int] = ..., from_oldest: _Optional[bool] = ..., from_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_events_per_response: _Optional[int] = ...) -> None: ...
+    workspaces: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, event_types: _Optional[_Iterable[_Union[_events_pb2.EventType, str]]] = ..., agent_ids: _Optional[_Iterable[str]] = ..., channels: _Optional[_Iterable[_Union[_events_pb2.Channel, str]]] = ..., after_sequence: _Optional[int] = ..., from_oldest: _Optional[bool] = ..., from_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_events_per_response: _Optional[int] = ..., workspaces: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SubscribeResponse(_message.Message):
     __slots__ = ("events", "heartbeat")

@@ -313,7 +313,7 @@ class WebhookTestPayload(_message.Message):
     def __init__(self, message: _Optional[str] = ..., create_time_millis: _Optional[int] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("sequence", "id", "event_type", "type_raw", "receive_time", "create_time", "envelope_extras_json", "payload_extras_json", "message_received", "chat_delegated", "bug_reported", "agent_created", "agent_updated", "agent_deleted", "webhook_test", "lead_captured", "form_submitted", "organisation_created", "organisation_updated", "organisation_deleted", "client_created", "client_updated", "client_deleted", "other_json")
+    __slots__ = ("sequence", "id", "event_type", "type_raw", "receive_time", "create_time", "envelope_extras_json", "payload_extras_json", "workspace", "message_received", "chat_delegated", "bug_reported", "agent_created", "agent_updated", "agent_deleted", "webhook_test", "lead_captured", "form_submitted", "organisation_created", "organisation_updated", "organisation_deleted", "client_created", "client_updated", "client_deleted", "other_json")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -322,6 +322,7 @@ class Event(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     ENVELOPE_EXTRAS_JSON_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_EXTRAS_JSON_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     CHAT_DELEGATED_FIELD_NUMBER: _ClassVar[int]
     BUG_REPORTED_FIELD_NUMBER: _ClassVar[int]
@@ -346,6 +347,7 @@ class Event(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     envelope_extras_json: str
     payload_extras_json: str
+    workspace: str
     message_received: MessagePayload
     chat_delegated: ChatDelegationPayload
     bug_reported: BugPayload
@@ -362,4 +364,4 @@ class Event(_message.Message):
     client_updated: ClientPayload
     client_deleted: ClientPayload
     other_json: str
-    def __init__(self, sequence: _Optional[int] = ..., id: _Optional[str] = ..., event_type: _Optional[_Union[EventType, str]] = ..., type_raw: _Optional[str] = ..., receive_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., envelope_extras_json: _Optional[str] = ..., payload_extras_json: _Optional[str] = ..., message_received: _Optional[_Union[MessagePayload, _Mapping]] = ..., chat_delegated: _Optional[_Union[ChatDelegationPayload, _Mapping]] = ..., bug_reported: _Optional[_Union[BugPayload, _Mapping]] = ..., agent_created: _Optional[_Union[AgentPayload, _Mapping]] = ..., agent_updated: _Optional[_Union[AgentPayload, _Mapping]] = ..., agent_deleted: _Optional[_Union[AgentPayload, _Mapping]] = ..., webhook_test: _Optional[_Union[WebhookTestPayload, _Mapping]] = ..., lead_captured: _Optional[_Union[LeadPayload, _Mapping]] = ..., form_submitted: _Optional[_Union[FormPayload, _Mapping]] = ..., organisation_created: _Optional[_Union[OrganisationPayload, _Mapping]] = ..., organisation_updated: _Optional[_Union[OrganisationPayload, _Mapping]] = ..., organisation_deleted: _Optional[_Union[OrganisationPayload, _Mapping]] = ..., client_created: _Optional[_Union[ClientPayload, _Mapping]] = ..., client_updated: _Optional[_Union[ClientPayload, _Mapping]] = ..., client_deleted: _Optional[_Union[ClientPayload, _Mapping]] = ..., other_json: _Optional[str] = ...) -> None: ...
+    def __init__(self, sequence: _Optional[int] = ..., id: _Optional[str] = ..., event_type: _Optional[_Union[EventType, str]] = ..., type_raw: _Optional[str] = ..., receive_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., envelope_extras_json: _Optional[str] = ..., payload_extras_json: _Optional[str] = ..., workspace: _Optional[str] = ..., message_received: _Optional[_Union[MessagePayload, _Mapping]] = ..., chat_delegated: _Optional[_Union[ChatDelegationPayload, _Mapping]] = ..., bug_reported: _Optional[_Union[BugPayload, _Mapping]] = ..., agent_created: _Optional[_Union[AgentPayload, _Mapping]] = ..., agent_updated: _Optional[_Union[AgentPayload, _Mapping]] = ..., agent_deleted: _Optional[_Union[AgentPayload, _Mapping]] = ..., webhook_test: _Optional[_Union[WebhookTestPayload, _Mapping]] = ..., lead_captured: _Optional[_Union[LeadPayload, _Mapping]] = ..., form_submitted: _Optional[_Union[FormPayload, _Mapping]] = ..., organisation_created: _Optional[_Union[OrganisationPayload, _Mapping]] = ..., organisation_updated: _Optional[_Union[OrganisationPayload, _Mapping]] = ..., organisation_deleted: _Optional[_Union[OrganisationPayload, _Mapping]] = ..., client_created: _Optional[_Union[ClientPayload, _Mapping]] = ..., client_updated: _Optional[_Union[ClientPayload, _Mapping]] = ..., client_deleted: _Optional[_Union[ClientPayload, _Mapping]] = ..., other_json: _Optional[str] = ...) -> None: ...
