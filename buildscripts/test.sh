@@ -21,6 +21,12 @@ echo "buf lint: clean"
 "$here/buf-breaking.sh"
 "$root/tests/contract/buf_breaking_test.sh"
 
+# Every gateway the suites start leaves its log here; none may hold a
+# credential the tests use (tests/support/test_credentials.txt).
+CONVOCORE_TEST_LOG_DIR="$(mktemp -d)"
+export CONVOCORE_TEST_LOG_DIR
+trap 'rm -rf "$CONVOCORE_TEST_LOG_DIR"' EXIT
+
 echo "== ctest"
 ctest --test-dir "$build_dir" --output-on-failure -j "$(nproc)" --timeout 300
 
@@ -35,3 +41,15 @@ echo "thread-safety analysis: clean"
 
 echo "== clients, examples and deploy"
 BUILD_DIR="$build_dir" "$here/test-clients.sh"
+
+echo "== no credential in any gateway log of this run"
+logs=$(find "$CONVOCORE_TEST_LOG_DIR" -type f | wc -l)
+if [ "$logs" -lt 20 ]; then
+  echo "only $logs gateway logs were kept: the check would prove nothing" >&2
+  exit 1
+fi
+if grep -rlF -f "$root/tests/support/test_credentials.txt" "$CONVOCORE_TEST_LOG_DIR"; then
+  echo "a credential appears in the gateway logs above" >&2
+  exit 1
+fi
+echo "no credential in $logs gateway logs"

@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -78,6 +80,15 @@ GatewayProcess::~GatewayProcess() {
     waitpid(pid_, &status, 0);
   }
   if (reader_.joinable()) reader_.join();
+  // For the test command's check that no credential reaches a log
+  // (buildscripts/test.sh, tests/support/test_credentials.txt).
+  if (const char* dir = std::getenv("CONVOCORE_TEST_LOG_DIR");
+      dir != nullptr && *dir != '\0') {
+    static std::atomic<int> written{0};
+    std::ofstream(absl::StrCat(dir, "/gateway-", getpid(), "-", written++,
+                               ".log"))
+        << log();
+  }
 }
 
 void GatewayProcess::DrainLog(int fd) {
