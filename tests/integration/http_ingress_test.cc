@@ -109,14 +109,22 @@ TEST_F(HttpIngressTest, OutOfDescriptorsNewConnectionsGet503AndItIsLogged) {
   }
   // A connection that arrives now is answered 503 within the watchdog's
   // two checks, not left waiting: while it sheds, Pistache's listener is
-  // kept off the listening socket and cannot take the spare it frees.
-  absl::StatusOr<RawConnection> late =
-      RawConnection::Connect(gateway_->http_port());
-  ASSERT_TRUE(late.ok());
-  ASSERT_TRUE(late->Send(Webhook(ReadSample("webhook_test.json"))).ok());
-  absl::StatusOr<HttpResponse> refused =
-      late->ReadResponse(absl::Now() + absl::Seconds(2));
-  ASSERT_TRUE(refused.ok()) << refused.status() << "\n" << gateway_->log();
+  // kept off the listening socket and cannot take the spare it frees. (A
+  // descriptor another thread of the process frees meanwhile may serve one
+  // late connection instead, at once: that one is answered too, and the
+  // next is refused.)
+  absl::StatusOr<HttpResponse> refused;
+  std::vector<RawConnection> late_ones;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    absl::StatusOr<RawConnection> late =
+        RawConnection::Connect(gateway_->http_port());
+    ASSERT_TRUE(late.ok());
+    ASSERT_TRUE(late->Send(Webhook(ReadSample("webhook_test.json"))).ok());
+    refused = late->ReadResponse(absl::Now() + absl::Seconds(2));
+    ASSERT_TRUE(refused.ok()) << refused.status() << "\n" << gateway_->log();
+    late_ones.push_back(*std::move(late));
+    if (refused->code != 200) break;
+  }
   EXPECT_EQ(refused->code, 503) << refused->body;
   EXPECT_THAT(refused->body, HasSubstr("no file descriptor left"));
   EXPECT_TRUE(Eventually([&] {
