@@ -51,21 +51,28 @@ absl::Status PositiveDuration(std::string_view flag, absl::Duration value) {
 
 }  // namespace
 
-absl::StatusOr<std::vector<std::string>> ReadSecretFile(
-    const std::string& path) {
+absl::StatusOr<std::string> ReadFlagFile(std::string_view flag,
+                                         const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot read --workspace_secret_file ", path, ": ",
-                     std::strerror(errno)));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot read --", Absl(flag), " ", path, ": ", std::strerror(errno)));
   }
   std::stringstream text;
   text << in.rdbuf();
   if (in.bad()) {
     return absl::FailedPreconditionError(
-        absl::StrCat("cannot read --workspace_secret_file ", path));
+        absl::StrCat("cannot read --", Absl(flag), " ", path));
   }
-  std::vector<std::string> secrets = SplitSecrets(text.str());
+  return text.str();
+}
+
+absl::StatusOr<std::vector<std::string>> ReadSecretFile(
+    const std::string& path) {
+  absl::StatusOr<std::string> text =
+      ReadFlagFile("workspace_secret_file", path);
+  if (!text.ok()) return text.status();
+  std::vector<std::string> secrets = SplitSecrets(*text);
   if (secrets.empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat("--workspace_secret_file ", path,

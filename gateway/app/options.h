@@ -160,6 +160,11 @@ absl::StatusOr<GatewayOptions> BuildOptions(
 // whitespace, empty ones skipped.
 std::vector<std::string> SplitSecrets(std::string_view text);
 
+// The whole of the file `path` that --`flag` names. FAILED_PRECONDITION
+// naming the flag, the path and the reason when it cannot be read.
+absl::StatusOr<std::string> ReadFlagFile(std::string_view flag,
+                                         const std::string& path);
+
 // The secrets of --workspace_secret_file `path`. FAILED_PRECONDITION naming
 // the path (never a secret) when it cannot be read or holds none.
 absl::StatusOr<std::vector<std::string>> ReadSecretFile(

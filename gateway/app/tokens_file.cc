@@ -2,32 +2,20 @@
 
 #include <sys/stat.h>
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "gateway/app/options.h"
 
 namespace convocore::app {
 
 absl::StatusOr<std::shared_ptr<const auth::SubscriberTokens>>
 ReadSubscriberTokensFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot read --subscriber_tokens_file ", path, ": ",
-                     std::strerror(errno)));
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  if (in.bad()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot read --subscriber_tokens_file ", path));
-  }
+  absl::StatusOr<std::string> text =
+      ReadFlagFile("subscriber_tokens_file", path);
+  if (!text.ok()) return text.status();
   absl::StatusOr<auth::SubscriberTokens> tokens =
-      auth::SubscriberTokens::Parse(text.str());
+      auth::SubscriberTokens::Parse(*text);
   if (!tokens.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "--subscriber_tokens_file ", path, ": ", tokens.status().message()));

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "services/auth/workspace_label.h"
 
 namespace convocore::gateway {
 
@@ -36,23 +37,6 @@ SecretVerifier::SecretVerifier(std::shared_ptr<const Digester> digester,
       digests_(std::move(digests)),
       labels_(std::move(labels)) {}
 
-namespace {
-
-bool IsLabel(absl::string_view text) {
-  if (text.empty() || text.size() > 63 || text[0] < 'a' || text[0] > 'z') {
-    return false;
-  }
-  for (char c : text) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
-          c == '-')) {
-      return false;
-    }
-  }
-  return true;
-}
-
-}  // namespace
-
 absl::StatusOr<SecretVerifier> SecretVerifier::Create(
     const std::vector<std::string>& secrets) {
   if (secrets.empty()) {
@@ -69,7 +53,7 @@ absl::StatusOr<SecretVerifier> SecretVerifier::Create(
     absl::string_view secret = secrets[i];
     const std::size_t equals = secret.find('=');
     if (equals != absl::string_view::npos &&
-        (equals == 0 || IsLabel(secret.substr(0, equals)))) {
+        (equals == 0 || auth::IsWorkspaceLabel(secret.substr(0, equals)))) {
       labels[i] = std::string(secret.substr(0, equals));
       secret.remove_prefix(equals + 1);
     }

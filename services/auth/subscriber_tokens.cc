@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "services/auth/workspace_label.h"
 
 namespace convocore::auth {
 namespace {
@@ -53,21 +54,6 @@ std::optional<v1::EventType> TypeOfString(absl::string_view text) {
   // string is not one of them.
   if (absl::AsciiStrToLower(text) != text) return std::nullopt;
   return type;
-}
-
-// A workspace label as the gateway's secrets give them
-// (gateway/core/secret_verifier.h).
-bool IsWorkspaceLabel(absl::string_view text) {
-  if (text.empty() || text.size() > 63 || text[0] < 'a' || text[0] > 'z') {
-    return false;
-  }
-  for (char c : text) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
-          c == '-')) {
-      return false;
-    }
-  }
-  return true;
 }
 
 // Reads the file with RapidJSON's SAX reader, which knows where in the text
