@@ -91,6 +91,11 @@ class TokensHandler
         state_ = State::kToken;
         return true;
       }
+      case State::kCertificate:
+        if (value.empty()) return Fail("\"certificate\" is empty");
+        token_.certificate = std::string(value);
+        state_ = State::kToken;
+        return true;
       case State::kWorkspace: {
         if (!IsWorkspaceLabel(value)) {
           return Fail(absl::StrCat(
@@ -158,6 +163,8 @@ class TokensHandler
       state_ = State::kName;
     } else if (key == "sha256") {
       state_ = State::kSha256;
+    } else if (key == "certificate") {
+      state_ = State::kCertificate;
     } else if (key == "event_types") {
       state_ = State::kTypesValue;
     } else if (key == "workspaces") {
@@ -179,9 +186,11 @@ class TokensHandler
     }
     if (state_ != State::kToken) return Unexpected("the end of an object");
     if (token_.name.empty()) return Fail("a token has no \"name\"");
-    if (!has_digest_) {
-      return Fail(
-          absl::StrCat("token \"", token_.name, "\" has no \"sha256\""));
+    if (has_digest_ == !token_.certificate.empty()) {
+      return Fail(absl::StrCat(
+          "token \"", token_.name,
+          "\" needs one of \"sha256\" (a bearer token's digest) and "
+          "\"certificate\" (a client certificate's identity)"));
     }
     if (!has_types_ || types_listed_ == 0) {
       return Fail(absl::StrCat(
@@ -192,9 +201,15 @@ class TokensHandler
       return Fail(absl::StrCat("the name \"", token_.name, "\" is used twice"));
     }
     for (const SubscriberGrant& other : grants_) {
-      if (other.digest == token_.digest) {
+      if (has_digest_ && other.certificate.empty() &&
+          other.digest == token_.digest) {
         return Fail(absl::StrCat("tokens \"", other.name, "\" and \"",
                                  token_.name, "\" have the same sha256"));
+      }
+      if (!token_.certificate.empty() &&
+          other.certificate == token_.certificate) {
+        return Fail(absl::StrCat("tokens \"", other.name, "\" and \"",
+                                 token_.name, "\" name the same certificate"));
       }
     }
     std::sort(token_.workspaces.begin(), token_.workspaces.end());
@@ -273,6 +288,7 @@ class TokensHandler
     kToken,            // in a token
     kName,             // after "name"
     kSha256,           // after "sha256"
+    kCertificate,      // after "certificate"
     kTypesValue,       // after "event_types"
     kType,             // in the types list
     kWorkspacesValue,  // after "workspaces"
@@ -298,6 +314,9 @@ class TokensHandler
         return Fail(absl::StrCat("\"name\" must be a string, got ", what));
       case State::kSha256:
         return Fail(absl::StrCat("\"sha256\" must be a string, got ", what));
+      case State::kCertificate:
+        return Fail(
+            absl::StrCat("\"certificate\" must be a string, got ", what));
       case State::kTypesValue:
         return Fail(absl::StrCat("\"event_types\" must be a list, got ", what));
       case State::kType:
@@ -372,11 +391,23 @@ absl::StatusOr<SubscriberTokens> SubscriberTokens::Parse(
   return SubscriberTokens(handler.TakeGrants());
 }
 
+const SubscriberGrant* SubscriberTokens::FindByCertificate(
+    const std::vector<std::string>& identities) const {
+  for (const SubscriberGrant& grant : grants_) {
+    if (grant.certificate.empty()) continue;
+    for (const std::string& identity : identities) {
+      if (identity == grant.certificate) return &grant;
+    }
+  }
+  return nullptr;
+}
+
 const SubscriberGrant* SubscriberTokens::FindByDigest(
     const TokenDigest& digest) const {
   // Every digest is compared in full, whatever the earlier ones gave.
   const SubscriberGrant* found = nullptr;
   for (const SubscriberGrant& grant : grants_) {
+    if (!grant.certificate.empty()) continue;
     const bool same =
         CRYPTO_memcmp(grant.digest.data(), digest.data(), digest.size()) == 0;
     if (same) found = &grant;

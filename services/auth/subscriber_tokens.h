@@ -12,7 +12,10 @@
 // `event_types` holds the sender's type strings; "*" means every type,
 // types this contract does not know yet (EVENT_TYPE_OTHER) included, which
 // no list of names grants. An optional `workspaces` list limits the token to
-// the events of those workspace labels (Event.workspace).
+// the events of those workspace labels (Event.workspace). With mTLS an entry
+// may give `"certificate": "<identity>"` instead of `sha256`: a client whose
+// verified certificate has that identity (a SAN DNS name, or else its common
+// name) gets the entry's grant without a bearer token.
 #ifndef SERVICES_AUTH_SUBSCRIBER_TOKENS_H_
 #define SERVICES_AUTH_SUBSCRIBER_TOKENS_H_
 
@@ -38,7 +41,9 @@ TokenDigest DigestOf(absl::string_view token);
 // What one token may read.
 struct SubscriberGrant {
   std::string name;
-  TokenDigest digest{};
+  TokenDigest digest{};  // unset for a certificate's entry
+  // The client certificate identity this entry is for; empty for a token.
+  std::string certificate;
   // "*": every type, unknown ones included; `types` is then empty.
   bool all_types = false;
   std::vector<convocore::webhooks::v1::EventType> types;  // sorted, unique
@@ -62,6 +67,9 @@ class SubscriberTokens {
   // The grant whose token has `digest`, or nullptr: what a reload checks
   // open streams against.
   const SubscriberGrant* FindByDigest(const TokenDigest& digest) const;
+  // The grant of a client certificate with one of `identities`, or nullptr.
+  const SubscriberGrant* FindByCertificate(
+      const std::vector<std::string>& identities) const;
 
   const std::vector<SubscriberGrant>& grants() const { return grants_; }
 

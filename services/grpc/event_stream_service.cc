@@ -77,6 +77,22 @@ absl::StatusOr<std::size_t> EventsPerResponse(
   return max == 0 ? kDefaultEventsPerResponse : max;
 }
 
+// The identities of the client's verified certificate (its SAN DNS names
+// and its common name); none without mTLS.
+std::vector<std::string> CertificateIdentities(
+    const grpc::CallbackServerContext& context) {
+  std::vector<std::string> identities;
+  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  if (auth == nullptr || !auth->IsPeerAuthenticated()) return identities;
+  for (const char* property :
+       {"x509_subject_alternative_name", "x509_common_name"}) {
+    for (const grpc::string_ref& value : auth->FindPropertyValues(property)) {
+      identities.emplace_back(value.data(), value.size());
+    }
+  }
+  return identities;
+}
+
 grpc::ByteBuffer HeartbeatResponse(std::uint64_t last_sequence) {
   v1::SubscribeResponse response;
   v1::Heartbeat* heartbeat = response.mutable_heartbeat();
@@ -154,7 +170,10 @@ class EventStreamServiceImpl::SubscribeReactor final
   void Reauthorize(const auth::SubscriberTokens& tokens) {
     absl::MutexLock lock(&mu_);
     if (!grant_.has_value() || finish_called_) return;
-    const auth::SubscriberGrant* grant = tokens.FindByDigest(grant_->digest);
+    const auth::SubscriberGrant* grant =
+        grant_->certificate.empty()
+            ? tokens.FindByDigest(grant_->digest)
+            : tokens.FindByCertificate({grant_->certificate});
     const absl::Status allowed =
         grant == nullptr
             ? absl::UnauthenticatedError(absl::StrCat(
@@ -272,18 +291,25 @@ class EventStreamServiceImpl::SubscribeReactor final
     if (auto it = metadata.find("authorization"); it != metadata.end()) {
       header.emplace(it->second.data(), it->second.size());
     }
-    absl::StatusOr<absl::string_view> token =
-        auth::BearerToken(header.has_value() ? &*header : nullptr);
-    if (!token.ok()) return token.status();
-    const auth::SubscriberGrant* grant = tokens.Find(*token);
+    const auth::SubscriberGrant* grant = nullptr;
+    if (!header.has_value()) {
+      // With mTLS, a verified client certificate may name its grant.
+      grant = tokens.FindByCertificate(CertificateIdentities(context));
+    }
     if (grant == nullptr) {
-      return absl::UnauthenticatedError("the subscriber token is not valid");
+      absl::StatusOr<absl::string_view> token =
+          auth::BearerToken(header.has_value() ? &*header : nullptr);
+      if (!token.ok()) return token.status();
+      grant = tokens.Find(*token);
+      if (grant == nullptr) {
+        return absl::UnauthenticatedError("the subscriber token is not valid");
+      }
     }
     if (absl::Status allowed = auth::Authorize(*grant, request);
         !allowed.ok()) {
       return allowed;
     }
-    Grant held{grant->name, grant->digest, {}, {}};
+    Grant held{grant->name, grant->digest, grant->certificate, {}, {}};
     for (int type : request->event_types()) {
       held.types.push_back(static_cast<v1::EventType>(type));
     }
@@ -385,6 +411,7 @@ class EventStreamServiceImpl::SubscribeReactor final
   struct Grant {
     std::string name;
     auth::TokenDigest digest;
+    std::string certificate;  // set for a certificate's grant
     std::vector<v1::EventType> types;
     std::vector<std::string> workspaces;  // as narrowed; empty for all
   };

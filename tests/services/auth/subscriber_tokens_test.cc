@@ -121,7 +121,18 @@ INSTANTIATE_TEST_SUITE_P(
                 "64 hex digits"},
         BadFile{"MissingDigest",
                 "{\"tokens\": [{\"name\": \"a\", \"event_types\": [\"*\"]}]}",
-                "token \"a\" has no \"sha256\""},
+                "token \"a\" needs one of \"sha256\""},
+        BadFile{"DigestAndCertificate",
+                "{\"tokens\": [{\"name\": \"a\", \"sha256\": \"" +
+                    HexDigest("x") +
+                    "\", \"certificate\": \"a.internal\", "
+                    "\"event_types\": [\"*\"]}]}",
+                "needs one of \"sha256\""},
+        BadFile{"SameCertificateTwice",
+                "{\"tokens\": [{\"name\": \"a\", \"certificate\": \"c\", "
+                "\"event_types\": [\"*\"]}, {\"name\": \"b\", "
+                "\"certificate\": \"c\", \"event_types\": [\"*\"]}]}",
+                "name the same certificate"},
         BadFile{"MissingName",
                 "{\"tokens\": [{\"sha256\": \"" + HexDigest("x") +
                     "\", \"event_types\": [\"*\"]}]}",

@@ -18,6 +18,7 @@
 #include "convocore/webhooks/v1/event_stream_service.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/auth/subscriber_tokens.h"
 #include "services/grpc/grpc_server.h"
 #include "services/hub/event_hub.h"
 #include "services/hub/in_memory_event_store.h"
@@ -59,11 +60,12 @@ class Pki {
         name, " -keyout ", Path(name + ".key"), " -out ", Path(name + ".crt")));
   }
 
-  // `name`.crt and `name`.key, signed by `ca`, valid for localhost and
-  // 127.0.0.1.
-  void MakeCert(const std::string& ca, const std::string& name) {
+  // `name`.crt and `name`.key, signed by `ca`, valid for `san` (by
+  // default localhost and 127.0.0.1).
+  void MakeCert(const std::string& ca, const std::string& name,
+                const std::string& san = "DNS:localhost,IP:127.0.0.1") {
     const std::string ext = Path(name + ".ext");
-    std::ofstream(ext) << "subjectAltName=DNS:localhost,IP:127.0.0.1\n";
+    std::ofstream(ext) << "subjectAltName=" << san << "\n";
     Run(absl::StrCat(
         "openssl req -newkey ec -pkeyopt "
         "ec_paramgen_curve:prime256v1 -nodes -subj /CN=",
@@ -245,6 +247,43 @@ TEST_F(GrpcTlsTest,
   ASSERT_TRUE(before->reader->Read(&response));
   ASSERT_EQ(response.events_size(), 1);
   EXPECT_EQ(response.events(0).sequence(), 2u);
+}
+
+TEST_F(GrpcTlsTest, AClientCertificateCanNameItsSubscriberGrant) {
+  pki_.MakeCert("ca", "crm", "DNS:crm.internal");
+  pki_.MakeCert("ca", "other", "DNS:other.internal");
+  auto tokens = [](const std::string& certificate) {
+    absl::StatusOr<auth::SubscriberTokens> parsed =
+        auth::SubscriberTokens::Parse(absl::StrCat(
+            R"({"tokens": [{"name": "crm-service", "certificate": ")",
+            certificate, R"(", "event_types": ["lead_captured"]}]})"));
+    EXPECT_TRUE(parsed.ok()) << parsed.status();
+    return std::make_shared<const auth::SubscriberTokens>(*std::move(parsed));
+  };
+  ASSERT_TRUE(StartServer(Files(/*mtls=*/true)).ok());
+  server_->SetSubscriberTokens(tokens("crm.internal"));
+  // Its certificate is its credential: no bearer token.
+  std::unique_ptr<Stream> crm = Open(Channel("ca", "crm"));
+  ASSERT_TRUE(
+      hub_->Publish(hub::testing::MakeEvent(v1::EVENT_TYPE_MESSAGE_RECEIVED))
+          .ok());
+  ASSERT_TRUE(
+      hub_->Publish(hub::testing::MakeEvent(v1::EVENT_TYPE_LEAD_CAPTURED))
+          .ok());
+  v1::SubscribeResponse response;
+  ASSERT_TRUE(crm->reader->Read(&response));
+  ASSERT_EQ(response.events_size(), 1);
+  EXPECT_EQ(response.events(0).event_type(), v1::EVENT_TYPE_LEAD_CAPTURED);
+  // Another certificate of the same CA names no grant.
+  const grpc::Status other = Refused(Channel("ca", "other"));
+  EXPECT_EQ(other.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  // The entry removed: its stream ends.
+  server_->SetSubscriberTokens(tokens("someone.else"));
+  while (crm->reader->Read(&response)) {
+  }
+  const grpc::Status ended = crm->reader->Finish();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(ended.error_message(), HasSubstr("crm-service"));
 }
 
 TEST_F(GrpcTlsTest, UnusableFilesAreRefusedAtStartByName) {
