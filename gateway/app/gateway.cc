@@ -588,7 +588,10 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
        {"store", StoreKindName(options.store)},
        {"last_sequence", p.hub->last_sequence()},
        {"secrets", options.secrets.size()},
-       {"subscriber_tokens", tokens != nullptr ? tokens->grants().size() : 0}});
+       {"subscriber_tokens", tokens != nullptr ? tokens->grants().size() : 0},
+       {"grpc_tls", options.grpc_tls_cert.empty()        ? "off"
+                    : options.grpc_tls_client_ca.empty() ? "tls"
+                                                         : "mtls"}});
   if (options.grpc_open) {
     log::Warning(
         "the event stream is open to anyone who reaches its port "
