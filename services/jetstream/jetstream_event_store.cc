@@ -48,6 +48,10 @@ constexpr absl::Duration kApiWait = absl::Seconds(2);
 // its consumer is made again from where it stopped.
 constexpr absl::Duration kReaderStall = absl::Seconds(5);
 constexpr std::size_t kReadBatch = 1024;
+// A publish JetStream had no responder for (its stream's leader is being
+// elected) is sent again after this, for as long as its deadline allows:
+// the sender never retries, so a 503 here loses the webhook.
+constexpr absl::Duration kNoResponderRetry = absl::Milliseconds(100);
 // A stream replica the leader has not heard from for this long counts as
 // gone. JetStream's Raft heartbeats every second, and its leader keeps its
 // title for about 20 s after losing its followers, answering stream info all
@@ -224,6 +228,7 @@ absl::StatusOr<std::unique_ptr<JetStreamEventStore>> JetStreamEventStore::Open(
     return ensured;
   }
   store->probe_thread_ = std::thread([s = store.get()] { s->ProbeLoop(); });
+  store->retry_thread_ = std::thread([s = store.get()] { s->RetryLoop(); });
   return store;
 }
 
@@ -431,24 +436,44 @@ JetStreamEventStore::QueryStream(absl::Duration wait) const {
 void JetStreamEventStore::Publish(absl::string_view subject,
                                   absl::string_view msg_id,
                                   absl::string_view payload, PublishDone done) {
-  if (absl::Status health = Health(); !health.ok()) {
-    std::move(done)(absl::UnavailableError(
-        absl::StrCat("JetStream is unavailable: ", health.message())));
+  // Fails fast only where waiting cannot help: no server connected, or a
+  // reader that cannot stream. A stream without a leader may get one within
+  // the publish's deadline (an election takes seconds), and the sender
+  // never retries: the publish is tried, and retried, until then.
+  if (natsConnection_Status(connection_) != NATS_CONN_STATUS_CONNECTED) {
+    absl::Status health = Health();
+    std::move(done)(absl::UnavailableError(absl::StrCat(
+        "JetStream is unavailable: ",
+        health.ok() ? "not connected to a NATS server" : health.message())));
     return;
   }
-  const std::string subject_text(subject);
-  const std::string id(msg_id);
+  {
+    absl::MutexLock lock(&state_mu_);
+    if (!reader_error_.ok()) {
+      std::move(done)(absl::UnavailableError(
+          absl::StrCat("JetStream is unavailable: ", reader_error_.message())));
+      return;
+    }
+  }
+  SendPending(Pending{.done = std::move(done),
+                      .start = absl::Now(),
+                      .subject = std::string(subject),
+                      .id = std::string(msg_id),
+                      .payload = std::string(payload)});
+}
+
+void JetStreamEventStore::SendPending(Pending pending) {
   natsMsg* msg = nullptr;
-  if (natsStatus s =
-          natsMsg_Create(&msg, subject_text.c_str(), nullptr, payload.data(),
-                         static_cast<int>(payload.size()));
+  if (natsStatus s = natsMsg_Create(&msg, pending.subject.c_str(), nullptr,
+                                    pending.payload.data(),
+                                    static_cast<int>(pending.payload.size()));
       s != NATS_OK) {
-    std::move(done)(NatsError("cannot make a NATS message", s));
+    std::move(pending.done)(NatsError("cannot make a NATS message", s));
     return;
   }
-  // JetStream's de-duplication key: the same webhook through any replica
-  // is stored once.
-  natsMsgHeader_Set(msg, "Nats-Msg-Id", id.c_str());
+  // JetStream's de-duplication key: the same webhook through any replica,
+  // or sent again here, is stored once.
+  natsMsgHeader_Set(msg, "Nats-Msg-Id", pending.id.c_str());
   absl::Status refused;
   {
     absl::MutexLock lock(&pending_mu_);
@@ -460,12 +485,12 @@ void JetStreamEventStore::Publish(absl::string_view subject,
                        " publishes already wait for their PubAck"));
     } else {
       // Registered first: the PubAck may arrive before the call returns.
-      pending_.emplace(msg, Pending{std::move(done), absl::Now()});
+      pending_.emplace(msg, std::move(pending));
     }
   }
   if (!refused.ok()) {
     natsMsg_Destroy(msg);
-    std::move(done)(std::move(refused));
+    std::move(pending.done)(std::move(refused));
     return;
   }
   natsMsg* sent = msg;
@@ -484,6 +509,30 @@ void JetStreamEventStore::Publish(absl::string_view subject,
   }
   if (failed) {
     std::move(failed->done)(NatsError("cannot publish to JetStream", s));
+  }
+}
+
+void JetStreamEventStore::RetryLoop() {
+  pthread_setname_np(pthread_self(), "js-retry");
+  absl::MutexLock lock(&retry_mu_);
+  while (true) {
+    const absl::Time due =
+        retries_.empty() ? absl::InfiniteFuture() : retries_.front().first;
+    const std::uint64_t seen = retries_queued_;
+    auto woken = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(retry_mu_) {
+      return retry_stop_ || retries_queued_ != seen;
+    };
+    retry_mu_.AwaitWithDeadline(absl::Condition(&woken), due);
+    if (retry_stop_) return;
+    std::vector<Pending> ready;
+    const absl::Time now = absl::Now();
+    while (!retries_.empty() && retries_.front().first <= now) {
+      ready.push_back(std::move(retries_.front().second));
+      retries_.pop_front();
+    }
+    retry_mu_.Unlock();
+    for (Pending& pending : ready) SendPending(std::move(pending));
+    retry_mu_.Lock();
   }
 }
 
@@ -515,6 +564,21 @@ void JetStreamEventStore::HandlePubAck(natsMsg* msg, const jsPubAck* ack,
     std::move(pending->done)(
         PublishAck{.sequence = ack->Sequence, .duplicate = ack->Duplicate});
     return;
+  }
+  // No stream leader took it yet (one is being elected): the same message,
+  // de-duplicated by its id, goes again while its deadline allows.
+  if (error != nullptr && error->Err == NATS_NO_RESPONDERS &&
+      absl::Now() + kNoResponderRetry <
+          pending->start + options_.publish_timeout) {
+    absl::MutexLock lock(&retry_mu_);
+    if (!retry_stop_) {
+      retries_.emplace_back(absl::Now() + kNoResponderRetry,
+                            *std::move(pending));
+      ++retries_queued_;
+      absl::MutexLock state_lock(&state_mu_);
+      ++counters_.publish_retries_total;
+      return;
+    }
   }
   {
     absl::MutexLock lock(&state_mu_);
@@ -993,6 +1057,17 @@ void JetStreamEventStore::Close() {
   }
   if (read_thread_.joinable()) read_thread_.join();
   std::vector<Pending> abandoned;
+  {
+    absl::MutexLock lock(&retry_mu_);
+    retry_stop_ = true;
+  }
+  if (retry_thread_.joinable()) retry_thread_.join();
+  {
+    absl::MutexLock lock(&retry_mu_);
+    for (auto& [due, pending] : retries_)
+      abandoned.push_back(std::move(pending));
+    retries_.clear();
+  }
   {
     absl::MutexLock lock(&pending_mu_);
     closed_ = true;

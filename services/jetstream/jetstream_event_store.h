@@ -94,7 +94,10 @@ struct JetStreamCounters {
   std::uint64_t publishes_total = 0;         // PubAcks received, duplicates too
   std::uint64_t duplicates_total = 0;        // PubAcks that said duplicate
   std::uint64_t publish_failures_total = 0;  // errors and missing PubAcks
-  std::uint64_t pending_publishes = 0;       // waiting for a PubAck now
+  // Publishes sent again because no stream leader took them ("no
+  // responders": one is being elected), within their deadline.
+  std::uint64_t publish_retries_total = 0;
+  std::uint64_t pending_publishes = 0;  // waiting for a PubAck now
   std::uint64_t disconnects_total = 0;
   std::uint64_t reconnects_total = 0;
   std::uint64_t consumer_restarts_total = 0;  // the ordered consumer re-made
@@ -147,6 +150,10 @@ class JetStreamEventStore final : public hub::EventStore {
   struct Pending {
     PublishDone done;
     absl::Time start;
+    // What to send again when JetStream has no responder for it yet.
+    std::string subject;
+    std::string id;
+    std::string payload;
   };
   // A message the ordered consumer delivered, for the reader thread.
   struct Received {
@@ -236,6 +243,19 @@ class JetStreamEventStore final : public hub::EventStore {
   absl::Mutex probe_mu_;
   bool probe_stop_ ABSL_GUARDED_BY(probe_mu_) = false;
   std::thread probe_thread_;
+
+  // Registers `pending` and hands it to cnats; answers it at once when
+  // that fails.
+  void SendPending(Pending pending);
+  // Sends again, when due, the publishes JetStream had no responder for.
+  void RetryLoop();
+  absl::Mutex retry_mu_;
+  std::deque<std::pair<absl::Time, Pending>> retries_
+      ABSL_GUARDED_BY(retry_mu_);
+  bool retry_stop_ ABSL_GUARDED_BY(retry_mu_) = false;
+  // Moves on every retry queued: wakes the retry thread.
+  std::uint64_t retries_queued_ ABSL_GUARDED_BY(retry_mu_) = 0;
+  std::thread retry_thread_;
 
   // Set by cnats' closed handler, the last it calls for the connection.
   absl::Notification connection_closed_;

@@ -299,6 +299,32 @@ TEST_F(JetStreamStoreTest, FromTimeStartsAtTheFirstEventStoredThen) {
   EXPECT_EQ(*none, 6u);
 }
 
+TEST_F(JetStreamStoreTest, APublishNoStreamTakesIsRetriedUntilItsDeadline) {
+  JetStreamOptions options = Options();
+  options.publish_timeout = absl::Milliseconds(800);
+  auto store = JetStreamEventStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  // No stream listens there: JetStream answers "no responders", as while a
+  // stream's leader is being elected.
+  absl::Notification done;
+  absl::StatusOr<PublishAck> result;
+  const absl::Time start = absl::Now();
+  (*store)->Publish("nowhere.webhook_test", "evt_x",
+                    MakeEvent(1).SerializeAsString(),
+                    [&](absl::StatusOr<PublishAck> ack) {
+                      result = std::move(ack);
+                      done.Notify();
+                    });
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(result.status().message(), HasSubstr("No responders"));
+  // Sent again meanwhile, and answered within the deadline's reach.
+  EXPECT_GE((*store)->Counters().publish_retries_total, 3u);
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(500));
+  // The store goes on: a publish to its stream is stored.
+  EXPECT_TRUE(Publish(**store, MakeEvent(2)).ok());
+}
+
 TEST_F(JetStreamStoreTest, HealthFollowsTheServerAndPublishesFailFast) {
   auto store = JetStreamEventStore::Open(Options());
   ASSERT_TRUE(store.ok());
