@@ -655,6 +655,7 @@ absl::Status JetStreamEventStore::StartReading(hub::EventHub* hub) {
       }
       absl::SleepFor(absl::Milliseconds(250));
     }
+    reading_ = true;
   }
   read_thread_ = std::thread([this, hub] { ReadLoop(hub); });
   return absl::OkStatus();
@@ -811,13 +812,17 @@ void JetStreamEventStore::ProbeLoop() {
         stalled_since = absl::InfiniteFuture();
       }
     }
-    if (restart_from != 0) {
-      absl::MutexLock lock(&consumer_mu_);
-      if (!consumer_stop_ && subscription_ != nullptr &&
-          ConsumeFrom(restart_from).ok()) {
-        absl::MutexLock state_lock(&state_mu_);
-        ++counters_.consumer_restarts_total;
-      }
+    absl::MutexLock lock(&consumer_mu_);
+    if (consumer_stop_ || !reading_) continue;
+    // A restart that failed (no leader to make the consumer on) left none:
+    // try again at every healthy tick, not only after the next stall.
+    if (subscription_ == nullptr && restart_from == 0) {
+      absl::MutexLock state_lock(&state_mu_);
+      restart_from = head_ + 1;
+    }
+    if (restart_from != 0 && ConsumeFrom(restart_from).ok()) {
+      absl::MutexLock state_lock(&state_mu_);
+      ++counters_.consumer_restarts_total;
     }
   }
 }

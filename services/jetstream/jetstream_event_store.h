@@ -232,6 +232,9 @@ class JetStreamEventStore final : public hub::EventStore {
   absl::Mutex consumer_mu_;
   __natsSubscription* subscription_ ABSL_GUARDED_BY(consumer_mu_) = nullptr;
   bool consumer_stop_ ABSL_GUARDED_BY(consumer_mu_) = false;
+  // Set once StartReading() made the first consumer; the probe remakes it
+  // from then on.
+  bool reading_ ABSL_GUARDED_BY(consumer_mu_) = false;
 
   // The reader: the ordered consumer's callback queues, the reader thread
   // drains in batches into the hub.
