@@ -13,6 +13,7 @@ package webhooksv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -372,11 +373,1526 @@ func (x *ResumeInfo) GetLastSequence() uint64 {
 	return 0
 }
 
+// A request on a Consume stream. The first one joins a group; every one may
+// acknowledge events.
+type ConsumeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// First request only: the group to join, created on first use. 1 to 64
+	// letters, digits, '.', '_' or '-', starting with a letter or digit.
+	ConsumerGroup string `protobuf:"bytes,1,opt,name=consumer_group,json=consumerGroup,proto3" json:"consumer_group,omitempty"`
+	// First request only: the group's filter (as in SubscribeRequest). For a
+	// new group, what it reads; for an existing one, empty or equal to its
+	// filter (else FAILED_PRECONDITION).
+	EventTypes []EventType `protobuf:"varint,2,rep,packed,name=event_types,json=eventTypes,proto3,enum=convocore.webhooks.v1.EventType" json:"event_types,omitempty"`
+	// As `event_types`.
+	AgentIds []string `protobuf:"bytes,3,rep,name=agent_ids,json=agentIds,proto3" json:"agent_ids,omitempty"`
+	// As `event_types`.
+	Channels []Channel `protobuf:"varint,4,rep,packed,name=channels,proto3,enum=convocore.webhooks.v1.Channel" json:"channels,omitempty"`
+	// As `event_types`.
+	Workspaces []string `protobuf:"bytes,5,rep,name=workspaces,proto3" json:"workspaces,omitempty"`
+	// First request only, used when the group is created: where it starts,
+	// as in SubscribeRequest; none means from now.
+	//
+	// Types that are valid to be assigned to StartPosition:
+	//
+	//	*ConsumeRequest_AfterSequence
+	//	*ConsumeRequest_FromOldest
+	//	*ConsumeRequest_FromTime
+	StartPosition isConsumeRequest_StartPosition `protobuf_oneof:"start_position"`
+	// First request only, used when the group is created: see ConsumerGroup.
+	AckDeadline *durationpb.Duration `protobuf:"bytes,9,opt,name=ack_deadline,json=ackDeadline,proto3" json:"ack_deadline,omitempty"`
+	// As `ack_deadline`.
+	MaxDeliveryAttempts uint32 `protobuf:"varint,10,opt,name=max_delivery_attempts,json=maxDeliveryAttempts,proto3" json:"max_delivery_attempts,omitempty"`
+	// First request only: the most events this member holds unacknowledged at
+	// once (flow control); 0 means 100, at most 1000.
+	MaxInFlight uint32 `protobuf:"varint,11,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
+	// Sequences of events this member handled. An ack of an event already
+	// settled (acknowledged by another member after a redelivery, or before a
+	// seek) is a no-op.
+	AckSequences []uint64 `protobuf:"varint,12,rep,packed,name=ack_sequences,json=ackSequences,proto3" json:"ack_sequences,omitempty"`
+	// Events this member failed to handle: redelivered at once (to any
+	// member), or dead-lettered with `error` after the last attempt.
+	Nacks         []*Nack `protobuf:"bytes,13,rep,name=nacks,proto3" json:"nacks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumeRequest) Reset() {
+	*x = ConsumeRequest{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumeRequest) ProtoMessage() {}
+
+func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumeRequest.ProtoReflect.Descriptor instead.
+func (*ConsumeRequest) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ConsumeRequest) GetConsumerGroup() string {
+	if x != nil {
+		return x.ConsumerGroup
+	}
+	return ""
+}
+
+func (x *ConsumeRequest) GetEventTypes() []EventType {
+	if x != nil {
+		return x.EventTypes
+	}
+	return nil
+}
+
+func (x *ConsumeRequest) GetAgentIds() []string {
+	if x != nil {
+		return x.AgentIds
+	}
+	return nil
+}
+
+func (x *ConsumeRequest) GetChannels() []Channel {
+	if x != nil {
+		return x.Channels
+	}
+	return nil
+}
+
+func (x *ConsumeRequest) GetWorkspaces() []string {
+	if x != nil {
+		return x.Workspaces
+	}
+	return nil
+}
+
+func (x *ConsumeRequest) GetStartPosition() isConsumeRequest_StartPosition {
+	if x != nil {
+		return x.StartPosition
+	}
+	return nil
+}
+
+func (x *ConsumeRequest) GetAfterSequence() uint64 {
+	if x != nil {
+		if x, ok := x.StartPosition.(*ConsumeRequest_AfterSequence); ok {
+			return x.AfterSequence
+		}
+	}
+	return 0
+}
+
+func (x *ConsumeRequest) GetFromOldest() bool {
+	if x != nil {
+		if x, ok := x.StartPosition.(*ConsumeRequest_FromOldest); ok {
+			return x.FromOldest
+		}
+	}
+	return false
+}
+
+func (x *ConsumeRequest) GetFromTime() *timestamppb.Timestamp {
+	if x != nil {
+		if x, ok := x.StartPosition.(*ConsumeRequest_FromTime); ok {
+			return x.FromTime
+		}
+	}
+	return nil
+}
+
+func (x *ConsumeRequest) GetAckDeadline() *durationpb.Duration {
+	if x != nil {
+		return x.AckDeadline
+	}
+	return nil
+}
+
+func (x *ConsumeRequest) GetMaxDeliveryAttempts() uint32 {
+	if x != nil {
+		return x.MaxDeliveryAttempts
+	}
+	return 0
+}
+
+func (x *ConsumeRequest) GetMaxInFlight() uint32 {
+	if x != nil {
+		return x.MaxInFlight
+	}
+	return 0
+}
+
+func (x *ConsumeRequest) GetAckSequences() []uint64 {
+	if x != nil {
+		return x.AckSequences
+	}
+	return nil
+}
+
+func (x *ConsumeRequest) GetNacks() []*Nack {
+	if x != nil {
+		return x.Nacks
+	}
+	return nil
+}
+
+type isConsumeRequest_StartPosition interface {
+	isConsumeRequest_StartPosition()
+}
+
+type ConsumeRequest_AfterSequence struct {
+	// Exactly the events with a sequence greater than this one.
+	AfterSequence uint64 `protobuf:"varint,6,opt,name=after_sequence,json=afterSequence,proto3,oneof"`
+}
+
+type ConsumeRequest_FromOldest struct {
+	// From the oldest event the gateway still retains.
+	FromOldest bool `protobuf:"varint,7,opt,name=from_oldest,json=fromOldest,proto3,oneof"`
+}
+
+type ConsumeRequest_FromTime struct {
+	// From the first retained event received at or after this time.
+	FromTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=from_time,json=fromTime,proto3,oneof"`
+}
+
+func (*ConsumeRequest_AfterSequence) isConsumeRequest_StartPosition() {}
+
+func (*ConsumeRequest_FromOldest) isConsumeRequest_StartPosition() {}
+
+func (*ConsumeRequest_FromTime) isConsumeRequest_StartPosition() {}
+
+// A negative acknowledgement.
+type Nack struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event's sequence.
+	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// Why it failed, kept with a dead letter; at most 1024 bytes are kept.
+	Error         string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Nack) Reset() {
+	*x = Nack{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Nack) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Nack) ProtoMessage() {}
+
+func (x *Nack) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Nack.ProtoReflect.Descriptor instead.
+func (*Nack) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Nack) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *Nack) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// One message of a Consume stream: events, confirmations, or a heartbeat.
+type ConsumeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Events for this member to handle and acknowledge.
+	Events []*ConsumedEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Acks of this member that are now durable: those events are not
+	// delivered to the group again, whatever happens to the gateway.
+	AcknowledgedSequences []uint64 `protobuf:"varint,2,rep,packed,name=acknowledged_sequences,json=acknowledgedSequences,proto3" json:"acknowledged_sequences,omitempty"`
+	// Set, and the other fields empty, when the stream has been idle for the
+	// heartbeat interval.
+	Heartbeat     *Heartbeat `protobuf:"bytes,3,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumeResponse) Reset() {
+	*x = ConsumeResponse{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumeResponse) ProtoMessage() {}
+
+func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumeResponse.ProtoReflect.Descriptor instead.
+func (*ConsumeResponse) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ConsumeResponse) GetEvents() []*ConsumedEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ConsumeResponse) GetAcknowledgedSequences() []uint64 {
+	if x != nil {
+		return x.AcknowledgedSequences
+	}
+	return nil
+}
+
+func (x *ConsumeResponse) GetHeartbeat() *Heartbeat {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return nil
+}
+
+// An event delivered to a group's member.
+type ConsumedEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event.
+	Event *Event `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	// 1 for the first delivery to the group, then one more per redelivery.
+	DeliveryAttempt uint32 `protobuf:"varint,2,opt,name=delivery_attempt,json=deliveryAttempt,proto3" json:"delivery_attempt,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ConsumedEvent) Reset() {
+	*x = ConsumedEvent{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumedEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumedEvent) ProtoMessage() {}
+
+func (x *ConsumedEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumedEvent.ProtoReflect.Descriptor instead.
+func (*ConsumedEvent) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ConsumedEvent) GetEvent() *Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *ConsumedEvent) GetDeliveryAttempt() uint32 {
+	if x != nil {
+		return x.DeliveryAttempt
+	}
+	return 0
+}
+
+// A consumer group's settings and state.
+type ConsumerGroup struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The group's filter, as in SubscribeRequest.
+	EventTypes []EventType `protobuf:"varint,2,rep,packed,name=event_types,json=eventTypes,proto3,enum=convocore.webhooks.v1.EventType" json:"event_types,omitempty"`
+	// As `event_types`.
+	AgentIds []string `protobuf:"bytes,3,rep,name=agent_ids,json=agentIds,proto3" json:"agent_ids,omitempty"`
+	// As `event_types`.
+	Channels []Channel `protobuf:"varint,4,rep,packed,name=channels,proto3,enum=convocore.webhooks.v1.Channel" json:"channels,omitempty"`
+	// As `event_types`.
+	Workspaces []string `protobuf:"bytes,5,rep,name=workspaces,proto3" json:"workspaces,omitempty"`
+	// How long a member holds an event before it is redelivered: 0 or unset
+	// means 30 seconds; 1 second to 1 hour.
+	AckDeadline *durationpb.Duration `protobuf:"bytes,6,opt,name=ack_deadline,json=ackDeadline,proto3" json:"ack_deadline,omitempty"`
+	// Deliveries of an event before it is dead-lettered: 0 means 5; 1 to 100.
+	MaxDeliveryAttempts uint32 `protobuf:"varint,7,opt,name=max_delivery_attempts,json=maxDeliveryAttempts,proto3" json:"max_delivery_attempts,omitempty"`
+	// Output only: every matching event up to this sequence is settled.
+	AckFloorSequence uint64 `protobuf:"varint,8,opt,name=ack_floor_sequence,json=ackFloorSequence,proto3" json:"ack_floor_sequence,omitempty"`
+	// Output only: sequences above the floor already settled (acknowledged,
+	// dead-lettered, or not matching the filter).
+	SettledAboveFloor uint64 `protobuf:"varint,9,opt,name=settled_above_floor,json=settledAboveFloor,proto3" json:"settled_above_floor,omitempty"`
+	// Output only: events delivered and not yet settled.
+	InFlightEvents uint64 `protobuf:"varint,10,opt,name=in_flight_events,json=inFlightEvents,proto3" json:"in_flight_events,omitempty"`
+	// Output only: events in the dead-letter list.
+	DeadLetterCount uint64 `protobuf:"varint,11,opt,name=dead_letter_count,json=deadLetterCount,proto3" json:"dead_letter_count,omitempty"`
+	// Output only: members connected now.
+	ConnectedMembers uint32 `protobuf:"varint,12,opt,name=connected_members,json=connectedMembers,proto3" json:"connected_members,omitempty"`
+	// Output only: when the group was created.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Output only: the newest sequence the gateway has accepted.
+	LastSequence  uint64 `protobuf:"varint,14,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumerGroup) Reset() {
+	*x = ConsumerGroup{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumerGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumerGroup) ProtoMessage() {}
+
+func (x *ConsumerGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumerGroup.ProtoReflect.Descriptor instead.
+func (*ConsumerGroup) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ConsumerGroup) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ConsumerGroup) GetEventTypes() []EventType {
+	if x != nil {
+		return x.EventTypes
+	}
+	return nil
+}
+
+func (x *ConsumerGroup) GetAgentIds() []string {
+	if x != nil {
+		return x.AgentIds
+	}
+	return nil
+}
+
+func (x *ConsumerGroup) GetChannels() []Channel {
+	if x != nil {
+		return x.Channels
+	}
+	return nil
+}
+
+func (x *ConsumerGroup) GetWorkspaces() []string {
+	if x != nil {
+		return x.Workspaces
+	}
+	return nil
+}
+
+func (x *ConsumerGroup) GetAckDeadline() *durationpb.Duration {
+	if x != nil {
+		return x.AckDeadline
+	}
+	return nil
+}
+
+func (x *ConsumerGroup) GetMaxDeliveryAttempts() uint32 {
+	if x != nil {
+		return x.MaxDeliveryAttempts
+	}
+	return 0
+}
+
+func (x *ConsumerGroup) GetAckFloorSequence() uint64 {
+	if x != nil {
+		return x.AckFloorSequence
+	}
+	return 0
+}
+
+func (x *ConsumerGroup) GetSettledAboveFloor() uint64 {
+	if x != nil {
+		return x.SettledAboveFloor
+	}
+	return 0
+}
+
+func (x *ConsumerGroup) GetInFlightEvents() uint64 {
+	if x != nil {
+		return x.InFlightEvents
+	}
+	return 0
+}
+
+func (x *ConsumerGroup) GetDeadLetterCount() uint64 {
+	if x != nil {
+		return x.DeadLetterCount
+	}
+	return 0
+}
+
+func (x *ConsumerGroup) GetConnectedMembers() uint32 {
+	if x != nil {
+		return x.ConnectedMembers
+	}
+	return 0
+}
+
+func (x *ConsumerGroup) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *ConsumerGroup) GetLastSequence() uint64 {
+	if x != nil {
+		return x.LastSequence
+	}
+	return 0
+}
+
+// An event that reached its group's `max_delivery_attempts`.
+type DeadLetter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event's sequence.
+	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// Deliveries it had.
+	DeliveryAttempts uint32 `protobuf:"varint,2,opt,name=delivery_attempts,json=deliveryAttempts,proto3" json:"delivery_attempts,omitempty"`
+	// Why its last delivery failed: the error of the member's nack, or that
+	// the ack deadline passed, or that the member disconnected.
+	LastError string `protobuf:"bytes,3,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// When it was dead-lettered.
+	DeadLetterTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=dead_letter_time,json=deadLetterTime,proto3" json:"dead_letter_time,omitempty"`
+	// The event, while the gateway retains it.
+	Event         *Event `protobuf:"bytes,5,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeadLetter) Reset() {
+	*x = DeadLetter{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetter) ProtoMessage() {}
+
+func (x *DeadLetter) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
+func (*DeadLetter) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *DeadLetter) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *DeadLetter) GetDeliveryAttempts() uint32 {
+	if x != nil {
+		return x.DeliveryAttempts
+	}
+	return 0
+}
+
+func (x *DeadLetter) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetDeadLetterTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeadLetterTime
+	}
+	return nil
+}
+
+func (x *DeadLetter) GetEvent() *Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+// Request of CreateConsumerGroup.
+type CreateConsumerGroupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group: `name` and settings; output-only fields are ignored.
+	ConsumerGroup *ConsumerGroup `protobuf:"bytes,1,opt,name=consumer_group,json=consumerGroup,proto3" json:"consumer_group,omitempty"`
+	// Where it starts, as in SubscribeRequest; none means from now.
+	//
+	// Types that are valid to be assigned to StartPosition:
+	//
+	//	*CreateConsumerGroupRequest_AfterSequence
+	//	*CreateConsumerGroupRequest_FromOldest
+	//	*CreateConsumerGroupRequest_FromTime
+	StartPosition isCreateConsumerGroupRequest_StartPosition `protobuf_oneof:"start_position"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateConsumerGroupRequest) Reset() {
+	*x = CreateConsumerGroupRequest{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateConsumerGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateConsumerGroupRequest) ProtoMessage() {}
+
+func (x *CreateConsumerGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateConsumerGroupRequest.ProtoReflect.Descriptor instead.
+func (*CreateConsumerGroupRequest) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CreateConsumerGroupRequest) GetConsumerGroup() *ConsumerGroup {
+	if x != nil {
+		return x.ConsumerGroup
+	}
+	return nil
+}
+
+func (x *CreateConsumerGroupRequest) GetStartPosition() isCreateConsumerGroupRequest_StartPosition {
+	if x != nil {
+		return x.StartPosition
+	}
+	return nil
+}
+
+func (x *CreateConsumerGroupRequest) GetAfterSequence() uint64 {
+	if x != nil {
+		if x, ok := x.StartPosition.(*CreateConsumerGroupRequest_AfterSequence); ok {
+			return x.AfterSequence
+		}
+	}
+	return 0
+}
+
+func (x *CreateConsumerGroupRequest) GetFromOldest() bool {
+	if x != nil {
+		if x, ok := x.StartPosition.(*CreateConsumerGroupRequest_FromOldest); ok {
+			return x.FromOldest
+		}
+	}
+	return false
+}
+
+func (x *CreateConsumerGroupRequest) GetFromTime() *timestamppb.Timestamp {
+	if x != nil {
+		if x, ok := x.StartPosition.(*CreateConsumerGroupRequest_FromTime); ok {
+			return x.FromTime
+		}
+	}
+	return nil
+}
+
+type isCreateConsumerGroupRequest_StartPosition interface {
+	isCreateConsumerGroupRequest_StartPosition()
+}
+
+type CreateConsumerGroupRequest_AfterSequence struct {
+	// Exactly the events with a sequence greater than this one.
+	AfterSequence uint64 `protobuf:"varint,2,opt,name=after_sequence,json=afterSequence,proto3,oneof"`
+}
+
+type CreateConsumerGroupRequest_FromOldest struct {
+	// From the oldest event the gateway still retains.
+	FromOldest bool `protobuf:"varint,3,opt,name=from_oldest,json=fromOldest,proto3,oneof"`
+}
+
+type CreateConsumerGroupRequest_FromTime struct {
+	// From the first retained event received at or after this time.
+	FromTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=from_time,json=fromTime,proto3,oneof"`
+}
+
+func (*CreateConsumerGroupRequest_AfterSequence) isCreateConsumerGroupRequest_StartPosition() {}
+
+func (*CreateConsumerGroupRequest_FromOldest) isCreateConsumerGroupRequest_StartPosition() {}
+
+func (*CreateConsumerGroupRequest_FromTime) isCreateConsumerGroupRequest_StartPosition() {}
+
+// Response of CreateConsumerGroup.
+type CreateConsumerGroupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group as created.
+	ConsumerGroup *ConsumerGroup `protobuf:"bytes,1,opt,name=consumer_group,json=consumerGroup,proto3" json:"consumer_group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateConsumerGroupResponse) Reset() {
+	*x = CreateConsumerGroupResponse{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateConsumerGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateConsumerGroupResponse) ProtoMessage() {}
+
+func (x *CreateConsumerGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateConsumerGroupResponse.ProtoReflect.Descriptor instead.
+func (*CreateConsumerGroupResponse) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CreateConsumerGroupResponse) GetConsumerGroup() *ConsumerGroup {
+	if x != nil {
+		return x.ConsumerGroup
+	}
+	return nil
+}
+
+// Request of GetConsumerGroup.
+type GetConsumerGroupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group's name.
+	ConsumerGroup string `protobuf:"bytes,1,opt,name=consumer_group,json=consumerGroup,proto3" json:"consumer_group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConsumerGroupRequest) Reset() {
+	*x = GetConsumerGroupRequest{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConsumerGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConsumerGroupRequest) ProtoMessage() {}
+
+func (x *GetConsumerGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConsumerGroupRequest.ProtoReflect.Descriptor instead.
+func (*GetConsumerGroupRequest) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GetConsumerGroupRequest) GetConsumerGroup() string {
+	if x != nil {
+		return x.ConsumerGroup
+	}
+	return ""
+}
+
+// Response of GetConsumerGroup.
+type GetConsumerGroupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group.
+	ConsumerGroup *ConsumerGroup `protobuf:"bytes,1,opt,name=consumer_group,json=consumerGroup,proto3" json:"consumer_group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConsumerGroupResponse) Reset() {
+	*x = GetConsumerGroupResponse{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConsumerGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConsumerGroupResponse) ProtoMessage() {}
+
+func (x *GetConsumerGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConsumerGroupResponse.ProtoReflect.Descriptor instead.
+func (*GetConsumerGroupResponse) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GetConsumerGroupResponse) GetConsumerGroup() *ConsumerGroup {
+	if x != nil {
+		return x.ConsumerGroup
+	}
+	return nil
+}
+
+// Request of ListConsumerGroups.
+type ListConsumerGroupsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConsumerGroupsRequest) Reset() {
+	*x = ListConsumerGroupsRequest{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConsumerGroupsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConsumerGroupsRequest) ProtoMessage() {}
+
+func (x *ListConsumerGroupsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConsumerGroupsRequest.ProtoReflect.Descriptor instead.
+func (*ListConsumerGroupsRequest) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{14}
+}
+
+// Response of ListConsumerGroups.
+type ListConsumerGroupsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every group, by name.
+	ConsumerGroups []*ConsumerGroup `protobuf:"bytes,1,rep,name=consumer_groups,json=consumerGroups,proto3" json:"consumer_groups,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListConsumerGroupsResponse) Reset() {
+	*x = ListConsumerGroupsResponse{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConsumerGroupsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConsumerGroupsResponse) ProtoMessage() {}
+
+func (x *ListConsumerGroupsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConsumerGroupsResponse.ProtoReflect.Descriptor instead.
+func (*ListConsumerGroupsResponse) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListConsumerGroupsResponse) GetConsumerGroups() []*ConsumerGroup {
+	if x != nil {
+		return x.ConsumerGroups
+	}
+	return nil
+}
+
+// Request of DeleteConsumerGroup.
+type DeleteConsumerGroupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group's name.
+	ConsumerGroup string `protobuf:"bytes,1,opt,name=consumer_group,json=consumerGroup,proto3" json:"consumer_group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteConsumerGroupRequest) Reset() {
+	*x = DeleteConsumerGroupRequest{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteConsumerGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteConsumerGroupRequest) ProtoMessage() {}
+
+func (x *DeleteConsumerGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteConsumerGroupRequest.ProtoReflect.Descriptor instead.
+func (*DeleteConsumerGroupRequest) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DeleteConsumerGroupRequest) GetConsumerGroup() string {
+	if x != nil {
+		return x.ConsumerGroup
+	}
+	return ""
+}
+
+// Response of DeleteConsumerGroup.
+type DeleteConsumerGroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteConsumerGroupResponse) Reset() {
+	*x = DeleteConsumerGroupResponse{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteConsumerGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteConsumerGroupResponse) ProtoMessage() {}
+
+func (x *DeleteConsumerGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteConsumerGroupResponse.ProtoReflect.Descriptor instead.
+func (*DeleteConsumerGroupResponse) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{17}
+}
+
+// Request of SeekConsumerGroup.
+type SeekConsumerGroupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group's name.
+	ConsumerGroup string `protobuf:"bytes,1,opt,name=consumer_group,json=consumerGroup,proto3" json:"consumer_group,omitempty"`
+	// The group's new start; one must be set.
+	//
+	// Types that are valid to be assigned to StartPosition:
+	//
+	//	*SeekConsumerGroupRequest_AfterSequence
+	//	*SeekConsumerGroupRequest_FromOldest
+	//	*SeekConsumerGroupRequest_FromTime
+	StartPosition isSeekConsumerGroupRequest_StartPosition `protobuf_oneof:"start_position"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SeekConsumerGroupRequest) Reset() {
+	*x = SeekConsumerGroupRequest{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SeekConsumerGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SeekConsumerGroupRequest) ProtoMessage() {}
+
+func (x *SeekConsumerGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SeekConsumerGroupRequest.ProtoReflect.Descriptor instead.
+func (*SeekConsumerGroupRequest) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SeekConsumerGroupRequest) GetConsumerGroup() string {
+	if x != nil {
+		return x.ConsumerGroup
+	}
+	return ""
+}
+
+func (x *SeekConsumerGroupRequest) GetStartPosition() isSeekConsumerGroupRequest_StartPosition {
+	if x != nil {
+		return x.StartPosition
+	}
+	return nil
+}
+
+func (x *SeekConsumerGroupRequest) GetAfterSequence() uint64 {
+	if x != nil {
+		if x, ok := x.StartPosition.(*SeekConsumerGroupRequest_AfterSequence); ok {
+			return x.AfterSequence
+		}
+	}
+	return 0
+}
+
+func (x *SeekConsumerGroupRequest) GetFromOldest() bool {
+	if x != nil {
+		if x, ok := x.StartPosition.(*SeekConsumerGroupRequest_FromOldest); ok {
+			return x.FromOldest
+		}
+	}
+	return false
+}
+
+func (x *SeekConsumerGroupRequest) GetFromTime() *timestamppb.Timestamp {
+	if x != nil {
+		if x, ok := x.StartPosition.(*SeekConsumerGroupRequest_FromTime); ok {
+			return x.FromTime
+		}
+	}
+	return nil
+}
+
+type isSeekConsumerGroupRequest_StartPosition interface {
+	isSeekConsumerGroupRequest_StartPosition()
+}
+
+type SeekConsumerGroupRequest_AfterSequence struct {
+	// Exactly the events with a sequence greater than this one.
+	AfterSequence uint64 `protobuf:"varint,2,opt,name=after_sequence,json=afterSequence,proto3,oneof"`
+}
+
+type SeekConsumerGroupRequest_FromOldest struct {
+	// From the oldest event the gateway still retains.
+	FromOldest bool `protobuf:"varint,3,opt,name=from_oldest,json=fromOldest,proto3,oneof"`
+}
+
+type SeekConsumerGroupRequest_FromTime struct {
+	// From the first retained event received at or after this time.
+	FromTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=from_time,json=fromTime,proto3,oneof"`
+}
+
+func (*SeekConsumerGroupRequest_AfterSequence) isSeekConsumerGroupRequest_StartPosition() {}
+
+func (*SeekConsumerGroupRequest_FromOldest) isSeekConsumerGroupRequest_StartPosition() {}
+
+func (*SeekConsumerGroupRequest_FromTime) isSeekConsumerGroupRequest_StartPosition() {}
+
+// Response of SeekConsumerGroup.
+type SeekConsumerGroupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group after the seek.
+	ConsumerGroup *ConsumerGroup `protobuf:"bytes,1,opt,name=consumer_group,json=consumerGroup,proto3" json:"consumer_group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SeekConsumerGroupResponse) Reset() {
+	*x = SeekConsumerGroupResponse{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SeekConsumerGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SeekConsumerGroupResponse) ProtoMessage() {}
+
+func (x *SeekConsumerGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SeekConsumerGroupResponse.ProtoReflect.Descriptor instead.
+func (*SeekConsumerGroupResponse) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SeekConsumerGroupResponse) GetConsumerGroup() *ConsumerGroup {
+	if x != nil {
+		return x.ConsumerGroup
+	}
+	return nil
+}
+
+// Request of ListDeadLetters.
+type ListDeadLettersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group's name.
+	ConsumerGroup string `protobuf:"bytes,1,opt,name=consumer_group,json=consumerGroup,proto3" json:"consumer_group,omitempty"`
+	// The most dead letters to return: 0 means 100, at most 1000.
+	PageSize uint32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Only dead letters with a sequence greater than this one (paging).
+	AfterSequence uint64 `protobuf:"varint,3,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeadLettersRequest) Reset() {
+	*x = ListDeadLettersRequest{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeadLettersRequest) ProtoMessage() {}
+
+func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListDeadLettersRequest) GetConsumerGroup() string {
+	if x != nil {
+		return x.ConsumerGroup
+	}
+	return ""
+}
+
+func (x *ListDeadLettersRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListDeadLettersRequest) GetAfterSequence() uint64 {
+	if x != nil {
+		return x.AfterSequence
+	}
+	return 0
+}
+
+// Response of ListDeadLetters.
+type ListDeadLettersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Oldest sequence first.
+	DeadLetters   []*DeadLetter `protobuf:"bytes,1,rep,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeadLettersResponse) Reset() {
+	*x = ListDeadLettersResponse{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeadLettersResponse) ProtoMessage() {}
+
+func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
+	if x != nil {
+		return x.DeadLetters
+	}
+	return nil
+}
+
+// Request of ReplayDeadLetters.
+type ReplayDeadLettersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group's name.
+	ConsumerGroup string `protobuf:"bytes,1,opt,name=consumer_group,json=consumerGroup,proto3" json:"consumer_group,omitempty"`
+	// The dead letters to replay; empty means all of them.
+	Sequences     []uint64 `protobuf:"varint,2,rep,packed,name=sequences,proto3" json:"sequences,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayDeadLettersRequest) Reset() {
+	*x = ReplayDeadLettersRequest{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayDeadLettersRequest) ProtoMessage() {}
+
+func (x *ReplayDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*ReplayDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ReplayDeadLettersRequest) GetConsumerGroup() string {
+	if x != nil {
+		return x.ConsumerGroup
+	}
+	return ""
+}
+
+func (x *ReplayDeadLettersRequest) GetSequences() []uint64 {
+	if x != nil {
+		return x.Sequences
+	}
+	return nil
+}
+
+// Response of ReplayDeadLetters.
+type ReplayDeadLettersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sequences put back into the group.
+	Sequences     []uint64 `protobuf:"varint,1,rep,packed,name=sequences,proto3" json:"sequences,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayDeadLettersResponse) Reset() {
+	*x = ReplayDeadLettersResponse{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayDeadLettersResponse) ProtoMessage() {}
+
+func (x *ReplayDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*ReplayDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ReplayDeadLettersResponse) GetSequences() []uint64 {
+	if x != nil {
+		return x.Sequences
+	}
+	return nil
+}
+
+// Request of DropDeadLetters.
+type DropDeadLettersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group's name.
+	ConsumerGroup string `protobuf:"bytes,1,opt,name=consumer_group,json=consumerGroup,proto3" json:"consumer_group,omitempty"`
+	// The dead letters to drop; empty means all of them.
+	Sequences     []uint64 `protobuf:"varint,2,rep,packed,name=sequences,proto3" json:"sequences,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DropDeadLettersRequest) Reset() {
+	*x = DropDeadLettersRequest{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DropDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DropDeadLettersRequest) ProtoMessage() {}
+
+func (x *DropDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DropDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*DropDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DropDeadLettersRequest) GetConsumerGroup() string {
+	if x != nil {
+		return x.ConsumerGroup
+	}
+	return ""
+}
+
+func (x *DropDeadLettersRequest) GetSequences() []uint64 {
+	if x != nil {
+		return x.Sequences
+	}
+	return nil
+}
+
+// Response of DropDeadLetters.
+type DropDeadLettersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sequences dropped.
+	Sequences     []uint64 `protobuf:"varint,1,rep,packed,name=sequences,proto3" json:"sequences,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DropDeadLettersResponse) Reset() {
+	*x = DropDeadLettersResponse{}
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DropDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DropDeadLettersResponse) ProtoMessage() {}
+
+func (x *DropDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DropDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*DropDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *DropDeadLettersResponse) GetSequences() []uint64 {
+	if x != nil {
+		return x.Sequences
+	}
+	return nil
+}
+
 var File_convocore_webhooks_v1_event_stream_service_proto protoreflect.FileDescriptor
 
 const file_convocore_webhooks_v1_event_stream_service_proto_rawDesc = "" +
 	"\n" +
-	"0convocore/webhooks/v1/event_stream_service.proto\x12\x15convocore.webhooks.v1\x1a\"convocore/webhooks/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x03\n" +
+	"0convocore/webhooks/v1/event_stream_service.proto\x12\x15convocore.webhooks.v1\x1a\"convocore/webhooks/v1/events.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x03\n" +
 	"\x10SubscribeRequest\x12A\n" +
 	"\vevent_types\x18\x01 \x03(\x0e2 .convocore.webhooks.v1.EventTypeR\n" +
 	"eventTypes\x12\x1b\n" +
@@ -401,9 +1917,120 @@ const file_convocore_webhooks_v1_event_stream_service_proto_rawDesc = "" +
 	"ResumeInfo\x12,\n" +
 	"\x12last_sent_sequence\x18\x01 \x01(\x04R\x10lastSentSequence\x12:\n" +
 	"\x19oldest_available_sequence\x18\x02 \x01(\x04R\x17oldestAvailableSequence\x12#\n" +
-	"\rlast_sequence\x18\x03 \x01(\x04R\flastSequence2v\n" +
+	"\rlast_sequence\x18\x03 \x01(\x04R\flastSequence\"\xfa\x04\n" +
+	"\x0eConsumeRequest\x12%\n" +
+	"\x0econsumer_group\x18\x01 \x01(\tR\rconsumerGroup\x12A\n" +
+	"\vevent_types\x18\x02 \x03(\x0e2 .convocore.webhooks.v1.EventTypeR\n" +
+	"eventTypes\x12\x1b\n" +
+	"\tagent_ids\x18\x03 \x03(\tR\bagentIds\x12:\n" +
+	"\bchannels\x18\x04 \x03(\x0e2\x1e.convocore.webhooks.v1.ChannelR\bchannels\x12\x1e\n" +
+	"\n" +
+	"workspaces\x18\x05 \x03(\tR\n" +
+	"workspaces\x12'\n" +
+	"\x0eafter_sequence\x18\x06 \x01(\x04H\x00R\rafterSequence\x12!\n" +
+	"\vfrom_oldest\x18\a \x01(\bH\x00R\n" +
+	"fromOldest\x129\n" +
+	"\tfrom_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampH\x00R\bfromTime\x12<\n" +
+	"\fack_deadline\x18\t \x01(\v2\x19.google.protobuf.DurationR\vackDeadline\x122\n" +
+	"\x15max_delivery_attempts\x18\n" +
+	" \x01(\rR\x13maxDeliveryAttempts\x12\"\n" +
+	"\rmax_in_flight\x18\v \x01(\rR\vmaxInFlight\x12#\n" +
+	"\rack_sequences\x18\f \x03(\x04R\fackSequences\x121\n" +
+	"\x05nacks\x18\r \x03(\v2\x1b.convocore.webhooks.v1.NackR\x05nacksB\x10\n" +
+	"\x0estart_position\"8\n" +
+	"\x04Nack\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"\xc6\x01\n" +
+	"\x0fConsumeResponse\x12<\n" +
+	"\x06events\x18\x01 \x03(\v2$.convocore.webhooks.v1.ConsumedEventR\x06events\x125\n" +
+	"\x16acknowledged_sequences\x18\x02 \x03(\x04R\x15acknowledgedSequences\x12>\n" +
+	"\theartbeat\x18\x03 \x01(\v2 .convocore.webhooks.v1.HeartbeatR\theartbeat\"n\n" +
+	"\rConsumedEvent\x122\n" +
+	"\x05event\x18\x01 \x01(\v2\x1c.convocore.webhooks.v1.EventR\x05event\x12)\n" +
+	"\x10delivery_attempt\x18\x02 \x01(\rR\x0fdeliveryAttempt\"\x94\x05\n" +
+	"\rConsumerGroup\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12A\n" +
+	"\vevent_types\x18\x02 \x03(\x0e2 .convocore.webhooks.v1.EventTypeR\n" +
+	"eventTypes\x12\x1b\n" +
+	"\tagent_ids\x18\x03 \x03(\tR\bagentIds\x12:\n" +
+	"\bchannels\x18\x04 \x03(\x0e2\x1e.convocore.webhooks.v1.ChannelR\bchannels\x12\x1e\n" +
+	"\n" +
+	"workspaces\x18\x05 \x03(\tR\n" +
+	"workspaces\x12<\n" +
+	"\fack_deadline\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\vackDeadline\x122\n" +
+	"\x15max_delivery_attempts\x18\a \x01(\rR\x13maxDeliveryAttempts\x12,\n" +
+	"\x12ack_floor_sequence\x18\b \x01(\x04R\x10ackFloorSequence\x12.\n" +
+	"\x13settled_above_floor\x18\t \x01(\x04R\x11settledAboveFloor\x12(\n" +
+	"\x10in_flight_events\x18\n" +
+	" \x01(\x04R\x0einFlightEvents\x12*\n" +
+	"\x11dead_letter_count\x18\v \x01(\x04R\x0fdeadLetterCount\x12+\n" +
+	"\x11connected_members\x18\f \x01(\rR\x10connectedMembers\x12;\n" +
+	"\vcreate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12#\n" +
+	"\rlast_sequence\x18\x0e \x01(\x04R\flastSequence\"\xee\x01\n" +
+	"\n" +
+	"DeadLetter\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12+\n" +
+	"\x11delivery_attempts\x18\x02 \x01(\rR\x10deliveryAttempts\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x03 \x01(\tR\tlastError\x12D\n" +
+	"\x10dead_letter_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0edeadLetterTime\x122\n" +
+	"\x05event\x18\x05 \x01(\v2\x1c.convocore.webhooks.v1.EventR\x05event\"\x82\x02\n" +
+	"\x1aCreateConsumerGroupRequest\x12K\n" +
+	"\x0econsumer_group\x18\x01 \x01(\v2$.convocore.webhooks.v1.ConsumerGroupR\rconsumerGroup\x12'\n" +
+	"\x0eafter_sequence\x18\x02 \x01(\x04H\x00R\rafterSequence\x12!\n" +
+	"\vfrom_oldest\x18\x03 \x01(\bH\x00R\n" +
+	"fromOldest\x129\n" +
+	"\tfrom_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\bfromTimeB\x10\n" +
+	"\x0estart_position\"j\n" +
+	"\x1bCreateConsumerGroupResponse\x12K\n" +
+	"\x0econsumer_group\x18\x01 \x01(\v2$.convocore.webhooks.v1.ConsumerGroupR\rconsumerGroup\"@\n" +
+	"\x17GetConsumerGroupRequest\x12%\n" +
+	"\x0econsumer_group\x18\x01 \x01(\tR\rconsumerGroup\"g\n" +
+	"\x18GetConsumerGroupResponse\x12K\n" +
+	"\x0econsumer_group\x18\x01 \x01(\v2$.convocore.webhooks.v1.ConsumerGroupR\rconsumerGroup\"\x1b\n" +
+	"\x19ListConsumerGroupsRequest\"k\n" +
+	"\x1aListConsumerGroupsResponse\x12M\n" +
+	"\x0fconsumer_groups\x18\x01 \x03(\v2$.convocore.webhooks.v1.ConsumerGroupR\x0econsumerGroups\"C\n" +
+	"\x1aDeleteConsumerGroupRequest\x12%\n" +
+	"\x0econsumer_group\x18\x01 \x01(\tR\rconsumerGroup\"\x1d\n" +
+	"\x1bDeleteConsumerGroupResponse\"\xda\x01\n" +
+	"\x18SeekConsumerGroupRequest\x12%\n" +
+	"\x0econsumer_group\x18\x01 \x01(\tR\rconsumerGroup\x12'\n" +
+	"\x0eafter_sequence\x18\x02 \x01(\x04H\x00R\rafterSequence\x12!\n" +
+	"\vfrom_oldest\x18\x03 \x01(\bH\x00R\n" +
+	"fromOldest\x129\n" +
+	"\tfrom_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\bfromTimeB\x10\n" +
+	"\x0estart_position\"h\n" +
+	"\x19SeekConsumerGroupResponse\x12K\n" +
+	"\x0econsumer_group\x18\x01 \x01(\v2$.convocore.webhooks.v1.ConsumerGroupR\rconsumerGroup\"\x83\x01\n" +
+	"\x16ListDeadLettersRequest\x12%\n" +
+	"\x0econsumer_group\x18\x01 \x01(\tR\rconsumerGroup\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12%\n" +
+	"\x0eafter_sequence\x18\x03 \x01(\x04R\rafterSequence\"_\n" +
+	"\x17ListDeadLettersResponse\x12D\n" +
+	"\fdead_letters\x18\x01 \x03(\v2!.convocore.webhooks.v1.DeadLetterR\vdeadLetters\"_\n" +
+	"\x18ReplayDeadLettersRequest\x12%\n" +
+	"\x0econsumer_group\x18\x01 \x01(\tR\rconsumerGroup\x12\x1c\n" +
+	"\tsequences\x18\x02 \x03(\x04R\tsequences\"9\n" +
+	"\x19ReplayDeadLettersResponse\x12\x1c\n" +
+	"\tsequences\x18\x01 \x03(\x04R\tsequences\"]\n" +
+	"\x16DropDeadLettersRequest\x12%\n" +
+	"\x0econsumer_group\x18\x01 \x01(\tR\rconsumerGroup\x12\x1c\n" +
+	"\tsequences\x18\x02 \x03(\x04R\tsequences\"7\n" +
+	"\x17DropDeadLettersResponse\x12\x1c\n" +
+	"\tsequences\x18\x01 \x03(\x04R\tsequences2\x94\t\n" +
 	"\x12EventStreamService\x12`\n" +
-	"\tSubscribe\x12'.convocore.webhooks.v1.SubscribeRequest\x1a(.convocore.webhooks.v1.SubscribeResponse0\x01B\x8b\x01\n" +
+	"\tSubscribe\x12'.convocore.webhooks.v1.SubscribeRequest\x1a(.convocore.webhooks.v1.SubscribeResponse0\x01\x12\\\n" +
+	"\aConsume\x12%.convocore.webhooks.v1.ConsumeRequest\x1a&.convocore.webhooks.v1.ConsumeResponse(\x010\x01\x12|\n" +
+	"\x13CreateConsumerGroup\x121.convocore.webhooks.v1.CreateConsumerGroupRequest\x1a2.convocore.webhooks.v1.CreateConsumerGroupResponse\x12s\n" +
+	"\x10GetConsumerGroup\x12..convocore.webhooks.v1.GetConsumerGroupRequest\x1a/.convocore.webhooks.v1.GetConsumerGroupResponse\x12y\n" +
+	"\x12ListConsumerGroups\x120.convocore.webhooks.v1.ListConsumerGroupsRequest\x1a1.convocore.webhooks.v1.ListConsumerGroupsResponse\x12|\n" +
+	"\x13DeleteConsumerGroup\x121.convocore.webhooks.v1.DeleteConsumerGroupRequest\x1a2.convocore.webhooks.v1.DeleteConsumerGroupResponse\x12v\n" +
+	"\x11SeekConsumerGroup\x12/.convocore.webhooks.v1.SeekConsumerGroupRequest\x1a0.convocore.webhooks.v1.SeekConsumerGroupResponse\x12p\n" +
+	"\x0fListDeadLetters\x12-.convocore.webhooks.v1.ListDeadLettersRequest\x1a..convocore.webhooks.v1.ListDeadLettersResponse\x12v\n" +
+	"\x11ReplayDeadLetters\x12/.convocore.webhooks.v1.ReplayDeadLettersRequest\x1a0.convocore.webhooks.v1.ReplayDeadLettersResponse\x12p\n" +
+	"\x0fDropDeadLetters\x12-.convocore.webhooks.v1.DropDeadLettersRequest\x1a..convocore.webhooks.v1.DropDeadLettersResponseB\x8b\x01\n" +
 	"\x19com.convocore.webhooks.v1B\x17EventStreamServiceProtoP\x01ZPgithub.com/convocore/webhook-gateway/clients/go/convocore/webhooks/v1;webhooksv1\xf8\x01\x01b\x06proto3"
 
 var (
@@ -418,31 +2045,94 @@ func file_convocore_webhooks_v1_event_stream_service_proto_rawDescGZIP() []byte 
 	return file_convocore_webhooks_v1_event_stream_service_proto_rawDescData
 }
 
-var file_convocore_webhooks_v1_event_stream_service_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_convocore_webhooks_v1_event_stream_service_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_convocore_webhooks_v1_event_stream_service_proto_goTypes = []any{
-	(*SubscribeRequest)(nil),      // 0: convocore.webhooks.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),     // 1: convocore.webhooks.v1.SubscribeResponse
-	(*Heartbeat)(nil),             // 2: convocore.webhooks.v1.Heartbeat
-	(*ResumeInfo)(nil),            // 3: convocore.webhooks.v1.ResumeInfo
-	(EventType)(0),                // 4: convocore.webhooks.v1.EventType
-	(Channel)(0),                  // 5: convocore.webhooks.v1.Channel
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
-	(*Event)(nil),                 // 7: convocore.webhooks.v1.Event
+	(*SubscribeRequest)(nil),            // 0: convocore.webhooks.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),           // 1: convocore.webhooks.v1.SubscribeResponse
+	(*Heartbeat)(nil),                   // 2: convocore.webhooks.v1.Heartbeat
+	(*ResumeInfo)(nil),                  // 3: convocore.webhooks.v1.ResumeInfo
+	(*ConsumeRequest)(nil),              // 4: convocore.webhooks.v1.ConsumeRequest
+	(*Nack)(nil),                        // 5: convocore.webhooks.v1.Nack
+	(*ConsumeResponse)(nil),             // 6: convocore.webhooks.v1.ConsumeResponse
+	(*ConsumedEvent)(nil),               // 7: convocore.webhooks.v1.ConsumedEvent
+	(*ConsumerGroup)(nil),               // 8: convocore.webhooks.v1.ConsumerGroup
+	(*DeadLetter)(nil),                  // 9: convocore.webhooks.v1.DeadLetter
+	(*CreateConsumerGroupRequest)(nil),  // 10: convocore.webhooks.v1.CreateConsumerGroupRequest
+	(*CreateConsumerGroupResponse)(nil), // 11: convocore.webhooks.v1.CreateConsumerGroupResponse
+	(*GetConsumerGroupRequest)(nil),     // 12: convocore.webhooks.v1.GetConsumerGroupRequest
+	(*GetConsumerGroupResponse)(nil),    // 13: convocore.webhooks.v1.GetConsumerGroupResponse
+	(*ListConsumerGroupsRequest)(nil),   // 14: convocore.webhooks.v1.ListConsumerGroupsRequest
+	(*ListConsumerGroupsResponse)(nil),  // 15: convocore.webhooks.v1.ListConsumerGroupsResponse
+	(*DeleteConsumerGroupRequest)(nil),  // 16: convocore.webhooks.v1.DeleteConsumerGroupRequest
+	(*DeleteConsumerGroupResponse)(nil), // 17: convocore.webhooks.v1.DeleteConsumerGroupResponse
+	(*SeekConsumerGroupRequest)(nil),    // 18: convocore.webhooks.v1.SeekConsumerGroupRequest
+	(*SeekConsumerGroupResponse)(nil),   // 19: convocore.webhooks.v1.SeekConsumerGroupResponse
+	(*ListDeadLettersRequest)(nil),      // 20: convocore.webhooks.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),     // 21: convocore.webhooks.v1.ListDeadLettersResponse
+	(*ReplayDeadLettersRequest)(nil),    // 22: convocore.webhooks.v1.ReplayDeadLettersRequest
+	(*ReplayDeadLettersResponse)(nil),   // 23: convocore.webhooks.v1.ReplayDeadLettersResponse
+	(*DropDeadLettersRequest)(nil),      // 24: convocore.webhooks.v1.DropDeadLettersRequest
+	(*DropDeadLettersResponse)(nil),     // 25: convocore.webhooks.v1.DropDeadLettersResponse
+	(EventType)(0),                      // 26: convocore.webhooks.v1.EventType
+	(Channel)(0),                        // 27: convocore.webhooks.v1.Channel
+	(*timestamppb.Timestamp)(nil),       // 28: google.protobuf.Timestamp
+	(*Event)(nil),                       // 29: convocore.webhooks.v1.Event
+	(*durationpb.Duration)(nil),         // 30: google.protobuf.Duration
 }
 var file_convocore_webhooks_v1_event_stream_service_proto_depIdxs = []int32{
-	4, // 0: convocore.webhooks.v1.SubscribeRequest.event_types:type_name -> convocore.webhooks.v1.EventType
-	5, // 1: convocore.webhooks.v1.SubscribeRequest.channels:type_name -> convocore.webhooks.v1.Channel
-	6, // 2: convocore.webhooks.v1.SubscribeRequest.from_time:type_name -> google.protobuf.Timestamp
-	7, // 3: convocore.webhooks.v1.SubscribeResponse.events:type_name -> convocore.webhooks.v1.Event
-	2, // 4: convocore.webhooks.v1.SubscribeResponse.heartbeat:type_name -> convocore.webhooks.v1.Heartbeat
-	6, // 5: convocore.webhooks.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
-	0, // 6: convocore.webhooks.v1.EventStreamService.Subscribe:input_type -> convocore.webhooks.v1.SubscribeRequest
-	1, // 7: convocore.webhooks.v1.EventStreamService.Subscribe:output_type -> convocore.webhooks.v1.SubscribeResponse
-	7, // [7:8] is the sub-list for method output_type
-	6, // [6:7] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	26, // 0: convocore.webhooks.v1.SubscribeRequest.event_types:type_name -> convocore.webhooks.v1.EventType
+	27, // 1: convocore.webhooks.v1.SubscribeRequest.channels:type_name -> convocore.webhooks.v1.Channel
+	28, // 2: convocore.webhooks.v1.SubscribeRequest.from_time:type_name -> google.protobuf.Timestamp
+	29, // 3: convocore.webhooks.v1.SubscribeResponse.events:type_name -> convocore.webhooks.v1.Event
+	2,  // 4: convocore.webhooks.v1.SubscribeResponse.heartbeat:type_name -> convocore.webhooks.v1.Heartbeat
+	28, // 5: convocore.webhooks.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
+	26, // 6: convocore.webhooks.v1.ConsumeRequest.event_types:type_name -> convocore.webhooks.v1.EventType
+	27, // 7: convocore.webhooks.v1.ConsumeRequest.channels:type_name -> convocore.webhooks.v1.Channel
+	28, // 8: convocore.webhooks.v1.ConsumeRequest.from_time:type_name -> google.protobuf.Timestamp
+	30, // 9: convocore.webhooks.v1.ConsumeRequest.ack_deadline:type_name -> google.protobuf.Duration
+	5,  // 10: convocore.webhooks.v1.ConsumeRequest.nacks:type_name -> convocore.webhooks.v1.Nack
+	7,  // 11: convocore.webhooks.v1.ConsumeResponse.events:type_name -> convocore.webhooks.v1.ConsumedEvent
+	2,  // 12: convocore.webhooks.v1.ConsumeResponse.heartbeat:type_name -> convocore.webhooks.v1.Heartbeat
+	29, // 13: convocore.webhooks.v1.ConsumedEvent.event:type_name -> convocore.webhooks.v1.Event
+	26, // 14: convocore.webhooks.v1.ConsumerGroup.event_types:type_name -> convocore.webhooks.v1.EventType
+	27, // 15: convocore.webhooks.v1.ConsumerGroup.channels:type_name -> convocore.webhooks.v1.Channel
+	30, // 16: convocore.webhooks.v1.ConsumerGroup.ack_deadline:type_name -> google.protobuf.Duration
+	28, // 17: convocore.webhooks.v1.ConsumerGroup.create_time:type_name -> google.protobuf.Timestamp
+	28, // 18: convocore.webhooks.v1.DeadLetter.dead_letter_time:type_name -> google.protobuf.Timestamp
+	29, // 19: convocore.webhooks.v1.DeadLetter.event:type_name -> convocore.webhooks.v1.Event
+	8,  // 20: convocore.webhooks.v1.CreateConsumerGroupRequest.consumer_group:type_name -> convocore.webhooks.v1.ConsumerGroup
+	28, // 21: convocore.webhooks.v1.CreateConsumerGroupRequest.from_time:type_name -> google.protobuf.Timestamp
+	8,  // 22: convocore.webhooks.v1.CreateConsumerGroupResponse.consumer_group:type_name -> convocore.webhooks.v1.ConsumerGroup
+	8,  // 23: convocore.webhooks.v1.GetConsumerGroupResponse.consumer_group:type_name -> convocore.webhooks.v1.ConsumerGroup
+	8,  // 24: convocore.webhooks.v1.ListConsumerGroupsResponse.consumer_groups:type_name -> convocore.webhooks.v1.ConsumerGroup
+	28, // 25: convocore.webhooks.v1.SeekConsumerGroupRequest.from_time:type_name -> google.protobuf.Timestamp
+	8,  // 26: convocore.webhooks.v1.SeekConsumerGroupResponse.consumer_group:type_name -> convocore.webhooks.v1.ConsumerGroup
+	9,  // 27: convocore.webhooks.v1.ListDeadLettersResponse.dead_letters:type_name -> convocore.webhooks.v1.DeadLetter
+	0,  // 28: convocore.webhooks.v1.EventStreamService.Subscribe:input_type -> convocore.webhooks.v1.SubscribeRequest
+	4,  // 29: convocore.webhooks.v1.EventStreamService.Consume:input_type -> convocore.webhooks.v1.ConsumeRequest
+	10, // 30: convocore.webhooks.v1.EventStreamService.CreateConsumerGroup:input_type -> convocore.webhooks.v1.CreateConsumerGroupRequest
+	12, // 31: convocore.webhooks.v1.EventStreamService.GetConsumerGroup:input_type -> convocore.webhooks.v1.GetConsumerGroupRequest
+	14, // 32: convocore.webhooks.v1.EventStreamService.ListConsumerGroups:input_type -> convocore.webhooks.v1.ListConsumerGroupsRequest
+	16, // 33: convocore.webhooks.v1.EventStreamService.DeleteConsumerGroup:input_type -> convocore.webhooks.v1.DeleteConsumerGroupRequest
+	18, // 34: convocore.webhooks.v1.EventStreamService.SeekConsumerGroup:input_type -> convocore.webhooks.v1.SeekConsumerGroupRequest
+	20, // 35: convocore.webhooks.v1.EventStreamService.ListDeadLetters:input_type -> convocore.webhooks.v1.ListDeadLettersRequest
+	22, // 36: convocore.webhooks.v1.EventStreamService.ReplayDeadLetters:input_type -> convocore.webhooks.v1.ReplayDeadLettersRequest
+	24, // 37: convocore.webhooks.v1.EventStreamService.DropDeadLetters:input_type -> convocore.webhooks.v1.DropDeadLettersRequest
+	1,  // 38: convocore.webhooks.v1.EventStreamService.Subscribe:output_type -> convocore.webhooks.v1.SubscribeResponse
+	6,  // 39: convocore.webhooks.v1.EventStreamService.Consume:output_type -> convocore.webhooks.v1.ConsumeResponse
+	11, // 40: convocore.webhooks.v1.EventStreamService.CreateConsumerGroup:output_type -> convocore.webhooks.v1.CreateConsumerGroupResponse
+	13, // 41: convocore.webhooks.v1.EventStreamService.GetConsumerGroup:output_type -> convocore.webhooks.v1.GetConsumerGroupResponse
+	15, // 42: convocore.webhooks.v1.EventStreamService.ListConsumerGroups:output_type -> convocore.webhooks.v1.ListConsumerGroupsResponse
+	17, // 43: convocore.webhooks.v1.EventStreamService.DeleteConsumerGroup:output_type -> convocore.webhooks.v1.DeleteConsumerGroupResponse
+	19, // 44: convocore.webhooks.v1.EventStreamService.SeekConsumerGroup:output_type -> convocore.webhooks.v1.SeekConsumerGroupResponse
+	21, // 45: convocore.webhooks.v1.EventStreamService.ListDeadLetters:output_type -> convocore.webhooks.v1.ListDeadLettersResponse
+	23, // 46: convocore.webhooks.v1.EventStreamService.ReplayDeadLetters:output_type -> convocore.webhooks.v1.ReplayDeadLettersResponse
+	25, // 47: convocore.webhooks.v1.EventStreamService.DropDeadLetters:output_type -> convocore.webhooks.v1.DropDeadLettersResponse
+	38, // [38:48] is the sub-list for method output_type
+	28, // [28:38] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_convocore_webhooks_v1_event_stream_service_proto_init() }
@@ -456,13 +2146,28 @@ func file_convocore_webhooks_v1_event_stream_service_proto_init() {
 		(*SubscribeRequest_FromOldest)(nil),
 		(*SubscribeRequest_FromTime)(nil),
 	}
+	file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[4].OneofWrappers = []any{
+		(*ConsumeRequest_AfterSequence)(nil),
+		(*ConsumeRequest_FromOldest)(nil),
+		(*ConsumeRequest_FromTime)(nil),
+	}
+	file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[10].OneofWrappers = []any{
+		(*CreateConsumerGroupRequest_AfterSequence)(nil),
+		(*CreateConsumerGroupRequest_FromOldest)(nil),
+		(*CreateConsumerGroupRequest_FromTime)(nil),
+	}
+	file_convocore_webhooks_v1_event_stream_service_proto_msgTypes[18].OneofWrappers = []any{
+		(*SeekConsumerGroupRequest_AfterSequence)(nil),
+		(*SeekConsumerGroupRequest_FromOldest)(nil),
+		(*SeekConsumerGroupRequest_FromTime)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_convocore_webhooks_v1_event_stream_service_proto_rawDesc), len(file_convocore_webhooks_v1_event_stream_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

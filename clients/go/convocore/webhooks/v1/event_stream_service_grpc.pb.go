@@ -23,7 +23,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EventStreamService_Subscribe_FullMethodName = "/convocore.webhooks.v1.EventStreamService/Subscribe"
+	EventStreamService_Subscribe_FullMethodName           = "/convocore.webhooks.v1.EventStreamService/Subscribe"
+	EventStreamService_Consume_FullMethodName             = "/convocore.webhooks.v1.EventStreamService/Consume"
+	EventStreamService_CreateConsumerGroup_FullMethodName = "/convocore.webhooks.v1.EventStreamService/CreateConsumerGroup"
+	EventStreamService_GetConsumerGroup_FullMethodName    = "/convocore.webhooks.v1.EventStreamService/GetConsumerGroup"
+	EventStreamService_ListConsumerGroups_FullMethodName  = "/convocore.webhooks.v1.EventStreamService/ListConsumerGroups"
+	EventStreamService_DeleteConsumerGroup_FullMethodName = "/convocore.webhooks.v1.EventStreamService/DeleteConsumerGroup"
+	EventStreamService_SeekConsumerGroup_FullMethodName   = "/convocore.webhooks.v1.EventStreamService/SeekConsumerGroup"
+	EventStreamService_ListDeadLetters_FullMethodName     = "/convocore.webhooks.v1.EventStreamService/ListDeadLetters"
+	EventStreamService_ReplayDeadLetters_FullMethodName   = "/convocore.webhooks.v1.EventStreamService/ReplayDeadLetters"
+	EventStreamService_DropDeadLetters_FullMethodName     = "/convocore.webhooks.v1.EventStreamService/DropDeadLetters"
 )
 
 // EventStreamServiceClient is the client API for EventStreamService service.
@@ -51,6 +60,61 @@ type EventStreamServiceClient interface {
 	//   - INVALID_ARGUMENT: `after_sequence` is beyond the newest sequence, a
 	//     filter value is invalid, or `max_events_per_response` is above 1000.
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error)
+	// Consumer groups. A group is a named, server-held position over the
+	// events matching its filter; each of its events goes to one of the
+	// group's connected members at a time, and stays the group's until a
+	// member acknowledges it or it is dead-lettered. Plain Subscribe is
+	// unaffected: every subscriber still gets every matching event.
+	//
+	// Guarantees:
+	//   - At least once per group: an event is settled only by an ack, or by
+	//     reaching the group's `max_delivery_attempts` (it then moves to the
+	//     group's dead-letter list, with the last error a member gave; nothing
+	//     is dropped silently).
+	//   - First deliveries go out in sequence order; a redelivery (after the ack
+	//     deadline passed, a nack, or the holding member's disconnect) may
+	//     overtake events that follow it. `delivery_attempt` counts deliveries.
+	//   - An ack is durable once a ConsumeResponse lists its sequence in
+	//     `acknowledged_sequences`: after any crash of the gateway that event is
+	//     not delivered again. An event whose ack was not yet confirmed may be
+	//     delivered once more after a crash; so may events in flight. The
+	//     delivery attempt count restarts at 1 after a gateway restart.
+	//   - A group whose position falls below the store's retention is not moved
+	//     on silently: Consume ends, and later starts, with OUT_OF_RANGE and a
+	//     ResumeInfo detail, until SeekConsumerGroup moves it.
+	//
+	// The first request names `consumer_group`, created on first use from that
+	// request's filter and start fields; a later request carries only acks and
+	// nacks. Errors: INVALID_ARGUMENT for a bad name or field (a later request
+	// with the first's fields, an ack or nack of a sequence never delivered to
+	// this member, a negative deadline, `max_in_flight` above 1000);
+	// FAILED_PRECONDITION when the group exists with another filter; NOT_FOUND
+	// when the group is deleted; OUT_OF_RANGE as above; RESOURCE_EXHAUSTED when
+	// there are too many groups or members; UNAVAILABLE when the gateway shuts
+	// down. A gateway whose store does not serve consumer groups (see its
+	// README) answers every group RPC with FAILED_PRECONDITION.
+	Consume(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ConsumeRequest, ConsumeResponse], error)
+	// Creates a group; ALREADY_EXISTS when the name is taken.
+	CreateConsumerGroup(ctx context.Context, in *CreateConsumerGroupRequest, opts ...grpc.CallOption) (*CreateConsumerGroupResponse, error)
+	// NOT_FOUND for an unknown group, as for every group RPC below.
+	GetConsumerGroup(ctx context.Context, in *GetConsumerGroupRequest, opts ...grpc.CallOption) (*GetConsumerGroupResponse, error)
+	// Every group, by name.
+	ListConsumerGroups(ctx context.Context, in *ListConsumerGroupsRequest, opts ...grpc.CallOption) (*ListConsumerGroupsResponse, error)
+	// Deletes a group, its position and its dead letters; its members' streams
+	// end with NOT_FOUND.
+	DeleteConsumerGroup(ctx context.Context, in *DeleteConsumerGroupRequest, opts ...grpc.CallOption) (*DeleteConsumerGroupResponse, error)
+	// Moves a group's position: every matching event after the new start is
+	// delivered again (or for the first time), every one before it is
+	// settled; events in flight are forgotten (their acks become no-ops). The
+	// dead-letter list is kept.
+	SeekConsumerGroup(ctx context.Context, in *SeekConsumerGroupRequest, opts ...grpc.CallOption) (*SeekConsumerGroupResponse, error)
+	// The group's dead letters, oldest sequence first.
+	ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error)
+	// Puts dead letters back into the group, for delivery with a fresh attempt
+	// count; OUT_OF_RANGE when an event is no longer retained.
+	ReplayDeadLetters(ctx context.Context, in *ReplayDeadLettersRequest, opts ...grpc.CallOption) (*ReplayDeadLettersResponse, error)
+	// Removes dead letters for good: they stay settled.
+	DropDeadLetters(ctx context.Context, in *DropDeadLettersRequest, opts ...grpc.CallOption) (*DropDeadLettersResponse, error)
 }
 
 type eventStreamServiceClient struct {
@@ -80,6 +144,99 @@ func (c *eventStreamServiceClient) Subscribe(ctx context.Context, in *SubscribeR
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type EventStreamService_SubscribeClient = grpc.ServerStreamingClient[SubscribeResponse]
 
+func (c *eventStreamServiceClient) Consume(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ConsumeRequest, ConsumeResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &EventStreamService_ServiceDesc.Streams[1], EventStreamService_Consume_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ConsumeRequest, ConsumeResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EventStreamService_ConsumeClient = grpc.BidiStreamingClient[ConsumeRequest, ConsumeResponse]
+
+func (c *eventStreamServiceClient) CreateConsumerGroup(ctx context.Context, in *CreateConsumerGroupRequest, opts ...grpc.CallOption) (*CreateConsumerGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateConsumerGroupResponse)
+	err := c.cc.Invoke(ctx, EventStreamService_CreateConsumerGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventStreamServiceClient) GetConsumerGroup(ctx context.Context, in *GetConsumerGroupRequest, opts ...grpc.CallOption) (*GetConsumerGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetConsumerGroupResponse)
+	err := c.cc.Invoke(ctx, EventStreamService_GetConsumerGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventStreamServiceClient) ListConsumerGroups(ctx context.Context, in *ListConsumerGroupsRequest, opts ...grpc.CallOption) (*ListConsumerGroupsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListConsumerGroupsResponse)
+	err := c.cc.Invoke(ctx, EventStreamService_ListConsumerGroups_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventStreamServiceClient) DeleteConsumerGroup(ctx context.Context, in *DeleteConsumerGroupRequest, opts ...grpc.CallOption) (*DeleteConsumerGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteConsumerGroupResponse)
+	err := c.cc.Invoke(ctx, EventStreamService_DeleteConsumerGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventStreamServiceClient) SeekConsumerGroup(ctx context.Context, in *SeekConsumerGroupRequest, opts ...grpc.CallOption) (*SeekConsumerGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SeekConsumerGroupResponse)
+	err := c.cc.Invoke(ctx, EventStreamService_SeekConsumerGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventStreamServiceClient) ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDeadLettersResponse)
+	err := c.cc.Invoke(ctx, EventStreamService_ListDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventStreamServiceClient) ReplayDeadLetters(ctx context.Context, in *ReplayDeadLettersRequest, opts ...grpc.CallOption) (*ReplayDeadLettersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReplayDeadLettersResponse)
+	err := c.cc.Invoke(ctx, EventStreamService_ReplayDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventStreamServiceClient) DropDeadLetters(ctx context.Context, in *DropDeadLettersRequest, opts ...grpc.CallOption) (*DropDeadLettersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DropDeadLettersResponse)
+	err := c.cc.Invoke(ctx, EventStreamService_DropDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EventStreamServiceServer is the server API for EventStreamService service.
 // All implementations must embed UnimplementedEventStreamServiceServer
 // for forward compatibility.
@@ -105,6 +262,61 @@ type EventStreamServiceServer interface {
 	//   - INVALID_ARGUMENT: `after_sequence` is beyond the newest sequence, a
 	//     filter value is invalid, or `max_events_per_response` is above 1000.
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error
+	// Consumer groups. A group is a named, server-held position over the
+	// events matching its filter; each of its events goes to one of the
+	// group's connected members at a time, and stays the group's until a
+	// member acknowledges it or it is dead-lettered. Plain Subscribe is
+	// unaffected: every subscriber still gets every matching event.
+	//
+	// Guarantees:
+	//   - At least once per group: an event is settled only by an ack, or by
+	//     reaching the group's `max_delivery_attempts` (it then moves to the
+	//     group's dead-letter list, with the last error a member gave; nothing
+	//     is dropped silently).
+	//   - First deliveries go out in sequence order; a redelivery (after the ack
+	//     deadline passed, a nack, or the holding member's disconnect) may
+	//     overtake events that follow it. `delivery_attempt` counts deliveries.
+	//   - An ack is durable once a ConsumeResponse lists its sequence in
+	//     `acknowledged_sequences`: after any crash of the gateway that event is
+	//     not delivered again. An event whose ack was not yet confirmed may be
+	//     delivered once more after a crash; so may events in flight. The
+	//     delivery attempt count restarts at 1 after a gateway restart.
+	//   - A group whose position falls below the store's retention is not moved
+	//     on silently: Consume ends, and later starts, with OUT_OF_RANGE and a
+	//     ResumeInfo detail, until SeekConsumerGroup moves it.
+	//
+	// The first request names `consumer_group`, created on first use from that
+	// request's filter and start fields; a later request carries only acks and
+	// nacks. Errors: INVALID_ARGUMENT for a bad name or field (a later request
+	// with the first's fields, an ack or nack of a sequence never delivered to
+	// this member, a negative deadline, `max_in_flight` above 1000);
+	// FAILED_PRECONDITION when the group exists with another filter; NOT_FOUND
+	// when the group is deleted; OUT_OF_RANGE as above; RESOURCE_EXHAUSTED when
+	// there are too many groups or members; UNAVAILABLE when the gateway shuts
+	// down. A gateway whose store does not serve consumer groups (see its
+	// README) answers every group RPC with FAILED_PRECONDITION.
+	Consume(grpc.BidiStreamingServer[ConsumeRequest, ConsumeResponse]) error
+	// Creates a group; ALREADY_EXISTS when the name is taken.
+	CreateConsumerGroup(context.Context, *CreateConsumerGroupRequest) (*CreateConsumerGroupResponse, error)
+	// NOT_FOUND for an unknown group, as for every group RPC below.
+	GetConsumerGroup(context.Context, *GetConsumerGroupRequest) (*GetConsumerGroupResponse, error)
+	// Every group, by name.
+	ListConsumerGroups(context.Context, *ListConsumerGroupsRequest) (*ListConsumerGroupsResponse, error)
+	// Deletes a group, its position and its dead letters; its members' streams
+	// end with NOT_FOUND.
+	DeleteConsumerGroup(context.Context, *DeleteConsumerGroupRequest) (*DeleteConsumerGroupResponse, error)
+	// Moves a group's position: every matching event after the new start is
+	// delivered again (or for the first time), every one before it is
+	// settled; events in flight are forgotten (their acks become no-ops). The
+	// dead-letter list is kept.
+	SeekConsumerGroup(context.Context, *SeekConsumerGroupRequest) (*SeekConsumerGroupResponse, error)
+	// The group's dead letters, oldest sequence first.
+	ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error)
+	// Puts dead letters back into the group, for delivery with a fresh attempt
+	// count; OUT_OF_RANGE when an event is no longer retained.
+	ReplayDeadLetters(context.Context, *ReplayDeadLettersRequest) (*ReplayDeadLettersResponse, error)
+	// Removes dead letters for good: they stay settled.
+	DropDeadLetters(context.Context, *DropDeadLettersRequest) (*DropDeadLettersResponse, error)
 	mustEmbedUnimplementedEventStreamServiceServer()
 }
 
@@ -117,6 +329,33 @@ type UnimplementedEventStreamServiceServer struct{}
 
 func (UnimplementedEventStreamServiceServer) Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error {
 	return status.Error(codes.Unimplemented, "method Subscribe not implemented")
+}
+func (UnimplementedEventStreamServiceServer) Consume(grpc.BidiStreamingServer[ConsumeRequest, ConsumeResponse]) error {
+	return status.Error(codes.Unimplemented, "method Consume not implemented")
+}
+func (UnimplementedEventStreamServiceServer) CreateConsumerGroup(context.Context, *CreateConsumerGroupRequest) (*CreateConsumerGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateConsumerGroup not implemented")
+}
+func (UnimplementedEventStreamServiceServer) GetConsumerGroup(context.Context, *GetConsumerGroupRequest) (*GetConsumerGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetConsumerGroup not implemented")
+}
+func (UnimplementedEventStreamServiceServer) ListConsumerGroups(context.Context, *ListConsumerGroupsRequest) (*ListConsumerGroupsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListConsumerGroups not implemented")
+}
+func (UnimplementedEventStreamServiceServer) DeleteConsumerGroup(context.Context, *DeleteConsumerGroupRequest) (*DeleteConsumerGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteConsumerGroup not implemented")
+}
+func (UnimplementedEventStreamServiceServer) SeekConsumerGroup(context.Context, *SeekConsumerGroupRequest) (*SeekConsumerGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SeekConsumerGroup not implemented")
+}
+func (UnimplementedEventStreamServiceServer) ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDeadLetters not implemented")
+}
+func (UnimplementedEventStreamServiceServer) ReplayDeadLetters(context.Context, *ReplayDeadLettersRequest) (*ReplayDeadLettersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReplayDeadLetters not implemented")
+}
+func (UnimplementedEventStreamServiceServer) DropDeadLetters(context.Context, *DropDeadLettersRequest) (*DropDeadLettersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DropDeadLetters not implemented")
 }
 func (UnimplementedEventStreamServiceServer) mustEmbedUnimplementedEventStreamServiceServer() {}
 func (UnimplementedEventStreamServiceServer) testEmbeddedByValue()                            {}
@@ -150,18 +389,208 @@ func _EventStreamService_Subscribe_Handler(srv interface{}, stream grpc.ServerSt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type EventStreamService_SubscribeServer = grpc.ServerStreamingServer[SubscribeResponse]
 
+func _EventStreamService_Consume_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(EventStreamServiceServer).Consume(&grpc.GenericServerStream[ConsumeRequest, ConsumeResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EventStreamService_ConsumeServer = grpc.BidiStreamingServer[ConsumeRequest, ConsumeResponse]
+
+func _EventStreamService_CreateConsumerGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateConsumerGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventStreamServiceServer).CreateConsumerGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventStreamService_CreateConsumerGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventStreamServiceServer).CreateConsumerGroup(ctx, req.(*CreateConsumerGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventStreamService_GetConsumerGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetConsumerGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventStreamServiceServer).GetConsumerGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventStreamService_GetConsumerGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventStreamServiceServer).GetConsumerGroup(ctx, req.(*GetConsumerGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventStreamService_ListConsumerGroups_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListConsumerGroupsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventStreamServiceServer).ListConsumerGroups(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventStreamService_ListConsumerGroups_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventStreamServiceServer).ListConsumerGroups(ctx, req.(*ListConsumerGroupsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventStreamService_DeleteConsumerGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteConsumerGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventStreamServiceServer).DeleteConsumerGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventStreamService_DeleteConsumerGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventStreamServiceServer).DeleteConsumerGroup(ctx, req.(*DeleteConsumerGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventStreamService_SeekConsumerGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SeekConsumerGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventStreamServiceServer).SeekConsumerGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventStreamService_SeekConsumerGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventStreamServiceServer).SeekConsumerGroup(ctx, req.(*SeekConsumerGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventStreamService_ListDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDeadLettersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventStreamServiceServer).ListDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventStreamService_ListDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventStreamServiceServer).ListDeadLetters(ctx, req.(*ListDeadLettersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventStreamService_ReplayDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReplayDeadLettersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventStreamServiceServer).ReplayDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventStreamService_ReplayDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventStreamServiceServer).ReplayDeadLetters(ctx, req.(*ReplayDeadLettersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventStreamService_DropDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DropDeadLettersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventStreamServiceServer).DropDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventStreamService_DropDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventStreamServiceServer).DropDeadLetters(ctx, req.(*DropDeadLettersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EventStreamService_ServiceDesc is the grpc.ServiceDesc for EventStreamService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
 var EventStreamService_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "convocore.webhooks.v1.EventStreamService",
 	HandlerType: (*EventStreamServiceServer)(nil),
-	Methods:     []grpc.MethodDesc{},
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "CreateConsumerGroup",
+			Handler:    _EventStreamService_CreateConsumerGroup_Handler,
+		},
+		{
+			MethodName: "GetConsumerGroup",
+			Handler:    _EventStreamService_GetConsumerGroup_Handler,
+		},
+		{
+			MethodName: "ListConsumerGroups",
+			Handler:    _EventStreamService_ListConsumerGroups_Handler,
+		},
+		{
+			MethodName: "DeleteConsumerGroup",
+			Handler:    _EventStreamService_DeleteConsumerGroup_Handler,
+		},
+		{
+			MethodName: "SeekConsumerGroup",
+			Handler:    _EventStreamService_SeekConsumerGroup_Handler,
+		},
+		{
+			MethodName: "ListDeadLetters",
+			Handler:    _EventStreamService_ListDeadLetters_Handler,
+		},
+		{
+			MethodName: "ReplayDeadLetters",
+			Handler:    _EventStreamService_ReplayDeadLetters_Handler,
+		},
+		{
+			MethodName: "DropDeadLetters",
+			Handler:    _EventStreamService_DropDeadLetters_Handler,
+		},
+	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Subscribe",
 			Handler:       _EventStreamService_Subscribe_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Consume",
+			Handler:       _EventStreamService_Consume_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "convocore/webhooks/v1/event_stream_service.proto",

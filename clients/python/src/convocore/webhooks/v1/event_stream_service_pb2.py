@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from convocore.webhooks.v1 import events_pb2 as convocore_dot_webhooks_dot_v1_dot_events__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0convocore/webhooks/v1/event_stream_service.proto\x12\x15\x63onvocore.webhooks.v1\x1a\"convocore/webhooks/v1/events.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb7\x02\n\x10SubscribeRequest\x12\x35\n\x0b\x65vent_types\x18\x01 \x03(\x0e\x32 .convocore.webhooks.v1.EventType\x12\x11\n\tagent_ids\x18\x02 \x03(\t\x12\x30\n\x08\x63hannels\x18\x03 \x03(\x0e\x32\x1e.convocore.webhooks.v1.Channel\x12\x18\n\x0e\x61\x66ter_sequence\x18\x04 \x01(\x04H\x00\x12\x15\n\x0b\x66rom_oldest\x18\x05 \x01(\x08H\x00\x12/\n\tfrom_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x1f\n\x17max_events_per_response\x18\x07 \x01(\r\x12\x12\n\nworkspaces\x18\x08 \x03(\tB\x10\n\x0estart_position\"v\n\x11SubscribeResponse\x12,\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1c.convocore.webhooks.v1.Event\x12\x33\n\theartbeat\x18\x02 \x01(\x0b\x32 .convocore.webhooks.v1.Heartbeat\"Q\n\tHeartbeat\x12-\n\tsend_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\x02 \x01(\x04\"b\n\nResumeInfo\x12\x1a\n\x12last_sent_sequence\x18\x01 \x01(\x04\x12!\n\x19oldest_available_sequence\x18\x02 \x01(\x04\x12\x15\n\rlast_sequence\x18\x03 \x01(\x04\x32v\n\x12\x45ventStreamService\x12`\n\tSubscribe\x12\'.convocore.webhooks.v1.SubscribeRequest\x1a(.convocore.webhooks.v1.SubscribeResponse0\x01\x42\x8b\x01\n\x19\x63om.convocore.webhooks.v1B\x17\x45ventStreamServiceProtoP\x01ZPgithub.com/convocore/webhook-gateway/clients/go/convocore/webhooks/v1;webhooksv1\xf8\x01\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0convocore/webhooks/v1/event_stream_service.proto\x12\x15\x63onvocore.webhooks.v1\x1a\"convocore/webhooks/v1/events.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb7\x02\n\x10SubscribeRequest\x12\x35\n\x0b\x65vent_types\x18\x01 \x03(\x0e\x32 .convocore.webhooks.v1.EventType\x12\x11\n\tagent_ids\x18\x02 \x03(\t\x12\x30\n\x08\x63hannels\x18\x03 \x03(\x0e\x32\x1e.convocore.webhooks.v1.Channel\x12\x18\n\x0e\x61\x66ter_sequence\x18\x04 \x01(\x04H\x00\x12\x15\n\x0b\x66rom_oldest\x18\x05 \x01(\x08H\x00\x12/\n\tfrom_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x1f\n\x17max_events_per_response\x18\x07 \x01(\r\x12\x12\n\nworkspaces\x18\x08 \x03(\tB\x10\n\x0estart_position\"v\n\x11SubscribeResponse\x12,\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1c.convocore.webhooks.v1.Event\x12\x33\n\theartbeat\x18\x02 \x01(\x0b\x32 .convocore.webhooks.v1.Heartbeat\"Q\n\tHeartbeat\x12-\n\tsend_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\x02 \x01(\x04\"b\n\nResumeInfo\x12\x1a\n\x12last_sent_sequence\x18\x01 \x01(\x04\x12!\n\x19oldest_available_sequence\x18\x02 \x01(\x04\x12\x15\n\rlast_sequence\x18\x03 \x01(\x04\"\xd6\x03\n\x0e\x43onsumeRequest\x12\x16\n\x0e\x63onsumer_group\x18\x01 \x01(\t\x12\x35\n\x0b\x65vent_types\x18\x02 \x03(\x0e\x32 .convocore.webhooks.v1.EventType\x12\x11\n\tagent_ids\x18\x03 \x03(\t\x12\x30\n\x08\x63hannels\x18\x04 \x03(\x0e\x32\x1e.convocore.webhooks.v1.Channel\x12\x12\n\nworkspaces\x18\x05 \x03(\t\x12\x18\n\x0e\x61\x66ter_sequence\x18\x06 \x01(\x04H\x00\x12\x15\n\x0b\x66rom_oldest\x18\x07 \x01(\x08H\x00\x12/\n\tfrom_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12/\n\x0c\x61\x63k_deadline\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1d\n\x15max_delivery_attempts\x18\n \x01(\r\x12\x15\n\rmax_in_flight\x18\x0b \x01(\r\x12\x15\n\rack_sequences\x18\x0c \x03(\x04\x12*\n\x05nacks\x18\r \x03(\x0b\x32\x1b.convocore.webhooks.v1.NackB\x10\n\x0estart_position\"\'\n\x04Nack\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x9c\x01\n\x0f\x43onsumeResponse\x12\x34\n\x06\x65vents\x18\x01 \x03(\x0b\x32$.convocore.webhooks.v1.ConsumedEvent\x12\x1e\n\x16\x61\x63knowledged_sequences\x18\x02 \x03(\x04\x12\x33\n\theartbeat\x18\x03 \x01(\x0b\x32 .convocore.webhooks.v1.Heartbeat\"V\n\rConsumedEvent\x12+\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1c.convocore.webhooks.v1.Event\x12\x18\n\x10\x64\x65livery_attempt\x18\x02 \x01(\r\"\xce\x03\n\rConsumerGroup\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x35\n\x0b\x65vent_types\x18\x02 \x03(\x0e\x32 .convocore.webhooks.v1.EventType\x12\x11\n\tagent_ids\x18\x03 \x03(\t\x12\x30\n\x08\x63hannels\x18\x04 \x03(\x0e\x32\x1e.convocore.webhooks.v1.Channel\x12\x12\n\nworkspaces\x18\x05 \x03(\t\x12/\n\x0c\x61\x63k_deadline\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1d\n\x15max_delivery_attempts\x18\x07 \x01(\r\x12\x1a\n\x12\x61\x63k_floor_sequence\x18\x08 \x01(\x04\x12\x1b\n\x13settled_above_floor\x18\t \x01(\x04\x12\x18\n\x10in_flight_events\x18\n \x01(\x04\x12\x19\n\x11\x64\x65\x61\x64_letter_count\x18\x0b \x01(\x04\x12\x19\n\x11\x63onnected_members\x18\x0c \x01(\r\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\x0e \x01(\x04\"\xb0\x01\n\nDeadLetter\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x19\n\x11\x64\x65livery_attempts\x18\x02 \x01(\r\x12\x12\n\nlast_error\x18\x03 \x01(\t\x12\x34\n\x10\x64\x65\x61\x64_letter_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x05\x65vent\x18\x05 \x01(\x0b\x32\x1c.convocore.webhooks.v1.Event\"\xce\x01\n\x1a\x43reateConsumerGroupRequest\x12<\n\x0e\x63onsumer_group\x18\x01 \x01(\x0b\x32$.convocore.webhooks.v1.ConsumerGroup\x12\x18\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04H\x00\x12\x15\n\x0b\x66rom_oldest\x18\x03 \x01(\x08H\x00\x12/\n\tfrom_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x42\x10\n\x0estart_position\"[\n\x1b\x43reateConsumerGroupResponse\x12<\n\x0e\x63onsumer_group\x18\x01 \x01(\x0b\x32$.convocore.webhooks.v1.ConsumerGroup\"1\n\x17GetConsumerGroupRequest\x12\x16\n\x0e\x63onsumer_group\x18\x01 \x01(\t\"X\n\x18GetConsumerGroupResponse\x12<\n\x0e\x63onsumer_group\x18\x01 \x01(\x0b\x32$.convocore.webhooks.v1.ConsumerGroup\"\x1b\n\x19ListConsumerGroupsRequest\"[\n\x1aListConsumerGroupsResponse\x12=\n\x0f\x63onsumer_groups\x18\x01 \x03(\x0b\x32$.convocore.webhooks.v1.ConsumerGroup\"4\n\x1a\x44\x65leteConsumerGroupRequest\x12\x16\n\x0e\x63onsumer_group\x18\x01 \x01(\t\"\x1d\n\x1b\x44\x65leteConsumerGroupResponse\"\xa6\x01\n\x18SeekConsumerGroupRequest\x12\x16\n\x0e\x63onsumer_group\x18\x01 \x01(\t\x12\x18\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04H\x00\x12\x15\n\x0b\x66rom_oldest\x18\x03 \x01(\x08H\x00\x12/\n\tfrom_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x42\x10\n\x0estart_position\"Y\n\x19SeekConsumerGroupResponse\x12<\n\x0e\x63onsumer_group\x18\x01 \x01(\x0b\x32$.convocore.webhooks.v1.ConsumerGroup\"[\n\x16ListDeadLettersRequest\x12\x16\n\x0e\x63onsumer_group\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x16\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x04\"R\n\x17ListDeadLettersResponse\x12\x37\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32!.convocore.webhooks.v1.DeadLetter\"E\n\x18ReplayDeadLettersRequest\x12\x16\n\x0e\x63onsumer_group\x18\x01 \x01(\t\x12\x11\n\tsequences\x18\x02 \x03(\x04\".\n\x19ReplayDeadLettersResponse\x12\x11\n\tsequences\x18\x01 \x03(\x04\"C\n\x16\x44ropDeadLettersRequest\x12\x16\n\x0e\x63onsumer_group\x18\x01 \x01(\t\x12\x11\n\tsequences\x18\x02 \x03(\x04\",\n\x17\x44ropDeadLettersResponse\x12\x11\n\tsequences\x18\x01 \x03(\x04\x32\x94\t\n\x12\x45ventStreamService\x12`\n\tSubscribe\x12\'.convocore.webhooks.v1.SubscribeRequest\x1a(.convocore.webhooks.v1.SubscribeResponse0\x01\x12\\\n\x07\x43onsume\x12%.convocore.webhooks.v1.ConsumeRequest\x1a&.convocore.webhooks.v1.ConsumeResponse(\x01\x30\x01\x12|\n\x13\x43reateConsumerGroup\x12\x31.convocore.webhooks.v1.CreateConsumerGroupRequest\x1a\x32.convocore.webhooks.v1.CreateConsumerGroupResponse\x12s\n\x10GetConsumerGroup\x12..convocore.webhooks.v1.GetConsumerGroupRequest\x1a/.convocore.webhooks.v1.GetConsumerGroupResponse\x12y\n\x12ListConsumerGroups\x12\x30.convocore.webhooks.v1.ListConsumerGroupsRequest\x1a\x31.convocore.webhooks.v1.ListConsumerGroupsResponse\x12|\n\x13\x44\x65leteConsumerGroup\x12\x31.convocore.webhooks.v1.DeleteConsumerGroupRequest\x1a\x32.convocore.webhooks.v1.DeleteConsumerGroupResponse\x12v\n\x11SeekConsumerGroup\x12/.convocore.webhooks.v1.SeekConsumerGroupRequest\x1a\x30.convocore.webhooks.v1.SeekConsumerGroupResponse\x12p\n\x0fListDeadLetters\x12-.convocore.webhooks.v1.ListDeadLettersRequest\x1a..convocore.webhooks.v1.ListDeadLettersResponse\x12v\n\x11ReplayDeadLetters\x12/.convocore.webhooks.v1.ReplayDeadLettersRequest\x1a\x30.convocore.webhooks.v1.ReplayDeadLettersResponse\x12p\n\x0f\x44ropDeadLetters\x12-.convocore.webhooks.v1.DropDeadLettersRequest\x1a..convocore.webhooks.v1.DropDeadLettersResponseB\x8b\x01\n\x19\x63om.convocore.webhooks.v1B\x17\x45ventStreamServiceProtoP\x01ZPgithub.com/convocore/webhook-gateway/clients/go/convocore/webhooks/v1;webhooksv1\xf8\x01\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,14 +35,58 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'convocore.webhooks.v1.event
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\031com.convocore.webhooks.v1B\027EventStreamServiceProtoP\001ZPgithub.com/convocore/webhook-gateway/clients/go/convocore/webhooks/v1;webhooksv1\370\001\001'
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=145
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=456
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=458
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=576
-  _globals['_HEARTBEAT']._serialized_start=578
-  _globals['_HEARTBEAT']._serialized_end=659
-  _globals['_RESUMEINFO']._serialized_start=661
-  _globals['_RESUMEINFO']._serialized_end=759
-  _globals['_EVENTSTREAMSERVICE']._serialized_start=761
-  _globals['_EVENTSTREAMSERVICE']._serialized_end=879
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=177
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=488
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=490
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=608
+  _globals['_HEARTBEAT']._serialized_start=610
+  _globals['_HEARTBEAT']._serialized_end=691
+  _globals['_RESUMEINFO']._serialized_start=693
+  _globals['_RESUMEINFO']._serialized_end=791
+  _globals['_CONSUMEREQUEST']._serialized_start=794
+  _globals['_CONSUMEREQUEST']._serialized_end=1264
+  _globals['_NACK']._serialized_start=1266
+  _globals['_NACK']._serialized_end=1305
+  _globals['_CONSUMERESPONSE']._serialized_start=1308
+  _globals['_CONSUMERESPONSE']._serialized_end=1464
+  _globals['_CONSUMEDEVENT']._serialized_start=1466
+  _globals['_CONSUMEDEVENT']._serialized_end=1552
+  _globals['_CONSUMERGROUP']._serialized_start=1555
+  _globals['_CONSUMERGROUP']._serialized_end=2017
+  _globals['_DEADLETTER']._serialized_start=2020
+  _globals['_DEADLETTER']._serialized_end=2196
+  _globals['_CREATECONSUMERGROUPREQUEST']._serialized_start=2199
+  _globals['_CREATECONSUMERGROUPREQUEST']._serialized_end=2405
+  _globals['_CREATECONSUMERGROUPRESPONSE']._serialized_start=2407
+  _globals['_CREATECONSUMERGROUPRESPONSE']._serialized_end=2498
+  _globals['_GETCONSUMERGROUPREQUEST']._serialized_start=2500
+  _globals['_GETCONSUMERGROUPREQUEST']._serialized_end=2549
+  _globals['_GETCONSUMERGROUPRESPONSE']._serialized_start=2551
+  _globals['_GETCONSUMERGROUPRESPONSE']._serialized_end=2639
+  _globals['_LISTCONSUMERGROUPSREQUEST']._serialized_start=2641
+  _globals['_LISTCONSUMERGROUPSREQUEST']._serialized_end=2668
+  _globals['_LISTCONSUMERGROUPSRESPONSE']._serialized_start=2670
+  _globals['_LISTCONSUMERGROUPSRESPONSE']._serialized_end=2761
+  _globals['_DELETECONSUMERGROUPREQUEST']._serialized_start=2763
+  _globals['_DELETECONSUMERGROUPREQUEST']._serialized_end=2815
+  _globals['_DELETECONSUMERGROUPRESPONSE']._serialized_start=2817
+  _globals['_DELETECONSUMERGROUPRESPONSE']._serialized_end=2846
+  _globals['_SEEKCONSUMERGROUPREQUEST']._serialized_start=2849
+  _globals['_SEEKCONSUMERGROUPREQUEST']._serialized_end=3015
+  _globals['_SEEKCONSUMERGROUPRESPONSE']._serialized_start=3017
+  _globals['_SEEKCONSUMERGROUPRESPONSE']._serialized_end=3106
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=3108
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=3199
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=3201
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=3283
+  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_start=3285
+  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_end=3354
+  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_start=3356
+  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_end=3402
+  _globals['_DROPDEADLETTERSREQUEST']._serialized_start=3404
+  _globals['_DROPDEADLETTERSREQUEST']._serialized_end=3471
+  _globals['_DROPDEADLETTERSRESPONSE']._serialized_start=3473
+  _globals['_DROPDEADLETTERSRESPONSE']._serialized_end=3517
+  _globals['_EVENTSTREAMSERVICE']._serialized_start=3520
+  _globals['_EVENTSTREAMSERVICE']._serialized_end=4692
 # @@protoc_insertion_point(module_scope)

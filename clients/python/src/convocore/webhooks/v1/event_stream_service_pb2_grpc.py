@@ -40,6 +40,51 @@ class EventStreamServiceStub:
                 request_serializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.SubscribeRequest.SerializeToString,
                 response_deserializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.SubscribeResponse.FromString,
                 _registered_method=True)
+        self.Consume = channel.stream_stream(
+                '/convocore.webhooks.v1.EventStreamService/Consume',
+                request_serializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ConsumeRequest.SerializeToString,
+                response_deserializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ConsumeResponse.FromString,
+                _registered_method=True)
+        self.CreateConsumerGroup = channel.unary_unary(
+                '/convocore.webhooks.v1.EventStreamService/CreateConsumerGroup',
+                request_serializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.CreateConsumerGroupRequest.SerializeToString,
+                response_deserializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.CreateConsumerGroupResponse.FromString,
+                _registered_method=True)
+        self.GetConsumerGroup = channel.unary_unary(
+                '/convocore.webhooks.v1.EventStreamService/GetConsumerGroup',
+                request_serializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.GetConsumerGroupRequest.SerializeToString,
+                response_deserializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.GetConsumerGroupResponse.FromString,
+                _registered_method=True)
+        self.ListConsumerGroups = channel.unary_unary(
+                '/convocore.webhooks.v1.EventStreamService/ListConsumerGroups',
+                request_serializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ListConsumerGroupsRequest.SerializeToString,
+                response_deserializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ListConsumerGroupsResponse.FromString,
+                _registered_method=True)
+        self.DeleteConsumerGroup = channel.unary_unary(
+                '/convocore.webhooks.v1.EventStreamService/DeleteConsumerGroup',
+                request_serializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.DeleteConsumerGroupRequest.SerializeToString,
+                response_deserializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.DeleteConsumerGroupResponse.FromString,
+                _registered_method=True)
+        self.SeekConsumerGroup = channel.unary_unary(
+                '/convocore.webhooks.v1.EventStreamService/SeekConsumerGroup',
+                request_serializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.SeekConsumerGroupRequest.SerializeToString,
+                response_deserializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.SeekConsumerGroupResponse.FromString,
+                _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/convocore.webhooks.v1.EventStreamService/ListDeadLetters',
+                request_serializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.ReplayDeadLetters = channel.unary_unary(
+                '/convocore.webhooks.v1.EventStreamService/ReplayDeadLetters',
+                request_serializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ReplayDeadLettersRequest.SerializeToString,
+                response_deserializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ReplayDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.DropDeadLetters = channel.unary_unary(
+                '/convocore.webhooks.v1.EventStreamService/DropDeadLetters',
+                request_serializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.DropDeadLettersRequest.SerializeToString,
+                response_deserializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.DropDeadLettersResponse.FromString,
+                _registered_method=True)
 
 
 class EventStreamServiceServicer:
@@ -70,6 +115,106 @@ class EventStreamServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Consume(self, request_iterator, context):
+        """Consumer groups. A group is a named, server-held position over the
+        events matching its filter; each of its events goes to one of the
+        group's connected members at a time, and stays the group's until a
+        member acknowledges it or it is dead-lettered. Plain Subscribe is
+        unaffected: every subscriber still gets every matching event.
+
+        Guarantees:
+        - At least once per group: an event is settled only by an ack, or by
+        reaching the group's `max_delivery_attempts` (it then moves to the
+        group's dead-letter list, with the last error a member gave; nothing
+        is dropped silently).
+        - First deliveries go out in sequence order; a redelivery (after the ack
+        deadline passed, a nack, or the holding member's disconnect) may
+        overtake events that follow it. `delivery_attempt` counts deliveries.
+        - An ack is durable once a ConsumeResponse lists its sequence in
+        `acknowledged_sequences`: after any crash of the gateway that event is
+        not delivered again. An event whose ack was not yet confirmed may be
+        delivered once more after a crash; so may events in flight. The
+        delivery attempt count restarts at 1 after a gateway restart.
+        - A group whose position falls below the store's retention is not moved
+        on silently: Consume ends, and later starts, with OUT_OF_RANGE and a
+        ResumeInfo detail, until SeekConsumerGroup moves it.
+
+        The first request names `consumer_group`, created on first use from that
+        request's filter and start fields; a later request carries only acks and
+        nacks. Errors: INVALID_ARGUMENT for a bad name or field (a later request
+        with the first's fields, an ack or nack of a sequence never delivered to
+        this member, a negative deadline, `max_in_flight` above 1000);
+        FAILED_PRECONDITION when the group exists with another filter; NOT_FOUND
+        when the group is deleted; OUT_OF_RANGE as above; RESOURCE_EXHAUSTED when
+        there are too many groups or members; UNAVAILABLE when the gateway shuts
+        down. A gateway whose store does not serve consumer groups (see its
+        README) answers every group RPC with FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateConsumerGroup(self, request, context):
+        """Creates a group; ALREADY_EXISTS when the name is taken.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsumerGroup(self, request, context):
+        """NOT_FOUND for an unknown group, as for every group RPC below.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConsumerGroups(self, request, context):
+        """Every group, by name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteConsumerGroup(self, request, context):
+        """Deletes a group, its position and its dead letters; its members' streams
+        end with NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SeekConsumerGroup(self, request, context):
+        """Moves a group's position: every matching event after the new start is
+        delivered again (or for the first time), every one before it is
+        settled; events in flight are forgotten (their acks become no-ops). The
+        dead-letter list is kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadLetters(self, request, context):
+        """The group's dead letters, oldest sequence first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayDeadLetters(self, request, context):
+        """Puts dead letters back into the group, for delivery with a fresh attempt
+        count; OUT_OF_RANGE when an event is no longer retained.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropDeadLetters(self, request, context):
+        """Removes dead letters for good: they stay settled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventStreamServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +222,51 @@ def add_EventStreamServiceServicer_to_server(servicer, server):
                     servicer.Subscribe,
                     request_deserializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.SubscribeRequest.FromString,
                     response_serializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.SubscribeResponse.SerializeToString,
+            ),
+            'Consume': grpc.stream_stream_rpc_method_handler(
+                    servicer.Consume,
+                    request_deserializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ConsumeRequest.FromString,
+                    response_serializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ConsumeResponse.SerializeToString,
+            ),
+            'CreateConsumerGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateConsumerGroup,
+                    request_deserializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.CreateConsumerGroupRequest.FromString,
+                    response_serializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.CreateConsumerGroupResponse.SerializeToString,
+            ),
+            'GetConsumerGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsumerGroup,
+                    request_deserializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.GetConsumerGroupRequest.FromString,
+                    response_serializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.GetConsumerGroupResponse.SerializeToString,
+            ),
+            'ListConsumerGroups': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConsumerGroups,
+                    request_deserializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ListConsumerGroupsRequest.FromString,
+                    response_serializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ListConsumerGroupsResponse.SerializeToString,
+            ),
+            'DeleteConsumerGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteConsumerGroup,
+                    request_deserializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.DeleteConsumerGroupRequest.FromString,
+                    response_serializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.DeleteConsumerGroupResponse.SerializeToString,
+            ),
+            'SeekConsumerGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.SeekConsumerGroup,
+                    request_deserializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.SeekConsumerGroupRequest.FromString,
+                    response_serializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.SeekConsumerGroupResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'ReplayDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayDeadLetters,
+                    request_deserializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ReplayDeadLettersRequest.FromString,
+                    response_serializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ReplayDeadLettersResponse.SerializeToString,
+            ),
+            'DropDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropDeadLetters,
+                    request_deserializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.DropDeadLettersRequest.FromString,
+                    response_serializer=convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.DropDeadLettersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -107,6 +297,249 @@ class EventStreamService:
             '/convocore.webhooks.v1.EventStreamService/Subscribe',
             convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.SubscribeRequest.SerializeToString,
             convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.SubscribeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Consume(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/convocore.webhooks.v1.EventStreamService/Consume',
+            convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ConsumeRequest.SerializeToString,
+            convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ConsumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateConsumerGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convocore.webhooks.v1.EventStreamService/CreateConsumerGroup',
+            convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.CreateConsumerGroupRequest.SerializeToString,
+            convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.CreateConsumerGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsumerGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convocore.webhooks.v1.EventStreamService/GetConsumerGroup',
+            convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.GetConsumerGroupRequest.SerializeToString,
+            convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.GetConsumerGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConsumerGroups(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convocore.webhooks.v1.EventStreamService/ListConsumerGroups',
+            convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ListConsumerGroupsRequest.SerializeToString,
+            convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ListConsumerGroupsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteConsumerGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convocore.webhooks.v1.EventStreamService/DeleteConsumerGroup',
+            convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.DeleteConsumerGroupRequest.SerializeToString,
+            convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.DeleteConsumerGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SeekConsumerGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convocore.webhooks.v1.EventStreamService/SeekConsumerGroup',
+            convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.SeekConsumerGroupRequest.SerializeToString,
+            convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.SeekConsumerGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convocore.webhooks.v1.EventStreamService/ListDeadLetters',
+            convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ListDeadLettersRequest.SerializeToString,
+            convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convocore.webhooks.v1.EventStreamService/ReplayDeadLetters',
+            convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ReplayDeadLettersRequest.SerializeToString,
+            convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.ReplayDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convocore.webhooks.v1.EventStreamService/DropDeadLetters',
+            convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.DropDeadLettersRequest.SerializeToString,
+            convocore_dot_webhooks_dot_v1_dot_event__stream__service__pb2.DropDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,
