@@ -176,7 +176,33 @@ absl::StatusOr<std::shared_ptr<const Delivery>> Subscription::Next(bool* more) {
   return delivery;
 }
 
+std::uint64_t Subscription::ConsideredThrough() const {
+  absl::MutexLock lock(&state_->mu);
+  if (state_->queue.empty()) return std::max(state_->scanned, start_after_);
+  return state_->queue.front()->sequence - 1;
+}
+
 void Subscription::Cancel() { hub_->Unsubscribe(state_.get()); }
+
+absl::StatusOr<std::shared_ptr<const Delivery>> EventHub::ReadEvent(
+    std::uint64_t sequence) const {
+  if (sequence == 0 || sequence > last_sequence()) {
+    return absl::NotFoundError(
+        absl::StrCat("no event has sequence ", sequence));
+  }
+  absl::StatusOr<std::vector<StoredEvent>> read =
+      store_->ReadAfter(sequence - 1, 1);
+  if (!read.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "the event store cannot be read: ", read.status().message()));
+  }
+  if (read->empty() || read->front().sequence != sequence) {
+    return absl::OutOfRangeError(absl::StrCat(
+        "event ", sequence, " is no longer retained (the oldest is ",
+        OldestAvailable(store_->Stats()), ")"));
+  }
+  return MakeDelivery(read->front());
+}
 
 absl::StatusOr<std::unique_ptr<EventHub>> EventHub::Create(
     std::unique_ptr<EventStore> store, HubOptions options) {

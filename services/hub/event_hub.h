@@ -200,9 +200,16 @@ class Subscription {
   // RESOURCE_EXHAUSTED (fell behind), OUT_OF_RANGE (fell behind the store's
   // retention while catching up), UNAVAILABLE (hub shut down, store read
   // failed), CANCELLED (Cancel()). Every message names the sequence to
-  // resume after, and every status carries it as a ResumeInfo detail. `more`, when given, tells whether another event is queued
-  // behind the one returned. Thread-safe; never blocks on I/O.
+  // resume after, and every status carries it as a ResumeInfo detail. `more`,
+  // when given, tells whether another event is queued behind the one returned.
+  // Thread-safe; never blocks on I/O.
   absl::StatusOr<std::shared_ptr<const Delivery>> Next(bool* more = nullptr);
+
+  // Every event matching the filter with a sequence up to this one has been
+  // returned by Next() (or was before the start position): a consumer that
+  // keeps a position may count the non-matching ones below it as passed.
+  // Thread-safe.
+  std::uint64_t ConsideredThrough() const;
 
   // Ends the subscription and frees its queue at once; idempotent. Must not
   // be called from inside OnReady().
@@ -285,6 +292,13 @@ class EventHub {
       const SubscribeOptions& options, SubscriptionSink* sink)
       ABSL_LOCKS_EXCLUDED(fan_mu_);
 
+  // The retained event with `sequence`, read from the store: NOT_FOUND when
+  // it was never acknowledged, OUT_OF_RANGE when it is no longer retained,
+  // UNAVAILABLE when the store cannot be read. For consumers that hold
+  // sequences (consumer groups' dead letters); may read the disk.
+  absl::StatusOr<std::shared_ptr<const Delivery>> ReadEvent(
+      std::uint64_t sequence) const;
+
   HubStats Stats() const ABSL_LOCKS_EXCLUDED(mu_, fan_mu_);
   // The store's health: OK while it can persist (readiness).
   absl::Status Health() const;
@@ -301,8 +315,7 @@ class EventHub {
   // Refuses further publishes (those not yet being written fail with
   // UNAVAILABLE), waits for the batch being written and its callbacks, and
   // ends every subscription with UNAVAILABLE. Idempotent.
-  void Shutdown()
-      ABSL_LOCKS_EXCLUDED(shutdown_mu_, mu_, fan_mu_, catch_up_mu_);
+  void Shutdown() ABSL_LOCKS_EXCLUDED(shutdown_mu_, mu_, fan_mu_, catch_up_mu_);
 
  private:
   using State = Subscription::State;
