@@ -31,6 +31,8 @@
 #include "gateway/ingest/pipeline.h"
 #include "gateway/log/logger.h"
 #include "gateway/metrics/registry.h"
+#include "services/groups/group_manager.h"
+#include "services/groups/group_state_files.h"
 #include "services/grpc/grpc_server.h"
 #include "services/hub/event_hub.h"
 
@@ -185,6 +187,32 @@ void RegisterHubMetrics(metrics::Registry& registry, hub::EventHub* hub) {
   RegisterFields(registry, kEntries, [hub] { return hub->Stats(); });
 }
 
+// Consumer group figures, read at scrape time.
+void RegisterGroupMetrics(metrics::Registry& registry,
+                          groups::GroupManager* groups) {
+  using Entry = FieldMetric<groups::GroupManagerStats>;
+  static constexpr Entry kEntries[] = {
+      {"gateway_consumer_groups", "Consumer groups.", false,
+       &groups::GroupManagerStats::groups},
+      {"gateway_consumer_group_members",
+       "Consume streams joined to a group now.", false,
+       &groups::GroupManagerStats::members},
+      {"gateway_consumer_group_in_flight_events",
+       "Events delivered to groups and not yet settled.", false,
+       &groups::GroupManagerStats::in_flight_events},
+      {"gateway_consumer_group_dead_letters",
+       "Events in the groups' dead-letter lists.", false,
+       &groups::GroupManagerStats::dead_letters},
+      {"gateway_consumer_group_saves_total",
+       "Saves of a changed group position (each makes its acks durable).", true,
+       &groups::GroupManagerStats::saves_total},
+      {"gateway_consumer_group_save_failures_total",
+       "Saves of a group position that failed (its acks wait for the next).",
+       true, &groups::GroupManagerStats::save_failures_total},
+  };
+  RegisterFields(registry, kEntries, [groups] { return groups->Stats(); });
+}
+
 // The JetStream store's figures, read at scrape time.
 void RegisterJetStreamMetrics(metrics::Registry& registry,
                               jetstream::JetStreamEventStore* js) {
@@ -334,6 +362,8 @@ struct Gateway::Parts {
   std::unique_ptr<gateway::Translator> translator;
   std::unique_ptr<gateway::Deduplicator> deduplicator;
   std::unique_ptr<hub::EventHub> hub;
+  // Null with the JetStream store (see the README).
+  std::unique_ptr<groups::GroupManager> groups;
   std::unique_ptr<ingest::EventSink> sink;
   std::unique_ptr<ingest::IngestPipeline> pipeline;
   std::unique_ptr<Backend> backend;
@@ -513,6 +543,21 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
         js, options.jetstream.stream.subject_prefix);
   } else {
     p.sink = std::make_unique<ingest::HubSink>(p.hub.get());
+    absl::StatusOr<std::unique_ptr<groups::GroupStateStore>> group_states =
+        options.store == StoreKind::kDisk
+            ? groups::OpenGroupStateDirectory(options.data_dir + "/groups")
+            : absl::StatusOr<std::unique_ptr<groups::GroupStateStore>>(
+                  groups::NewMemoryGroupStateStore());
+    if (!group_states.ok()) return group_states.status();
+    absl::StatusOr<std::unique_ptr<groups::GroupManager>> manager =
+        groups::GroupManager::Create(p.hub.get(), *std::move(group_states));
+    if (!manager.ok()) {
+      return absl::Status(manager.status().code(),
+                          absl::StrCat("cannot resume the consumer groups: ",
+                                       manager.status().message()));
+    }
+    p.groups = *std::move(manager);
+    RegisterGroupMetrics(p.registry, p.groups.get());
   }
   p.pipeline = std::make_unique<ingest::IngestPipeline>(
       p.translator.get(), p.deduplicator.get(), p.sink.get(),
@@ -551,7 +596,7 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
                  .subscriber_tokens = tokens,
                  .tls = TlsFilesOf(options),
                  .reflection = options.grpc_reflection},
-                p.hub.get())
+                p.hub.get(), p.groups.get())
           : absl::StatusOr<std::unique_ptr<grpc_service::GrpcServer>>(
                 grpc_port_free);
   if (!grpc.ok()) {
@@ -715,6 +760,8 @@ absl::Status Gateway::Shutdown(absl::Duration timeout) {
   // UNAVAILABLE and where to resume), then the hub and its store.
   p.grpc->Shutdown(std::max(deadline - absl::Now(), absl::ZeroDuration()));
   log::Debug("grpc stopped", {{"after", absl::Now() - start}});
+  // Every acknowledged group position is saved before the hub goes.
+  if (p.groups != nullptr) p.groups->Shutdown();
   const hub::HubStats stats = p.hub->Stats();
   p.hub->Shutdown();
   log::Info("stopped", {{"took", absl::Now() - start},

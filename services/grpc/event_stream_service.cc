@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "google/protobuf/io/coded_stream.h"
+#include "services/grpc/caller_grant.h"
 #include "services/grpc/grpc_status.h"
 #include "services/hub/subscribe_request.h"
 
@@ -77,24 +78,9 @@ absl::StatusOr<std::size_t> EventsPerResponse(
   return max == 0 ? kDefaultEventsPerResponse : max;
 }
 
-// The identities of the client's verified certificate (its SAN DNS names
-// and its common name); none without mTLS.
-std::vector<std::string> CertificateIdentities(
-    const grpc::CallbackServerContext& context) {
-  std::vector<std::string> identities;
-  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
-  if (auth == nullptr || !auth->IsPeerAuthenticated()) return identities;
-  for (const char* property :
-       {"x509_subject_alternative_name", "x509_common_name"}) {
-    for (const grpc::string_ref& value : auth->FindPropertyValues(property)) {
-      identities.emplace_back(value.data(), value.size());
-    }
-  }
-  return identities;
-}
-
+template <typename Response>
 grpc::ByteBuffer HeartbeatResponse(std::uint64_t last_sequence) {
-  v1::SubscribeResponse response;
+  Response response;
   v1::Heartbeat* heartbeat = response.mutable_heartbeat();
   const absl::Time now = absl::Now();
   const std::int64_t seconds = absl::ToUnixSeconds(now);
@@ -122,7 +108,8 @@ absl::StatusOr<v1::SubscribeRequest> ParseRequest(
 // One Subscribe stream. Lives from the handler until OnDone.
 class EventStreamServiceImpl::SubscribeReactor final
     : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
-      public hub::SubscriptionSink {
+      public hub::SubscriptionSink,
+      public EventStreamServiceImpl::StreamReactor {
  public:
   SubscribeReactor(EventStreamServiceImpl* service,
                    grpc::CallbackServerContext* context,
@@ -167,7 +154,7 @@ class EventStreamServiceImpl::SubscribeReactor final
 
   // Ends the stream, with where to resume, if `tokens` no longer allow what
   // it was authorized to read.
-  void Reauthorize(const auth::SubscriberTokens& tokens) {
+  void Reauthorize(const auth::SubscriberTokens& tokens) override {
     absl::MutexLock lock(&mu_);
     if (!grant_.has_value() || finish_called_) return;
     const auth::SubscriberGrant* grant =
@@ -191,7 +178,8 @@ class EventStreamServiceImpl::SubscribeReactor final
     if (subscription_ != nullptr) WriteNextLocked();
   }
 
-  void Heartbeat(const grpc::ByteBuffer& heartbeat, int idle_ticks) {
+  void Heartbeat(const grpc::ByteBuffer& heartbeat,
+                 const grpc::ByteBuffer& /*consume*/, int idle_ticks) override {
     absl::MutexLock lock(&mu_);
     if (finish_called_ || write_in_flight_ || subscription_ == nullptr) return;
     if (++idle_ticks_ < idle_ticks) return;
@@ -199,7 +187,7 @@ class EventStreamServiceImpl::SubscribeReactor final
     StartWriteLocked(grpc::WriteOptions());
   }
 
-  void Stop() {
+  void Stop() override {
     constexpr char kReason[] = "the event stream is shutting down";
     absl::MutexLock lock(&mu_);
     FinishWhenIdleLocked(
@@ -286,25 +274,10 @@ class EventStreamServiceImpl::SubscribeReactor final
   absl::Status Authorize(const grpc::CallbackServerContext& context,
                          const auth::SubscriberTokens& tokens,
                          v1::SubscribeRequest* request) {
-    std::optional<std::string> header;
-    const auto& metadata = context.client_metadata();
-    if (auto it = metadata.find("authorization"); it != metadata.end()) {
-      header.emplace(it->second.data(), it->second.size());
-    }
-    const auth::SubscriberGrant* grant = nullptr;
-    if (!header.has_value()) {
-      // With mTLS, a verified client certificate may name its grant.
-      grant = tokens.FindByCertificate(CertificateIdentities(context));
-    }
-    if (grant == nullptr) {
-      absl::StatusOr<absl::string_view> token =
-          auth::BearerToken(header.has_value() ? &*header : nullptr);
-      if (!token.ok()) return token.status();
-      grant = tokens.Find(*token);
-      if (grant == nullptr) {
-        return absl::UnauthenticatedError("the subscriber token is not valid");
-      }
-    }
+    absl::StatusOr<const auth::SubscriberGrant*> found =
+        CallerGrant(context, tokens);
+    if (!found.ok()) return found.status();
+    const auth::SubscriberGrant* grant = *found;
     if (absl::Status allowed = auth::Authorize(*grant, request);
         !allowed.ok()) {
       return allowed;
@@ -418,8 +391,9 @@ class EventStreamServiceImpl::SubscribeReactor final
   std::optional<Grant> grant_ ABSL_GUARDED_BY(mu_);
 };
 
-EventStreamServiceImpl::EventStreamServiceImpl(hub::EventHub* hub)
-    : hub_(hub) {}
+EventStreamServiceImpl::EventStreamServiceImpl(hub::EventHub* hub,
+                                               groups::GroupManager* groups)
+    : hub_(hub), groups_(groups) {}
 
 EventStreamServiceImpl::~EventStreamServiceImpl() {
   StartShutdown();
@@ -432,23 +406,27 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* EventStreamServiceImpl::Subscribe(
 }
 
 void EventStreamServiceImpl::Tick(int idle_ticks) {
-  const grpc::ByteBuffer heartbeat = HeartbeatResponse(hub_->last_sequence());
+  const std::uint64_t last_sequence = hub_->last_sequence();
+  const grpc::ByteBuffer subscribe =
+      HeartbeatResponse<v1::SubscribeResponse>(last_sequence);
+  const grpc::ByteBuffer consume =
+      HeartbeatResponse<v1::ConsumeResponse>(last_sequence);
   absl::MutexLock lock(&mu_);
-  for (SubscribeReactor* reactor : reactors_) {
-    reactor->Heartbeat(heartbeat, idle_ticks);
+  for (StreamReactor* reactor : reactors_) {
+    reactor->Heartbeat(subscribe, consume, idle_ticks);
   }
 }
 
 void EventStreamServiceImpl::StartShutdown() {
   absl::MutexLock lock(&mu_);
   shutting_down_ = true;
-  for (SubscribeReactor* reactor : reactors_) reactor->Stop();
+  for (StreamReactor* reactor : reactors_) reactor->Stop();
 }
 
 void EventStreamServiceImpl::WaitForReactors() {
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(
-      +[](absl::flat_hash_set<SubscribeReactor*>* reactors) {
+      +[](absl::flat_hash_set<StreamReactor*>* reactors) {
         return reactors->empty();
       },
       &reactors_));
@@ -460,7 +438,7 @@ std::size_t EventStreamServiceImpl::open_streams() const {
 }
 
 void EventStreamServiceImpl::Register(
-    SubscribeReactor* reactor, bool* shutting_down,
+    StreamReactor* reactor, bool* shutting_down,
     std::shared_ptr<const auth::SubscriberTokens>* tokens) {
   absl::MutexLock lock(&mu_);
   reactors_.insert(reactor);
@@ -479,10 +457,10 @@ void EventStreamServiceImpl::SetSubscriberTokens(
   absl::MutexLock lock(&mu_);
   tokens_ = std::move(tokens);
   if (tokens_ == nullptr) return;
-  for (SubscribeReactor* reactor : reactors_) reactor->Reauthorize(*tokens_);
+  for (StreamReactor* reactor : reactors_) reactor->Reauthorize(*tokens_);
 }
 
-void EventStreamServiceImpl::Unregister(SubscribeReactor* reactor) {
+void EventStreamServiceImpl::Unregister(StreamReactor* reactor) {
   absl::MutexLock lock(&mu_);
   reactors_.erase(reactor);
 }

@@ -20,6 +20,14 @@
 // types its token allows (else PERMISSION_DENIED); when the tokens change,
 // every open stream is checked again and one whose token was removed or
 // narrowed ends, with where to resume.
+//
+// Consumer groups (Consume and the group RPCs) are served by a
+// groups::GroupManager: one ServerBidiReactor per Consume stream, a member
+// of its group, writing what the group hands it (one write in flight) and
+// reading acks as they come. Without a manager every group RPC is
+// FAILED_PRECONDITION. A group's token check is the filter's: creating a
+// group narrows its filter as Subscribe does; using one needs a token that
+// may read all of its filter.
 #ifndef SERVICES_GRPC_EVENT_STREAM_SERVICE_H_
 #define SERVICES_GRPC_EVENT_STREAM_SERVICE_H_
 
@@ -35,17 +43,32 @@
 #include "absl/synchronization/mutex.h"
 #include "convocore/webhooks/v1/event_stream_service.grpc.pb.h"
 #include "services/auth/subscriber_tokens.h"
+#include "services/groups/group_manager.h"
 #include "services/hub/event_hub.h"
 
 namespace convocore::grpc_service {
 
-class EventStreamServiceImpl final
-    : public convocore::webhooks::v1::EventStreamService::
-          WithRawCallbackMethod_Subscribe<
-              convocore::webhooks::v1::EventStreamService::Service> {
+namespace internal {
+using Service = convocore::webhooks::v1::EventStreamService;
+// Every method on the callback API; the two streams raw.
+using EventStreamCallbackBase = Service::WithRawCallbackMethod_Subscribe<
+    Service::WithRawCallbackMethod_Consume<
+        Service::WithCallbackMethod_CreateConsumerGroup<
+            Service::WithCallbackMethod_GetConsumerGroup<
+                Service::WithCallbackMethod_ListConsumerGroups<
+                    Service::WithCallbackMethod_DeleteConsumerGroup<
+                        Service::WithCallbackMethod_SeekConsumerGroup<
+                            Service::WithCallbackMethod_ListDeadLetters<
+                                Service::WithCallbackMethod_ReplayDeadLetters<
+                                    Service::WithCallbackMethod_DropDeadLetters<
+                                        Service::Service>>>>>>>>>>;
+}  // namespace internal
+
+class EventStreamServiceImpl final : public internal::EventStreamCallbackBase {
  public:
-  // `hub` must outlive the service.
-  explicit EventStreamServiceImpl(hub::EventHub* hub);
+  // `hub` and `groups` (null: no consumer groups) must outlive the service.
+  explicit EventStreamServiceImpl(hub::EventHub* hub,
+                                  groups::GroupManager* groups = nullptr);
   // Ends every stream and waits for all reactors (StartShutdown(), then
   // WaitForReactors()).
   ~EventStreamServiceImpl() override;
@@ -53,6 +76,41 @@ class EventStreamServiceImpl final
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Subscribe(
       grpc::CallbackServerContext* context,
       const grpc::ByteBuffer* request) override;
+
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Consume(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* CreateConsumerGroup(
+      grpc::CallbackServerContext* context,
+      const convocore::webhooks::v1::CreateConsumerGroupRequest* request,
+      convocore::webhooks::v1::CreateConsumerGroupResponse* response) override;
+  grpc::ServerUnaryReactor* GetConsumerGroup(
+      grpc::CallbackServerContext* context,
+      const convocore::webhooks::v1::GetConsumerGroupRequest* request,
+      convocore::webhooks::v1::GetConsumerGroupResponse* response) override;
+  grpc::ServerUnaryReactor* ListConsumerGroups(
+      grpc::CallbackServerContext* context,
+      const convocore::webhooks::v1::ListConsumerGroupsRequest* request,
+      convocore::webhooks::v1::ListConsumerGroupsResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteConsumerGroup(
+      grpc::CallbackServerContext* context,
+      const convocore::webhooks::v1::DeleteConsumerGroupRequest* request,
+      convocore::webhooks::v1::DeleteConsumerGroupResponse* response) override;
+  grpc::ServerUnaryReactor* SeekConsumerGroup(
+      grpc::CallbackServerContext* context,
+      const convocore::webhooks::v1::SeekConsumerGroupRequest* request,
+      convocore::webhooks::v1::SeekConsumerGroupResponse* response) override;
+  grpc::ServerUnaryReactor* ListDeadLetters(
+      grpc::CallbackServerContext* context,
+      const convocore::webhooks::v1::ListDeadLettersRequest* request,
+      convocore::webhooks::v1::ListDeadLettersResponse* response) override;
+  grpc::ServerUnaryReactor* ReplayDeadLetters(
+      grpc::CallbackServerContext* context,
+      const convocore::webhooks::v1::ReplayDeadLettersRequest* request,
+      convocore::webhooks::v1::ReplayDeadLettersResponse* response) override;
+  grpc::ServerUnaryReactor* DropDeadLetters(
+      grpc::CallbackServerContext* context,
+      const convocore::webhooks::v1::DropDeadLettersRequest* request,
+      convocore::webhooks::v1::DropDeadLettersResponse* response) override;
 
   // One heartbeat tick: every stream that has written nothing for
   // `idle_ticks` ticks and has no write in flight is sent a Heartbeat. One
@@ -75,22 +133,40 @@ class EventStreamServiceImpl final
       std::shared_ptr<const auth::SubscriberTokens> tokens);
 
  private:
+  // What the registry asks of every stream's reactor.
+  class StreamReactor {
+   public:
+    virtual ~StreamReactor() = default;
+    // Ends the stream with UNAVAILABLE (after its write in flight).
+    virtual void Stop() = 0;
+    // Ends the stream if `tokens` no longer allow it.
+    virtual void Reauthorize(const auth::SubscriberTokens& tokens) = 0;
+    // `subscribe` or `consume` is the serialized heartbeat of its kind.
+    virtual void Heartbeat(const grpc::ByteBuffer& subscribe,
+                           const grpc::ByteBuffer& consume, int idle_ticks) = 0;
+  };
   class SubscribeReactor;
+  class ConsumeReactor;
 
   // Adds `reactor`; says whether the service is shutting down and which
   // tokens apply to it.
-  void Register(SubscribeReactor* reactor, bool* shutting_down,
+  void Register(StreamReactor* reactor, bool* shutting_down,
                 std::shared_ptr<const auth::SubscriberTokens>* tokens);
   std::shared_ptr<const auth::SubscriberTokens> tokens() const;
-  void Unregister(SubscribeReactor* reactor);
+  void Unregister(StreamReactor* reactor);
+  // The caller's rights over groups (see the class comment), or why it has
+  // none; FAILED_PRECONDITION without a group manager.
+  absl::StatusOr<groups::GroupAuthorizer> GroupAccess(
+      const grpc::CallbackServerContext& context) const;
 
   hub::EventHub* const hub_;
+  groups::GroupManager* const groups_;
 
   // Lock order: mu_, then a reactor's mutex.
   mutable absl::Mutex mu_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   std::shared_ptr<const auth::SubscriberTokens> tokens_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_set<SubscribeReactor*> reactors_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<StreamReactor*> reactors_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace convocore::grpc_service

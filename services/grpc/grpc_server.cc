@@ -131,7 +131,8 @@ class WithoutReflection final : public grpc::ServerBuilderOption {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
-    const GrpcServerOptions& options, hub::EventHub* hub) {
+    const GrpcServerOptions& options, hub::EventHub* hub,
+    groups::GroupManager* groups) {
   if (hub == nullptr) return absl::InvalidArgumentError("no event hub");
   if (options.heartbeat_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
@@ -150,7 +151,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     }
   }
   std::unique_ptr<GrpcServer> server(
-      new GrpcServer(hub, tick, std::max(1, heartbeat_ticks)));
+      new GrpcServer(hub, groups, tick, std::max(1, heartbeat_ticks)));
 
   // Process-wide switches, read when a server is built.
   grpc::EnableDefaultHealthCheckService(true);
@@ -194,12 +195,12 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   return server;
 }
 
-GrpcServer::GrpcServer(hub::EventHub* hub, absl::Duration tick,
-                       int heartbeat_ticks)
+GrpcServer::GrpcServer(hub::EventHub* hub, groups::GroupManager* groups,
+                       absl::Duration tick, int heartbeat_ticks)
     : hub_(hub),
       tick_(tick),
       heartbeat_ticks_(heartbeat_ticks),
-      service_(std::make_unique<EventStreamServiceImpl>(hub)) {}
+      service_(std::make_unique<EventStreamServiceImpl>(hub, groups)) {}
 
 GrpcServer::~GrpcServer() { Shutdown(absl::Seconds(5)); }
 

@@ -64,11 +64,12 @@ struct GrpcServerOptions {
 class GrpcServer {
  public:
   // Listens and serves. SERVING from the start while the hub is healthy.
-  // `hub` must outlive the server. With TLS, FAILED_PRECONDITION naming the
-  // file when one cannot be read, holds no PEM certificate or key, or the
-  // key is not the certificate's.
+  // `hub` and `groups` (null: no consumer groups) must outlive the server. With
+  // TLS, FAILED_PRECONDITION naming the file when one cannot be read, holds no
+  // PEM certificate or key, or the key is not the certificate's.
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(
-      const GrpcServerOptions& options, hub::EventHub* hub);
+      const GrpcServerOptions& options, hub::EventHub* hub,
+      groups::GroupManager* groups = nullptr);
   // Shutdown(absl::Seconds(5)) unless already shut down.
   ~GrpcServer();
 
@@ -94,7 +95,8 @@ class GrpcServer {
   }
 
  private:
-  GrpcServer(hub::EventHub* hub, absl::Duration tick, int heartbeat_ticks);
+  GrpcServer(hub::EventHub* hub, groups::GroupManager* groups,
+             absl::Duration tick, int heartbeat_ticks);
   void TimerLoop() ABSL_LOCKS_EXCLUDED(mu_);
   void RefreshHealth() ABSL_LOCKS_EXCLUDED(mu_);
 
