@@ -348,10 +348,12 @@ void ConsumerGroup::Confirm(Confirmations confirm, bool saved) {
   {
     absl::MutexLock lock(&mu_);
     if (!saved) dirty_ = true;
-    for (auto& [id, sequences] : confirm) {
+    for (auto& entry : confirm) {
+      const std::uint64_t id = entry.first;
+      const std::vector<std::uint64_t>& sequences = entry.second;
       auto it = std::find_if(
           members_.begin(), members_.end(),
-          [&](const std::shared_ptr<Member>& m) { return m->id == id; });
+          [id](const std::shared_ptr<Member>& m) { return m->id == id; });
       if (it == members_.end()) continue;
       Member& member = **it;
       std::vector<std::uint64_t>& into =
