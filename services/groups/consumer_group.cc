@@ -23,6 +23,7 @@ struct ConsumerGroup::Member {
   std::uint32_t held = 0;        // assigned and not yet settled or failed
   std::vector<std::uint64_t> unconfirmed;  // acked, not yet snapshotted
   std::vector<std::uint64_t> confirmed;    // acked and saved, not yet taken
+  Clock::time_point confirmed_since;       // of the oldest in `confirmed`
   // Held when a Seek() forgot them: their acks and nacks are no-ops.
   absl::flat_hash_set<std::uint64_t> forgotten;
   bool waiting = false;  // Take() found nothing
@@ -42,12 +43,15 @@ struct ConsumerGroup::Feed final : hub::SubscriptionSink {
 
 namespace {
 
+// The longest a confirmation waits for events to ride with.
+constexpr Clock::duration kConfirmationDelay = std::chrono::milliseconds(5);
+
 std::string Truncated(std::string text) {
   if (text.size() > kMaxErrorBytes) text.resize(kMaxErrorBytes);
   return text;
 }
 
-bool Holds(const std::vector<std::uint64_t>& holders, std::uint64_t member) {
+bool Holds(absl::Span<const std::uint64_t> holders, std::uint64_t member) {
   return std::find(holders.begin(), holders.end(), member) != holders.end();
 }
 
@@ -199,6 +203,7 @@ bool ConsumerGroup::Take(std::uint64_t member_id, std::size_t max_events,
   }
   out->acknowledged = std::move(member->confirmed);
   member->confirmed.clear();
+  member->confirmed_since = Clock::time_point();
   if (out->events.empty() && out->acknowledged.empty()) {
     member->waiting = true;
     return false;
@@ -287,6 +292,13 @@ void ConsumerGroup::Tick(Clock::time_point now) {
     if (feed_ != nullptr && !resubscribe_) {
       PassLocked(feed_->subscription->ConsideredThrough());
     }
+    for (const std::shared_ptr<Member>& member : members_) {
+      if (member->waiting && !member->confirmed.empty() &&
+          now - member->confirmed_since >= kConfirmationDelay) {
+        member->waiting = false;
+        notify.push_back(member);
+      }
+    }
     if (resubscribe_ && now >= resubscribe_at_ && out_of_range_.ok()) {
       resubscribe = true;
       cursor = read_cursor_;
@@ -359,9 +371,14 @@ void ConsumerGroup::Confirm(Confirmations confirm, bool saved) {
       std::vector<std::uint64_t>& into =
           saved ? member.confirmed : member.unconfirmed;
       into.insert(into.end(), sequences.begin(), sequences.end());
-      if (saved && member.waiting) {
+      // A member that holds events gets its confirmations with the next
+      // events it is sent (Tick() sends them if that takes long); one that
+      // holds none gets them now.
+      if (saved && member.waiting && member.held == 0) {
         member.waiting = false;
         notify.push_back(*it);
+      } else if (saved && member.confirmed_since == Clock::time_point()) {
+        member.confirmed_since = Clock::now();
       }
     }
   }
@@ -524,6 +541,8 @@ std::shared_ptr<ConsumerGroup::Member>* ConsumerGroup::MemberWithRoomLocked(
 }
 
 void ConsumerGroup::DispatchLocked(Notify* notify) {
+  const Clock::time_point deadline =
+      Clock::now() + absl::ToChronoNanoseconds(settings_.ack_deadline);
   while (closed_.ok() && out_of_range_.ok() && !members_.empty()) {
     if (MemberWithRoomLocked(0) == nullptr) return;
     std::uint64_t sequence = 0;
@@ -559,13 +578,13 @@ void ConsumerGroup::DispatchLocked(Notify* notify) {
     std::shared_ptr<Member>* member = MemberWithRoomLocked(
         entry->holders.empty() ? 0 : entry->holders.back());
     next_member_index_ = static_cast<std::size_t>(member - members_.data()) + 1;
-    AssignLocked(*member, sequence, *entry, notify);
+    AssignLocked(*member, sequence, *entry, deadline, notify);
   }
 }
 
 void ConsumerGroup::AssignLocked(const std::shared_ptr<Member>& member,
                                  std::uint64_t sequence, InFlight& entry,
-                                 Notify* notify) {
+                                 Clock::time_point deadline, Notify* notify) {
   ++entry.attempts;
   entry.member = member->id;
   if (!Holds(entry.holders, member->id)) entry.holders.push_back(member->id);
@@ -598,16 +617,23 @@ void ConsumerGroup::FailLocked(std::uint64_t sequence, InFlight& entry,
 
 void ConsumerGroup::SettleLocked(std::uint64_t sequence) {
   in_flight_.erase(sequence);
-  settled_.Insert(sequence);
-  floor_ = settled_.AdvanceFloor(floor_);
+  // Most acks come in order: the floor moves without touching the set.
+  if (sequence == floor_ + 1) {
+    floor_ = settled_.AdvanceFloor(sequence);
+  } else {
+    settled_.Insert(sequence);
+  }
   dirty_ = true;
 }
 
 void ConsumerGroup::PassLocked(std::uint64_t through) {
   if (through <= read_cursor_) return;
-  settled_.InsertRange(read_cursor_ + 1, through);
+  if (read_cursor_ == floor_) {
+    floor_ = settled_.AdvanceFloor(through);
+  } else {
+    settled_.InsertRange(read_cursor_ + 1, through);
+  }
   read_cursor_ = through;
-  floor_ = settled_.AdvanceFloor(floor_);
   dirty_ = true;
 }
 

@@ -30,6 +30,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -167,7 +168,8 @@ class ConsumerGroup {
     std::uint32_t attempts = 0;  // deliveries so far
     std::uint64_t member = 0;    // the holder; 0 while waiting
     std::string last_error;
-    std::vector<std::uint64_t> holders;  // every member it was delivered to
+    // Every member it was delivered to.
+    absl::InlinedVector<std::uint64_t, 2> holders;
   };
   struct Deadline {
     Clock::time_point at;
@@ -184,8 +186,10 @@ class ConsumerGroup {
   // room; null when none has.
   std::shared_ptr<Member>* MemberWithRoomLocked(std::uint64_t avoid)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Hands `entry` to `member` until `deadline`.
   void AssignLocked(const std::shared_ptr<Member>& member,
-                    std::uint64_t sequence, InFlight& entry, Notify* notify)
+                    std::uint64_t sequence, InFlight& entry,
+                    Clock::time_point deadline, Notify* notify)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The delivery of `entry` failed with `reason`: redeliver it, or
   // dead-letter it after its last attempt. `entry` is waiting afterwards

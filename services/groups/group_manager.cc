@@ -380,16 +380,24 @@ std::vector<std::shared_ptr<ConsumerGroup>> GroupManager::Groups() const {
 }
 
 void GroupManager::CommitLoop() {
+  absl::Time last_save = absl::InfinitePast();
   while (true) {
     {
       absl::MutexLock lock(&mu_);
       auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return stop_ || wake_;
       };
+      auto stopped = [this]()
+                         ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; };
       mu_.AwaitWithTimeout(absl::Condition(&woken), options_.tick);
+      // Saves at most once per commit_interval: the acks of that interval
+      // share one save and one confirmation per member.
+      mu_.AwaitWithDeadline(absl::Condition(&stopped),
+                            last_save + options_.commit_interval);
       if (stop_) return;
       wake_ = false;
     }
+    last_save = absl::Now();
     const Clock::time_point now = Clock::now();
     for (const std::shared_ptr<ConsumerGroup>& group : Groups()) {
       group->Tick(now);

@@ -36,6 +36,9 @@ struct GroupManagerOptions {
   std::size_t max_members_per_group = 100;
   // How often the committer looks at deadlines when nothing wakes it.
   absl::Duration tick = absl::Milliseconds(50);
+  // The least time between two saves: a longer one makes fewer saves (and
+  // fewer confirmations) under load, at the cost of ack latency.
+  absl::Duration commit_interval = absl::Milliseconds(5);
 };
 
 struct GroupManagerStats {

@@ -9,9 +9,14 @@ void SequenceSet::InsertRange(std::uint64_t first, std::uint64_t last) {
   auto it = ranges_.upper_bound(first);
   if (it != ranges_.begin()) {
     auto prev = std::prev(it);
-    // Overlapping or adjacent on the left: grow that range instead.
+    // Overlapping or adjacent on the left: grow that range instead, in place
+    // unless it reaches the next one.
     if (prev->second + 1 >= first) {
       if (prev->second >= last) return;
+      if (it == ranges_.end() || it->first > last + 1) {
+        prev->second = last;
+        return;
+      }
       first = prev->first;
       it = ranges_.erase(prev);
     }

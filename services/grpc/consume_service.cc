@@ -14,6 +14,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "services/grpc/caller_grant.h"
+#include "services/grpc/event_framing.h"
 #include "services/grpc/event_stream_service.h"
 #include "services/grpc/grpc_status.h"
 
@@ -34,41 +35,57 @@ constexpr std::uint32_t kLengthDelimited1 = (1 << 3) | 2;
 constexpr std::uint32_t kLengthDelimited2 = (2 << 3) | 2;
 constexpr std::uint32_t kVarint2 = (2 << 3) | 0;
 
-constexpr std::size_t kEventsPerResponse = 100;
 constexpr std::size_t kResponseBytes = 1 << 20;
 
+// Each ConsumedEvent is the event's shared slice (EventSlice(), which is
+// ConsumedEvent.event's field) between a small header (ConsumeResponse.events'
+// tag and length) and trailer (delivery_attempt), so that the event's bytes
+// are not copied per member.
 grpc::ByteBuffer ConsumeResponseBuffer(const groups::MemberBatch& batch) {
-  std::string bytes;
-  {
-    google::protobuf::io::StringOutputStream stream(&bytes);
-    CodedOutputStream out(&stream);
-    for (const groups::Assignment& assignment : batch.events) {
-      const std::string& event = *assignment.delivery->event_bytes;
-      const std::size_t inner =
-          1 + CodedOutputStream::VarintSize32(event.size()) + event.size() + 1 +
-          CodedOutputStream::VarintSize32(assignment.attempt);
-      out.WriteTag(kLengthDelimited1);
-      out.WriteVarint32(static_cast<std::uint32_t>(inner));
-      out.WriteTag(kLengthDelimited1);
-      out.WriteVarint32(static_cast<std::uint32_t>(event.size()));
-      out.WriteRaw(event.data(), static_cast<int>(event.size()));
-      out.WriteTag(kVarint2);
-      out.WriteVarint32(assignment.attempt);
+  std::vector<grpc::Slice> slices;
+  slices.reserve(2 * batch.events.size() + 2);
+  std::uint8_t small[2 * (1 + 5)];
+  for (const groups::Assignment& assignment : batch.events) {
+    grpc::Slice event = EventSlice(*assignment.delivery);
+    const std::size_t inner =
+        event.size() + 1 + CodedOutputStream::VarintSize32(assignment.attempt);
+    std::uint8_t* at = small;
+    // The previous event's trailer and this one's header share a slice.
+    if (!slices.empty()) {
+      *at++ = kVarint2;
+      at = CodedOutputStream::WriteVarint32ToArray(
+          batch.events[slices.size() / 2 - 1].attempt, at);
     }
-    if (!batch.acknowledged.empty()) {
-      std::size_t packed = 0;
-      for (std::uint64_t sequence : batch.acknowledged) {
-        packed += CodedOutputStream::VarintSize64(sequence);
-      }
-      out.WriteTag(kLengthDelimited2);
-      out.WriteVarint32(static_cast<std::uint32_t>(packed));
-      for (std::uint64_t sequence : batch.acknowledged) {
-        out.WriteVarint64(sequence);
-      }
+    *at++ = kLengthDelimited1;
+    at = CodedOutputStream::WriteVarint32ToArray(
+        static_cast<std::uint32_t>(inner), at);
+    slices.emplace_back(small, static_cast<std::size_t>(at - small));
+    slices.push_back(std::move(event));
+  }
+  std::string tail;
+  if (!batch.events.empty()) {
+    tail.push_back(static_cast<char>(kVarint2));
+    std::uint8_t varint[5];
+    tail.append(reinterpret_cast<const char*>(varint),
+                CodedOutputStream::WriteVarint32ToArray(
+                    batch.events.back().attempt, varint) -
+                    varint);
+  }
+  if (!batch.acknowledged.empty()) {
+    google::protobuf::io::StringOutputStream stream(&tail);
+    CodedOutputStream out(&stream);
+    std::size_t packed = 0;
+    for (std::uint64_t sequence : batch.acknowledged) {
+      packed += CodedOutputStream::VarintSize64(sequence);
+    }
+    out.WriteTag(kLengthDelimited2);
+    out.WriteVarint32(static_cast<std::uint32_t>(packed));
+    for (std::uint64_t sequence : batch.acknowledged) {
+      out.WriteVarint64(sequence);
     }
   }
-  grpc::Slice slice(std::move(bytes));
-  return grpc::ByteBuffer(&slice, 1);
+  if (!tail.empty()) slices.emplace_back(tail);
+  return grpc::ByteBuffer(slices.data(), slices.size());
 }
 
 absl::StatusOr<v1::ConsumeRequest> ParseConsumeRequest(
@@ -251,6 +268,7 @@ class EventStreamServiceImpl::ConsumeReactor final
         service_->groups_->Join(*join, *access, this);
     if (!membership.ok()) return membership.status();
     membership_ = *std::move(membership);
+    max_in_flight_ = join->max_in_flight;
     RememberGrant();
     absl::MutexLock lock(&mu_);
     joined_ = true;
@@ -292,7 +310,9 @@ class EventStreamServiceImpl::ConsumeReactor final
       return;
     }
     groups::MemberBatch batch;
-    if (!membership_->group->Take(membership_->member, kEventsPerResponse,
+    // Whatever the member may hold goes in one response (up to about 1 MiB):
+    // a member that asked for more in flight gets fewer, larger messages.
+    if (!membership_->group->Take(membership_->member, max_in_flight_,
                                   kResponseBytes, &batch)) {
       return;  // OnReady() follows
     }
@@ -333,6 +353,7 @@ class EventStreamServiceImpl::ConsumeReactor final
   // Read and written only on the read callback (one at a time) until
   // joined_ is set under mu_; read-only afterwards, until OnDone.
   std::optional<groups::GroupManager::Membership> membership_;
+  std::size_t max_in_flight_ = 0;
   grpc::ByteBuffer request_;
 
   absl::Mutex mu_;

@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "services/grpc/caller_grant.h"
+#include "services/grpc/event_framing.h"
 #include "services/grpc/grpc_status.h"
 #include "services/hub/subscribe_request.h"
 
@@ -24,41 +25,6 @@ namespace convocore::grpc_service {
 namespace {
 
 namespace v1 = convocore::webhooks::v1;
-
-// The serialize-once fast path writes SubscribeResponse bytes by hand: each
-// event is one `events` entry (field 1, length-delimited), so a response
-// with N events is N such entries back to back, and every event's entry is
-// made once and shared by every stream. These tie the hand-written tags to
-// the contract.
-static_assert(v1::SubscribeResponse::kEventsFieldNumber == 1,
-              "kEventsTag is SubscribeResponse.events");
-constexpr std::uint8_t kEventsTag = (1 << 3) | 2;  // field 1, length-delimited
-
-// SubscribeResponse{events: [<bytes>]} as one slice: the tag and length,
-// then the event's bytes. Made once per event (see hub::Delivery::Encoded),
-// so that every stream's write only takes a reference to it: building a
-// buffer per write cost as much again as gRPC's own work per message.
-grpc::Slice SubscribeResponseSlice(const std::string& event_bytes) {
-  std::uint8_t header[1 + 5];
-  header[0] = kEventsTag;
-  const std::uint8_t* end =
-      google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(
-          static_cast<std::uint32_t>(event_bytes.size()), header + 1);
-  const std::size_t header_size = end - header;
-  grpc_slice slice = grpc_slice_malloc(header_size + event_bytes.size());
-  std::memcpy(GRPC_SLICE_START_PTR(slice), header, header_size);
-  std::memcpy(GRPC_SLICE_START_PTR(slice) + header_size, event_bytes.data(),
-              event_bytes.size());
-  return grpc::Slice(slice, grpc::Slice::STEAL_REF);
-}
-
-// The hub::EventEncoder of this service: the event's SubscribeResponse entry
-// in one grpc::Slice, made by the first stream that writes the event.
-std::shared_ptr<const void> EncodeSubscribeResponse(
-    const std::string& event_bytes) {
-  return std::make_shared<const grpc::Slice>(
-      SubscribeResponseSlice(event_bytes));
-}
 
 // SubscribeRequest.max_events_per_response, as the contract documents it.
 constexpr std::uint32_t kDefaultEventsPerResponse = 100;
@@ -320,11 +286,7 @@ class EventStreamServiceImpl::SubscribeReactor final
       if (*next == nullptr) break;  // OnReady() follows the next event
       const hub::Delivery& delivery = **next;
       last_sent_ = delivery.sequence;
-      if (const void* encoded = delivery.Encoded(&EncodeSubscribeResponse)) {
-        slices_.push_back(*static_cast<const grpc::Slice*>(encoded));
-      } else {
-        slices_.push_back(SubscribeResponseSlice(*delivery.event_bytes));
-      }
+      slices_.push_back(EventSlice(delivery));
       bytes += slices_.back().size();
       ++taken;
     } while (more && taken < events_per_response_ && bytes < kResponseBytes);

@@ -193,6 +193,20 @@ TEST_F(ConsumeServiceTest, TokensNarrowANewGroupAndGuardAnExistingOne) {
       << status.error_message();
 }
 
+TEST_F(ConsumeServiceTest, AMemberWhoseTokenIsRevokedIsCutOff) {
+  UseTokens();
+  GroupMember member(server_->port(), Join("crm"), kCrm);
+  ASSERT_TRUE(member.WaitJoined());
+  auto none = auth::SubscriberTokens::Parse(R"({"tokens": []})");
+  ASSERT_TRUE(none.ok()) << none.status();
+  server_->SetSubscriberTokens(
+      std::make_shared<const auth::SubscriberTokens>(*std::move(none)));
+  std::optional<grpc::Status> ended = member.WaitFinished();
+  ASSERT_TRUE(ended.has_value());
+  EXPECT_EQ(ended->error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(ended->error_message(), HasSubstr("revoked"));
+}
+
 TEST(ConsumeWithoutGroupsTest, EveryGroupRpcIsFailedPrecondition) {
   auto hub = hub::EventHub::Create(
       std::make_unique<hub::InMemoryEventStore>(hub::RetentionOptions{}));
