@@ -21,7 +21,8 @@ echo "== client stubs"
 
 echo "== go (clients/go, examples/go)"
 (cd "$root/clients/go" && go vet ./... && go test -count=1 ./...)
-(cd "$root/examples/go" && go vet ./... && go build -o "$tmp/subscribe-go" ./subscribe)
+(cd "$root/examples/go" && go vet ./... && go build -o "$tmp/subscribe-go" ./subscribe \
+  && go build -o "$tmp/consume-go" ./consume)
 # The benchmark's load generator is not run here, but must not rot.
 (cd "$root/bench/loadgen" && go vet ./... && go build -o "$tmp/loadgen" .)
 
@@ -36,6 +37,7 @@ python3 -m pip --python "$tmp/venv/bin/python" install -q --disable-pip-version-
 cd "$tmp"
 WEBHOOK_GATEWAY_BIN="$build_dir/gateway/webhook-gateway" \
   SUBSCRIBE_GO_BIN="$tmp/subscribe-go" \
+  CONSUME_GO_BIN="$tmp/consume-go" \
   GRPCURL_BIN="$root/.tools/bin/grpcurl" \
   PYTHONDONTWRITEBYTECODE=1 \
   "$tmp/venv/bin/python" -m pytest -q -p no:cacheprovider "$root/tests/clients"

@@ -3,7 +3,7 @@ gateway binary and its flags, and child processes (the gateway, the examples,
 grpcurl) that are killed at teardown whatever happens.
 
 buildscripts/test-clients.sh sets WEBHOOK_GATEWAY_BIN (the built webhook-gateway),
-SUBSCRIBE_GO_BIN (the built Go example) and GRPCURL_BIN.
+SUBSCRIBE_GO_BIN and CONSUME_GO_BIN (the built Go examples) and GRPCURL_BIN.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def processes(tmp_path):
     """Starts processes; every one still running at teardown is killed."""
     started: list[Process] = []
 
-    def start(name, argv, env=None) -> Process:
-        p = Process(name, argv, tmp_path, env)
+    def start(name, argv, env=None, stdin=subprocess.DEVNULL) -> Process:
+        p = Process(name, argv, tmp_path, env, stdin)
         started.append(p)
         return p
 

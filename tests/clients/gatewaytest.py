@@ -77,9 +77,11 @@ def parse_helpfull(text: str) -> dict[str, Flag]:
 
 
 class Process:
-    """A child process in its own process group, output to a log file."""
+    """A child process in its own process group, output to a log file; its
+    stdin is empty unless stdin=subprocess.PIPE (then write() feeds it)."""
 
-    def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict | None = None):
+    def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict | None = None,
+                 stdin=subprocess.DEVNULL):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self.out_path = log_dir / f"{name}.out"
@@ -90,12 +92,24 @@ class Process:
             stdout=self._out,
             stderr=self._log,
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             start_new_session=True,
         )
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def write(self, text: str) -> None:
+        """Writes text to the process's stdin (started with stdin=PIPE)."""
+        self.proc.stdin.write(text.encode())
+        self.proc.stdin.flush()
+
+    def close_stdin(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:  # It exited with input unread.
+                pass
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
@@ -118,6 +132,7 @@ class Process:
             self.proc.wait()
             raise
         finally:
+            self.close_stdin()
             self._log.close()
             self._out.close()
             # For the test command's check that no credential reaches a

@@ -27,6 +27,16 @@
 //		// e.g. OUT_OF_RANGE: events up to info.GetOldestAvailableSequence()-1
 //		// are gone; subscribing with after_sequence set to that accepts the gap.
 //	}
+//
+// Consume joins a consumer group instead, where the gateway keeps the
+// position and each event goes to one of the group's members: the handler's
+// nil acks an event, an error nacks it, and a break is rejoined.
+//
+//	err := eventstream.Consume(ctx, webhooksv1.NewEventStreamServiceClient(conn),
+//		eventstream.ConsumeConfig{Request: &webhooksv1.ConsumeRequest{ConsumerGroup: "crm-sync"}},
+//		func(ctx context.Context, ev *webhooksv1.ConsumedEvent) error {
+//			return sendToCRM(ctx, ev.GetEvent())
+//		})
 package eventstream
 
 import (
@@ -82,7 +92,8 @@ type Config struct {
 	// Subscribe call when the gateway runs with --subscriber_tokens_file.
 	// Use it over TLS: a token is as good as its secrecy. A revoked or
 	// narrowed token ends Subscribe with UNAUTHENTICATED or
-	// PERMISSION_DENIED.
+	// PERMISSION_DENIED. The handler's ctx does not carry it, so that calls
+	// the handler makes to other services do not leak it.
 	Token string
 
 	// sleep waits for d or until ctx ends; tests replace it.
@@ -202,16 +213,26 @@ func (s *subscription) run(ctx context.Context) error {
 		if progressed {
 			backoff = s.cfg.InitialBackoff
 		}
-		// Jitter down by up to half: spreads reconnects, keeps the floor.
-		delay := backoff/2 + rand.N(backoff/2+1)
-		if s.cfg.OnRetry != nil {
-			s.cfg.OnRetry(err, delay)
-		}
-		if err := s.cfg.sleep(ctx, delay); err != nil {
+		if err := pause(ctx, err, &backoff, s.cfg.MaxBackoff, s.cfg.OnRetry, s.cfg.sleep); err != nil {
 			return err
 		}
-		backoff = min(backoff*2, s.cfg.MaxBackoff)
 	}
+}
+
+// pause waits out one jittered backoff before a reconnect (jitter down by up
+// to half: spreads reconnects, keeps the floor), then doubles *backoff up to
+// maxBackoff. It returns ctx's error if ctx ends first.
+func pause(ctx context.Context, cause error, backoff *time.Duration, maxBackoff time.Duration,
+	onRetry func(error, time.Duration), sleep func(context.Context, time.Duration) error) error {
+	delay := *backoff/2 + rand.N(*backoff/2+1)
+	if onRetry != nil {
+		onRetry(cause, delay)
+	}
+	if err := sleep(ctx, delay); err != nil {
+		return err
+	}
+	*backoff = min(*backoff*2, maxBackoff)
+	return nil
 }
 
 // once runs one Subscribe call until it breaks. progressed reports whether
@@ -219,10 +240,13 @@ func (s *subscription) run(ctx context.Context) error {
 func (s *subscription) once(ctx context.Context) (progressed bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The token goes on the call's ctx only: the handler gets ctx, and a
+	// call it makes to another service with it must not carry the token.
+	callCtx := ctx
 	if s.cfg.Token != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.cfg.Token)
+		callCtx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.cfg.Token)
 	}
-	stream, err := s.client.Subscribe(ctx, s.request(), s.cfg.CallOptions...)
+	stream, err := s.client.Subscribe(callCtx, s.request(), s.cfg.CallOptions...)
 	if err != nil {
 		return false, err
 	}

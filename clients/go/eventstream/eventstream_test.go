@@ -510,3 +510,37 @@ func TestTheTokenIsSentOnEverySubscribeCall(t *testing.T) {
 		t.Fatalf("authorization metadata per call = %q, want \"Bearer s3cret\" twice", got)
 	}
 }
+
+func TestTheHandlersCtxDoesNotCarryTheToken(t *testing.T) {
+	var sent []string
+	f := &fakeGateway{sessions: []session{
+		func(req *webhooksv1.SubscribeRequest, stream webhooksv1.EventStreamService_SubscribeServer) error {
+			md, _ := metadata.FromIncomingContext(stream.Context())
+			sent = md.Get("authorization")
+			return sends(status.Error(codes.NotFound, "done"), event(1))(req, stream)
+		},
+	}}
+	var r recorder
+	cfg := r.config(nil)
+	cfg.Token = "s3cret"
+	handled := 0
+	var leaked []string
+	err := Subscribe(context.Background(), start(t, f), cfg, func(ctx context.Context, ev *webhooksv1.Event) error {
+		handled++
+		md, _ := metadata.FromOutgoingContext(ctx)
+		leaked = append(leaked, md.Get("authorization")...)
+		return nil
+	})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("Subscribe returned %v, want the script's NOT_FOUND", err)
+	}
+	if handled != 1 {
+		t.Fatalf("the handler ran %d times, want once", handled)
+	}
+	if len(sent) != 1 || sent[0] != "Bearer s3cret" {
+		t.Fatalf("the Subscribe call carried authorization %q, want \"Bearer s3cret\"", sent)
+	}
+	if len(leaked) != 0 {
+		t.Fatalf("the handler's ctx would send authorization %q to whatever it calls", leaked)
+	}
+}

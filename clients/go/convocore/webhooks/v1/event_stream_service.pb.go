@@ -634,7 +634,8 @@ func (x *Nack) GetError() string {
 // One message of a Consume stream: events, confirmations, or a heartbeat.
 type ConsumeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Events for this member to handle and acknowledge.
+	// Events for this member to handle and acknowledge: those ready for it,
+	// up to its `max_in_flight` and about 1 MiB.
 	Events []*ConsumedEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
 	// Acks of this member that are now durable: those events are not
 	// delivered to the group again, whatever happens to the gateway.
