@@ -7,6 +7,8 @@
 #   bench/run.sh --soak     # 10 minutes at a steady rate: RSS and loss over time
 #   bench/run.sh --jetstream [--quick]  # the JetStream store (R1, R3) against
 #                           # nats bench and the embedded log (bench/jetstream)
+#   bench/run.sh --groups [flags]  # a consumer group of 4 acking members
+#                           # against one Subscribe stream (bench/groups)
 #   bench/run.sh --help     # every option
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,6 +17,10 @@ BUILD_DIR="$root/build-release" "$root/buildscripts/build.sh" \
   -DCMAKE_BUILD_TYPE=Release -DGATEWAY_BUILD_TESTS=OFF -DGATEWAY_BUILD_BENCH=ON
 # The open-loop load generator (Go, no dependencies beyond the standard library).
 (cd "$root/bench/loadgen" && GOTOOLCHAIN=local go build -o "$root/build-release/bench/loadgen" .)
+if [[ "${1:-}" == --groups ]]; then
+  shift
+  exec "$root/build-release/bench/groups/consume_bench" "$@"
+fi
 if [[ "${1:-}" == --jetstream ]]; then
   shift
   exec python3 "$root/bench/jetstream/run.py" --build_dir "$root/build-release" "$@"
