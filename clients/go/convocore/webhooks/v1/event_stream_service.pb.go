@@ -406,9 +406,11 @@ type ConsumeRequest struct {
 	// First request only: the most events this member holds unacknowledged at
 	// once (flow control); 0 means 100, at most 1000.
 	MaxInFlight uint32 `protobuf:"varint,11,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
-	// Sequences of events this member handled. An ack of an event already
-	// settled (acknowledged by another member after a redelivery, or before a
-	// seek) is a no-op.
+	// Sequences of events this member handled, each delivered on this stream
+	// (a member that reconnects does not ack what its previous stream got:
+	// the group redelivers those). An ack of an event already settled
+	// (acknowledged by another member after a redelivery, or before a seek) is
+	// a no-op.
 	AckSequences []uint64 `protobuf:"varint,12,rep,packed,name=ack_sequences,json=ackSequences,proto3" json:"ack_sequences,omitempty"`
 	// Events this member failed to handle: redelivered at once (to any
 	// member), or dead-lettered with `error` after the last attempt.
@@ -776,7 +778,8 @@ type ConsumerGroup struct {
 	// Output only: sequences above the floor already settled (acknowledged,
 	// dead-lettered, or not matching the filter).
 	SettledAboveFloor uint64 `protobuf:"varint,9,opt,name=settled_above_floor,json=settledAboveFloor,proto3" json:"settled_above_floor,omitempty"`
-	// Output only: events delivered and not yet settled.
+	// Output only: events delivered and not yet settled, whether a member
+	// holds them or they wait for redelivery.
 	InFlightEvents uint64 `protobuf:"varint,10,opt,name=in_flight_events,json=inFlightEvents,proto3" json:"in_flight_events,omitempty"`
 	// Output only: events in the dead-letter list.
 	DeadLetterCount uint64 `protobuf:"varint,11,opt,name=dead_letter_count,json=deadLetterCount,proto3" json:"dead_letter_count,omitempty"`
