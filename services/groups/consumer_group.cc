@@ -161,10 +161,21 @@ void ConsumerGroup::Leave(std::uint64_t member_id) {
     for (auto& [sequence, entry] : in_flight_) {
       if (entry.member == member_id) held.push_back(sequence);
     }
+    // What was assigned but never written was not delivered: it goes back
+    // without using up an attempt.
+    absl::flat_hash_set<std::uint64_t> unsent;
+    for (const Assignment& assignment : member->ready) {
+      unsent.insert(assignment.id);
+    }
     for (std::uint64_t sequence : held) {
       InFlight& entry = in_flight_[sequence];
       entry.member = 0;
-      FailLocked(sequence, entry, "the member holding it disconnected");
+      if (unsent.contains(entry.delivery_id)) {
+        --entry.attempts;
+        redeliver_.push_back(sequence);
+      } else {
+        FailLocked(sequence, entry, "the member holding it disconnected");
+      }
     }
     DispatchLocked(&notify);
   }
@@ -195,7 +206,7 @@ bool ConsumerGroup::Take(std::uint64_t member_id, std::size_t max_events,
     auto it = in_flight_.find(assignment.delivery->sequence);
     // Settled, expired or forgotten before it was sent: nothing to send.
     if (it == in_flight_.end() || it->second.member != member_id ||
-        it->second.attempts != assignment.attempt) {
+        it->second.delivery_id != assignment.id) {
       continue;
     }
     bytes += assignment.delivery->event_bytes->size();
@@ -274,17 +285,20 @@ void ConsumerGroup::Tick(Clock::time_point now) {
   {
     absl::MutexLock lock(&mu_);
     if (!closed_.ok()) return;
-    while (!deadlines_.empty() && deadlines_.front().at <= now) {
-      const Deadline deadline = deadlines_.front();
-      deadlines_.pop_front();
-      auto it = in_flight_.find(deadline.sequence);
-      if (it == in_flight_.end() || it->second.member == 0 ||
-          it->second.attempts != deadline.attempt) {
-        continue;
+    // In flight is bounded by the members' max_in_flight (and what their
+    // leaving left waiting), so a scan is cheap next to a deadline queue
+    // that would keep every acked delivery until its deadline.
+    std::vector<std::uint64_t> expired;
+    for (const auto& [sequence, entry] : in_flight_) {
+      if (entry.member != 0 && entry.deadline <= now) {
+        expired.push_back(sequence);
       }
-      if (Member* holder = FindLocked(it->second.member)) --holder->held;
-      it->second.member = 0;
-      FailLocked(deadline.sequence, it->second,
+    }
+    for (std::uint64_t sequence : expired) {
+      InFlight& entry = in_flight_[sequence];
+      if (Member* holder = FindLocked(entry.member)) --holder->held;
+      entry.member = 0;
+      FailLocked(sequence, entry,
                  absl::StrCat("the ack deadline (",
                               absl::FormatDuration(settings_.ack_deadline),
                               ") passed"));
@@ -424,7 +438,6 @@ absl::Status ConsumerGroup::Seek(const hub::StartPosition& start) {
     }
     in_flight_.clear();
     redeliver_.clear();
-    deadlines_.clear();
     resubscribe_ = false;
     out_of_range_ = absl::OkStatus();
     dirty_ = true;
@@ -589,10 +602,12 @@ void ConsumerGroup::AssignLocked(const std::shared_ptr<Member>& member,
   entry.member = member->id;
   if (!Holds(entry.holders, member->id)) entry.holders.push_back(member->id);
   ++member->held;
-  member->ready.push_back(Assignment{entry.delivery, entry.attempts});
-  deadlines_.push_back(
-      Deadline{Clock::now() + absl::ToChronoNanoseconds(settings_.ack_deadline),
-               sequence, entry.attempts});
+  entry.delivery_id = next_delivery_id_++;
+  entry.deadline = deadline;
+  // Delivered again after a seek: this delivery's ack counts.
+  member->forgotten.erase(sequence);
+  member->ready.push_back(
+      Assignment{entry.delivery, entry.attempts, entry.delivery_id});
   if (member->waiting) {
     member->waiting = false;
     notify->push_back(member);
@@ -622,16 +637,21 @@ void ConsumerGroup::SettleLocked(std::uint64_t sequence) {
     floor_ = settled_.AdvanceFloor(sequence);
   } else {
     settled_.Insert(sequence);
+    floor_ = settled_.AdvanceFloor(floor_);
   }
   dirty_ = true;
 }
 
 void ConsumerGroup::PassLocked(std::uint64_t through) {
   if (through <= read_cursor_) return;
-  if (read_cursor_ == floor_) {
-    floor_ = settled_.AdvanceFloor(through);
+  // After a restart the floor may be above the read cursor (the settled set
+  // outlived the feed): what lies below the floor is settled already.
+  const std::uint64_t from = std::max(read_cursor_, floor_) + 1;
+  if (from == floor_ + 1) {
+    floor_ = settled_.AdvanceFloor(std::max(through, floor_));
   } else {
-    settled_.InsertRange(read_cursor_ + 1, through);
+    settled_.InsertRange(from, through);
+    floor_ = settled_.AdvanceFloor(floor_);
   }
   read_cursor_ = through;
   dirty_ = true;

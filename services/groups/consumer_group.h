@@ -59,6 +59,9 @@ class MemberSink {
 struct Assignment {
   std::shared_ptr<const hub::Delivery> delivery;
   std::uint32_t attempt = 0;
+  // Unique per delivery in the group, so that what a replay or a seek made
+  // stale is never taken for the delivery of now.
+  std::uint64_t id = 0;
 };
 
 // What Take() gives a member.
@@ -165,16 +168,13 @@ class ConsumerGroup {
   struct Feed;
   struct InFlight {
     std::shared_ptr<const hub::Delivery> delivery;
-    std::uint32_t attempts = 0;  // deliveries so far
-    std::uint64_t member = 0;    // the holder; 0 while waiting
+    std::uint32_t attempts = 0;     // deliveries so far
+    std::uint64_t member = 0;       // the holder; 0 while waiting
+    std::uint64_t delivery_id = 0;  // of the holder's delivery
+    Clock::time_point deadline;     // of the holder's delivery
     std::string last_error;
     // Every member it was delivered to.
     absl::InlinedVector<std::uint64_t, 2> holders;
-  };
-  struct Deadline {
-    Clock::time_point at;
-    std::uint64_t sequence;
-    std::uint32_t attempt;
   };
   using Notify = std::vector<std::shared_ptr<Member>>;
 
@@ -232,7 +232,7 @@ class ConsumerGroup {
   std::uint64_t read_cursor_ ABSL_GUARDED_BY(mu_) = 0;
   absl::btree_map<std::uint64_t, InFlight> in_flight_ ABSL_GUARDED_BY(mu_);
   std::deque<std::uint64_t> redeliver_ ABSL_GUARDED_BY(mu_);
-  std::deque<Deadline> deadlines_ ABSL_GUARDED_BY(mu_);
+  std::uint64_t next_delivery_id_ ABSL_GUARDED_BY(mu_) = 1;
   absl::btree_map<std::uint64_t, convocore::webhooks::v1::DeadLetter>
       dead_letters_ ABSL_GUARDED_BY(mu_);
   bool dirty_ ABSL_GUARDED_BY(mu_) = true;

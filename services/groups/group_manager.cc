@@ -143,6 +143,7 @@ absl::StatusOr<GroupManager::Membership> GroupManager::Join(
           !allowed.ok()) {
         return allowed;
       }
+      CanonicalizeFilter(&settings.filter);
       absl::StatusOr<std::shared_ptr<ConsumerGroup>> created =
           CreateLocked(std::move(settings), join.start);
       if (!created.ok()) return created.status();
@@ -150,11 +151,20 @@ absl::StatusOr<GroupManager::Membership> GroupManager::Join(
     }
   }
   v1::SubscribeRequest filter = group->settings().filter;
-  if (join.filter_given && !SameFilter(join.settings.filter, filter)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "consumer group \"", join.settings.name, "\" reads ",
-        DescribeFilter(filter), ", not ", DescribeFilter(join.settings.filter),
-        "; join it with its filter or none"));
+  if (join.filter_given) {
+    // Compared as the group would have been created from it: narrowed to
+    // what the caller may read.
+    v1::SubscribeRequest asked = join.settings.filter;
+    if (absl::Status allowed = authorize(&asked, true); !allowed.ok()) {
+      return allowed;
+    }
+    CanonicalizeFilter(&asked);
+    if (!SameFilter(asked, filter)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("consumer group \"", join.settings.name, "\" reads ",
+                       DescribeFilter(filter), ", not ", DescribeFilter(asked),
+                       "; join it with its filter or none"));
+    }
   }
   if (absl::Status allowed = authorize(&filter, false); !allowed.ok()) {
     return allowed;
@@ -186,6 +196,7 @@ absl::StatusOr<v1::ConsumerGroup> GroupManager::CreateGroup(
       !allowed.ok()) {
     return allowed;
   }
+  CanonicalizeFilter(&settings->filter);
   absl::MutexLock lock(&mu_);
   absl::StatusOr<std::shared_ptr<ConsumerGroup>> group =
       CreateLocked(*std::move(settings), *start);
@@ -233,21 +244,18 @@ absl::Status GroupManager::DeleteGroup(const std::string& name,
   absl::StatusOr<std::shared_ptr<ConsumerGroup>> group = Find(name, authorize);
   if (!group.ok()) return group.status();
   {
+    // Both locks across the removal: a save of this group, or a new group
+    // of the same name, cannot land between the map and the file.
     absl::MutexLock save_lock(&save_mu_);
-    {
-      absl::MutexLock lock(&mu_);
-      auto it = groups_.find(name);
-      if (it == groups_.end() || it->second != *group) return NotFound(name);
-      groups_.erase(it);
-    }
+    absl::MutexLock lock(&mu_);
+    auto it = groups_.find(name);
+    if (it == groups_.end() || it->second != *group) return NotFound(name);
     if (absl::Status removed = store_->Remove(name); !removed.ok()) {
-      // Still on disk: it would come back at the next start, so keep it.
-      absl::MutexLock lock(&mu_);
-      groups_.emplace(name, *group);
       return absl::UnavailableError(
           absl::StrCat("consumer group \"", name,
                        "\" could not be deleted: ", removed.message()));
     }
+    groups_.erase(it);
   }
   (*group)->Close(absl::NotFoundError(
       absl::StrCat("consumer group \"", name, "\" was deleted")));

@@ -35,7 +35,7 @@ struct GroupManagerOptions {
   std::size_t max_groups = 100;
   std::size_t max_members_per_group = 100;
   // How often the committer looks at deadlines when nothing wakes it.
-  absl::Duration tick = absl::Milliseconds(50);
+  absl::Duration tick = absl::Milliseconds(10);
   // The least time between two saves: a longer one makes fewer saves (and
   // fewer confirmations) under load, at the cost of ack latency.
   absl::Duration commit_interval = absl::Milliseconds(5);

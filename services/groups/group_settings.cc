@@ -30,10 +30,7 @@ absl::StatusOr<v1::SubscribeRequest> FilterOf(const Message& message) {
   filter.mutable_agent_ids()->CopyFrom(message.agent_ids());
   filter.mutable_channels()->CopyFrom(message.channels());
   filter.mutable_workspaces()->CopyFrom(message.workspaces());
-  SortUnique(filter.mutable_event_types());
-  SortUnique(filter.mutable_agent_ids());
-  SortUnique(filter.mutable_channels());
-  SortUnique(filter.mutable_workspaces());
+  CanonicalizeFilter(&filter);
   absl::StatusOr<hub::SubscribeOptions> checked =
       hub::SubscribeOptionsFromRequest(filter);
   if (!checked.ok()) return checked.status();
@@ -68,6 +65,13 @@ absl::StatusOr<std::uint32_t> MaxAttemptsOf(std::uint32_t attempts) {
 }
 
 }  // namespace
+
+void CanonicalizeFilter(v1::SubscribeRequest* filter) {
+  SortUnique(filter->mutable_event_types());
+  SortUnique(filter->mutable_agent_ids());
+  SortUnique(filter->mutable_channels());
+  SortUnique(filter->mutable_workspaces());
+}
 
 absl::Status ValidateGroupName(absl::string_view name) {
   if (name.empty()) {

@@ -72,6 +72,10 @@ absl::StatusOr<hub::StartPosition> StartPositionOf(const Message& message);
 absl::StatusOr<hub::SubscribeOptions> FeedOptions(
     const GroupSettings& settings, const hub::StartPosition& start);
 
+// Sorts and de-duplicates each of the filter's lists, as GroupSettings
+// keeps them.
+void CanonicalizeFilter(convocore::webhooks::v1::SubscribeRequest* filter);
+
 // Whether two filters (as GroupSettings::filter) select the same events.
 bool SameFilter(const convocore::webhooks::v1::SubscribeRequest& a,
                 const convocore::webhooks::v1::SubscribeRequest& b);

@@ -178,6 +178,11 @@ absl::StatusOr<std::shared_ptr<const Delivery>> Subscription::Next(bool* more) {
 
 std::uint64_t Subscription::ConsideredThrough() const {
   absl::MutexLock lock(&state_->mu);
+  // An end drops what was queued (and a cut-off scanned the event it could
+  // not queue): only what Next() returned was passed.
+  if (state_->phase == State::Phase::kEnded) {
+    return std::max(state_->last_taken, start_after_);
+  }
   if (state_->queue.empty()) return std::max(state_->scanned, start_after_);
   return state_->queue.front()->sequence - 1;
 }

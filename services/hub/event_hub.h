@@ -208,7 +208,8 @@ class Subscription {
   // Every event matching the filter with a sequence up to this one has been
   // returned by Next() (or was before the start position): a consumer that
   // keeps a position may count the non-matching ones below it as passed.
-  // Thread-safe.
+  // Once the subscription ended: the last sequence Next() returned (or the
+  // start), since an end drops what was queued. Thread-safe.
   std::uint64_t ConsideredThrough() const;
 
   // Ends the subscription and frees its queue at once; idempotent. Must not

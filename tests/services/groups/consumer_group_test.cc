@@ -24,11 +24,13 @@
 #include "services/hub/in_memory_event_store.h"
 #include "services/hub/resume_info.h"
 #include "tests/services/hub/test_events.h"
+#include "tests/support/eventually.h"
 
 namespace convocore::groups {
 namespace {
 
 namespace v1 = convocore::webhooks::v1;
+using ::convocore::testing::Eventually;
 using hub::testing::MakeEvent;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
@@ -337,6 +339,73 @@ TEST_F(ConsumerGroupTest, APositionBelowRetentionIsOutOfRangeUntilASeek) {
   const std::uint64_t a = Join(*group);
   EXPECT_THAT(Sequences(TakeEvents(*group, a, 5)),
               ElementsAre(16, 17, 18, 19, 20));
+}
+
+TEST_F(ConsumerGroupTest, ACutOffFeedWithNoMemberLosesNoEvent) {
+  group_.reset();
+  hub_.reset();
+  auto created = hub::EventHub::Create(
+      std::make_unique<hub::InMemoryEventStore>(hub::RetentionOptions{}),
+      hub::HubOptions{.subscriber_queue_limit = 8});
+  ASSERT_TRUE(created.ok());
+  hub_ = *std::move(created);
+  auto group = NewGroup(Settings("g"));
+  Publish(50);  // live, with nobody to take them: the feed is cut off
+  group->Tick(Clock::now());
+  EXPECT_EQ(group->Info().ack_floor_sequence(), 0u);
+  const std::uint64_t a = Join(*group, 100);
+  group->Tick(Clock::now());
+  std::vector<Assignment> taken = TakeEvents(*group, a, 50);
+  ASSERT_EQ(taken.size(), 50u);
+  EXPECT_EQ(taken.front().delivery->sequence, 1u);
+  EXPECT_EQ(taken.back().delivery->sequence, 50u);
+}
+
+TEST_F(ConsumerGroupTest, AfterARestartTheFloorPassesWhatTheFilterSkips) {
+  // Saved: 1 settled, 2 in flight, 3..5 acked, 6..8 passed by the filter.
+  GroupState state;
+  state.set_ack_floor_sequence(1);
+  SequenceRange* range = state.add_settled();
+  range->set_first(3);
+  range->set_last(8);
+  Publish(5, v1::EVENT_TYPE_LEAD_CAPTURED);
+  Publish(5, v1::EVENT_TYPE_MESSAGE_RECEIVED);
+  state_floor_ = 1;
+  auto group = NewGroup(Settings("g", {v1::EVENT_TYPE_LEAD_CAPTURED}), state,
+                        /*keep_floor=*/true);
+  const std::uint64_t a = Join(*group, 1);
+  EXPECT_THAT(Sequences(TakeEvents(*group, a, 1)), ElementsAre(2));
+  ASSERT_TRUE(group->Settle(a, {2}, {}).ok());
+  group->Tick(Clock::now());
+  EXPECT_EQ(group->Info().ack_floor_sequence(), 10u);
+  EXPECT_EQ(group->Info().settled_above_floor(), 0u);
+}
+
+TEST_F(ConsumerGroupTest, AfterASeekTheSameMembersAcksOfRedeliveriesCount) {
+  auto group = NewGroup(Settings("g"));
+  const std::uint64_t a = Join(*group);
+  Publish(3);
+  ASSERT_EQ(TakeEvents(*group, a, 3).size(), 3u);
+  ASSERT_TRUE(group->Seek(hub::StartPosition::AfterSequence(0)).ok());
+  std::vector<Assignment> again = TakeEvents(*group, a, 3);
+  ASSERT_THAT(Sequences(again), ElementsAre(1, 2, 3));
+  ASSERT_TRUE(group->Settle(a, {1, 2, 3}, {}).ok());
+  EXPECT_EQ(group->Info().ack_floor_sequence(), 3u);
+}
+
+TEST_F(ConsumerGroupTest, EventsNeverWrittenToALeavingMemberKeepTheirAttempt) {
+  auto group = NewGroup(Settings("g", {}, /*attempts=*/1));
+  const std::uint64_t a = Join(*group, 5);
+  Publish(5);
+  // Assigned to `a`, never taken (never written to its stream).
+  ASSERT_TRUE(
+      Eventually([&] { return group->Info().in_flight_events() == 5; }));
+  group->Leave(a);
+  EXPECT_THAT(group->DeadLetters(0, 10), IsEmpty());
+  const std::uint64_t b = Join(*group, 5);
+  std::vector<Assignment> taken = TakeEvents(*group, b, 5);
+  ASSERT_EQ(taken.size(), 5u);
+  for (const Assignment& assignment : taken) EXPECT_EQ(assignment.attempt, 1u);
 }
 
 class GroupManagerTest : public ::testing::Test {

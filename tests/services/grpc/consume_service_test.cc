@@ -80,13 +80,14 @@ class ConsumeServiceTest : public ::testing::Test {
       ASSERT_TRUE(hub_->Publish(MakeEvent(type)).ok());
   }
 
-  void UseTokens() {
+  // `extra`: more keys of the token's entry.
+  void UseTokens(const std::string& extra = "") {
     const auth::TokenDigest digest = auth::DigestOf(kCrm);
     auto tokens = auth::SubscriberTokens::Parse(absl::StrCat(
         R"({"tokens": [{"name": "crm", "sha256": ")",
         absl::BytesToHexString(absl::string_view(
             reinterpret_cast<const char*>(digest.data()), digest.size())),
-        R"(", "event_types": ["lead_captured"]}]})"));
+        R"(", "event_types": ["lead_captured"])", extra, "}]}"));
     ASSERT_TRUE(tokens.ok()) << tokens.status();
     server_->SetSubscriberTokens(
         std::make_shared<const auth::SubscriberTokens>(*std::move(tokens)));
@@ -191,6 +192,19 @@ TEST_F(ConsumeServiceTest, TokensNarrowANewGroupAndGuardAnExistingOne) {
   const grpc::Status status = stub->GetConsumerGroup(&context, get, &got);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED)
       << status.error_message();
+}
+
+TEST_F(ConsumeServiceTest, ASecondMemberWithTheSameRequestJoinsANarrowedGroup) {
+  UseTokens(R"(, "workspaces": ["acme"])");
+  v1::ConsumeRequest request = Join("leads");
+  request.add_event_types(v1::EVENT_TYPE_LEAD_CAPTURED);
+  GroupMember first(server_->port(), request, kCrm);
+  ASSERT_TRUE(first.WaitJoined());
+  // The group was created for workspace "acme" only; the same request,
+  // narrowed the same way, names the same filter.
+  GroupMember second(server_->port(), request, kCrm);
+  ASSERT_TRUE(second.WaitJoined());
+  EXPECT_FALSE(second.WaitFinished(absl::Milliseconds(200)).has_value());
 }
 
 TEST_F(ConsumeServiceTest, AMemberWhoseTokenIsRevokedIsCutOff) {

@@ -85,7 +85,8 @@ type EventStreamServiceClient interface {
 	//
 	// The first request names `consumer_group`, created on first use from that
 	// request's filter and start fields; a later request carries only acks and
-	// nacks. Errors: INVALID_ARGUMENT for a bad name or field (a later request
+	// nacks. Closing the request side ends the stream: acks sent before are
+	// applied, but their confirmations may not arrive. Errors: INVALID_ARGUMENT for a bad name or field (a later request
 	// with the first's fields, an ack or nack of a sequence never delivered to
 	// this member, a negative deadline, `max_in_flight` above 1000);
 	// FAILED_PRECONDITION when the group exists with another filter; NOT_FOUND
@@ -287,7 +288,8 @@ type EventStreamServiceServer interface {
 	//
 	// The first request names `consumer_group`, created on first use from that
 	// request's filter and start fields; a later request carries only acks and
-	// nacks. Errors: INVALID_ARGUMENT for a bad name or field (a later request
+	// nacks. Closing the request side ends the stream: acks sent before are
+	// applied, but their confirmations may not arrive. Errors: INVALID_ARGUMENT for a bad name or field (a later request
 	// with the first's fields, an ack or nack of a sequence never delivered to
 	// this member, a negative deadline, `max_in_flight` above 1000);
 	// FAILED_PRECONDITION when the group exists with another filter; NOT_FOUND
