@@ -64,8 +64,12 @@ void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
 }  // namespace
 
 ConsumerGroup::ConsumerGroup(hub::EventHub* hub, GroupSettings settings,
-                             GroupState state, std::size_t max_members)
-    : hub_(hub), settings_(std::move(settings)), max_members_(max_members) {
+                             GroupState state, std::size_t max_members,
+                             std::size_t max_dead_letters)
+    : hub_(hub),
+      settings_(std::move(settings)),
+      max_members_(max_members),
+      max_dead_letters_(max_dead_letters) {
   floor_ = state.ack_floor_sequence();
   read_cursor_ = floor_;
   for (const SequenceRange& range : state.settled()) {
@@ -412,6 +416,11 @@ v1::ConsumerGroup ConsumerGroup::Info() const {
   return info;
 }
 
+std::size_t ConsumerGroup::DeadLettersWaiting() const {
+  absl::MutexLock lock(&mu_);
+  return dead_letter_waiting_.size();
+}
+
 absl::Status ConsumerGroup::Seek(const hub::StartPosition& start) {
   absl::StatusOr<std::unique_ptr<Feed>> feed = Subscribe(start);
   if (!feed.ok()) return feed.status();
@@ -438,6 +447,7 @@ absl::Status ConsumerGroup::Seek(const hub::StartPosition& start) {
     }
     in_flight_.clear();
     redeliver_.clear();
+    dead_letter_waiting_.clear();
     resubscribe_ = false;
     out_of_range_ = absl::OkStatus();
     dirty_ = true;
@@ -499,6 +509,7 @@ std::vector<std::uint64_t> ConsumerGroup::Replay(
       replayed.push_back(sequence);
     }
     if (!replayed.empty()) dirty_ = true;
+    DrainWaitingLocked();
     DispatchLocked(&notify);
   }
   NotifyAll(notify);
@@ -513,6 +524,7 @@ std::vector<std::uint64_t> ConsumerGroup::Drop(
     if (dead_letters_.erase(sequence) > 0) dropped.push_back(sequence);
   }
   if (!dropped.empty()) dirty_ = true;
+  DrainWaitingLocked();
   return dropped;
 }
 
@@ -621,6 +633,15 @@ void ConsumerGroup::FailLocked(std::uint64_t sequence, InFlight& entry,
     redeliver_.push_back(sequence);
     return;
   }
+  if (dead_letters_.size() >= max_dead_letters_) {
+    dead_letter_waiting_.push_back(sequence);
+    return;
+  }
+  DeadLetterLocked(sequence, entry);
+}
+
+void ConsumerGroup::DeadLetterLocked(std::uint64_t sequence,
+                                     const InFlight& entry) {
   v1::DeadLetter letter;
   letter.set_sequence(sequence);
   letter.set_delivery_attempts(entry.attempts);
@@ -628,6 +649,16 @@ void ConsumerGroup::FailLocked(std::uint64_t sequence, InFlight& entry,
   SetTimestamp(absl::Now(), letter.mutable_dead_letter_time());
   dead_letters_[sequence] = std::move(letter);
   SettleLocked(sequence);
+}
+
+void ConsumerGroup::DrainWaitingLocked() {
+  while (!dead_letter_waiting_.empty() &&
+         dead_letters_.size() < max_dead_letters_) {
+    const std::uint64_t sequence = dead_letter_waiting_.front();
+    dead_letter_waiting_.pop_front();
+    auto it = in_flight_.find(sequence);
+    if (it != in_flight_.end()) DeadLetterLocked(sequence, it->second);
+  }
 }
 
 void ConsumerGroup::SettleLocked(std::uint64_t sequence) {

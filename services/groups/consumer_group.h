@@ -15,6 +15,11 @@
 // - The position (floor, settled set above it, dead letters) is what
 //   Snapshot() writes; an ack is reported back to its member as durable
 //   only after the snapshot holding it was saved (Confirm()).
+// - The dead-letter list holds at most `max_dead_letters` events, since
+//   every save writes it whole. An event that uses its last attempt while
+//   the list is full waits, undelivered and unsettled, until a drop or a
+//   replay makes room; it is never dropped. Its place below the floor keeps
+//   it across a restart (it is then delivered again, attempts from 1).
 #ifndef SERVICES_GROUPS_CONSUMER_GROUP_H_
 #define SERVICES_GROUPS_CONSUMER_GROUP_H_
 
@@ -88,7 +93,8 @@ class ConsumerGroup {
   // A group at `state`'s position (a new group: an empty state). Call
   // Start() before anything else.
   ConsumerGroup(hub::EventHub* hub, GroupSettings settings, GroupState state,
-                std::size_t max_members);
+                std::size_t max_members,
+                std::size_t max_dead_letters = kMaxDeadLetters);
   ~ConsumerGroup();  // Close()
   ConsumerGroup(const ConsumerGroup&) = delete;
   ConsumerGroup& operator=(const ConsumerGroup&) = delete;
@@ -139,6 +145,9 @@ class ConsumerGroup {
   void Confirm(Confirmations confirm, bool saved) ABSL_LOCKS_EXCLUDED(mu_);
   // The settings and state now.
   convocore::webhooks::v1::ConsumerGroup Info() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Events that used their last attempt and wait for room in the full
+  // dead-letter list (counted in Info()'s in_flight_events too).
+  std::size_t DeadLettersWaiting() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Restarts the group at `start` (see SeekConsumerGroup).
   absl::Status Seek(const hub::StartPosition& start) ABSL_LOCKS_EXCLUDED(mu_);
@@ -197,6 +206,11 @@ class ConsumerGroup {
   void FailLocked(std::uint64_t sequence, InFlight& entry, std::string reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SettleLocked(std::uint64_t sequence) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves `entry` into the dead-letter list and settles it.
+  void DeadLetterLocked(std::uint64_t sequence, const InFlight& entry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves what waits for dead-letter room into the list while it has room.
+  void DrainWaitingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Every matching event up to `through` was taken from the feed.
   void PassLocked(std::uint64_t through) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleFeedEndLocked(const absl::Status& status, Notify* notify)
@@ -216,6 +230,7 @@ class ConsumerGroup {
   hub::EventHub* const hub_;
   const GroupSettings settings_;
   const std::size_t max_members_;
+  const std::size_t max_dead_letters_;
 
   mutable absl::Mutex mu_;
   absl::Status closed_ ABSL_GUARDED_BY(mu_);
@@ -235,6 +250,9 @@ class ConsumerGroup {
   std::uint64_t next_delivery_id_ ABSL_GUARDED_BY(mu_) = 1;
   absl::btree_map<std::uint64_t, convocore::webhooks::v1::DeadLetter>
       dead_letters_ ABSL_GUARDED_BY(mu_);
+  // In in_flight_, with no holder, oldest first: waiting for dead-letter
+  // room.
+  std::deque<std::uint64_t> dead_letter_waiting_ ABSL_GUARDED_BY(mu_);
   bool dirty_ ABSL_GUARDED_BY(mu_) = true;
 
   std::vector<std::shared_ptr<Member>> members_ ABSL_GUARDED_BY(mu_);

@@ -75,7 +75,8 @@ absl::StatusOr<std::unique_ptr<GroupManager>> GroupManager::Create(
     }
     const std::uint64_t floor = state.ack_floor_sequence();
     auto group = std::make_shared<ConsumerGroup>(
-        hub, *settings, std::move(state), options.max_members_per_group);
+        hub, *settings, std::move(state), options.max_members_per_group,
+        options.max_dead_letters_per_group);
     if (absl::Status started =
             group->Start(hub::StartPosition::AfterSequence(floor), true);
         !started.ok()) {
@@ -108,8 +109,9 @@ absl::StatusOr<std::shared_ptr<ConsumerGroup>> GroupManager::CreateLocked(
                      " consumer groups; delete one first"));
   }
   settings.create_time = absl::Now();
-  auto group = std::make_shared<ConsumerGroup>(hub_, settings, GroupState(),
-                                               options_.max_members_per_group);
+  auto group = std::make_shared<ConsumerGroup>(
+      hub_, settings, GroupState(), options_.max_members_per_group,
+      options_.max_dead_letters_per_group);
   if (absl::Status started = group->Start(start, false); !started.ok()) {
     return started;
   }
@@ -367,6 +369,7 @@ GroupManagerStats GroupManager::Stats() const {
     stats.members += info.connected_members();
     stats.in_flight_events += info.in_flight_events();
     stats.dead_letters += info.dead_letter_count();
+    stats.dead_letters_waiting += group->DeadLettersWaiting();
   }
   absl::MutexLock lock(&mu_);
   stats.saves_total = saves_total_;

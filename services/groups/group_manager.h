@@ -34,6 +34,7 @@ namespace convocore::groups {
 struct GroupManagerOptions {
   std::size_t max_groups = 100;
   std::size_t max_members_per_group = 100;
+  std::size_t max_dead_letters_per_group = kMaxDeadLetters;
   // How often the committer looks at deadlines when nothing wakes it.
   absl::Duration tick = absl::Milliseconds(10);
   // The least time between two saves: a longer one makes fewer saves (and
@@ -46,6 +47,9 @@ struct GroupManagerStats {
   std::uint64_t members = 0;
   std::uint64_t in_flight_events = 0;
   std::uint64_t dead_letters = 0;
+  // Events past their last attempt that wait for room in a full
+  // dead-letter list.
+  std::uint64_t dead_letters_waiting = 0;
   std::uint64_t saves_total = 0;
   std::uint64_t save_failures_total = 0;
 };

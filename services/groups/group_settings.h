@@ -24,6 +24,9 @@ inline constexpr std::uint32_t kMaxDeliveryAttempts = 100;
 inline constexpr std::uint32_t kDefaultMaxInFlight = 100;
 inline constexpr std::uint32_t kMaxInFlight = 1000;
 inline constexpr std::size_t kMaxErrorBytes = 1024;
+// Per group: with errors of up to kMaxErrorBytes, at most about 10 MiB of
+// saved state.
+inline constexpr std::size_t kMaxDeadLetters = 10'000;
 
 struct GroupSettings {
   std::string name;

@@ -101,11 +101,11 @@ class ConsumerGroupTest : public ::testing::Test {
     }
   }
 
-  std::unique_ptr<ConsumerGroup> NewGroup(GroupSettings settings,
-                                          GroupState state = {},
-                                          bool keep_floor = false) {
-    auto group = std::make_unique<ConsumerGroup>(hub_.get(), settings,
-                                                 std::move(state), 10);
+  std::unique_ptr<ConsumerGroup> NewGroup(
+      GroupSettings settings, GroupState state = {}, bool keep_floor = false,
+      std::size_t max_dead_letters = kMaxDeadLetters) {
+    auto group = std::make_unique<ConsumerGroup>(
+        hub_.get(), settings, std::move(state), 10, max_dead_letters);
     const absl::Status started =
         keep_floor ? group->Start(
                          hub::StartPosition::AfterSequence(state_floor_), true)
@@ -228,6 +228,33 @@ TEST_F(ConsumerGroupTest, NacksRedeliverUntilTheLastAttemptThenDeadLetter) {
   ASSERT_TRUE(group->Settle(a, {1}, {}).ok());
   EXPECT_EQ(group->Info().ack_floor_sequence(), 2u);
   EXPECT_THAT(group->DeadLetters(0, 10), IsEmpty());
+}
+
+TEST_F(ConsumerGroupTest, AFullDeadLetterListHoldsTheNextUntilThereIsRoom) {
+  auto group = NewGroup(Settings("g", {}, /*attempts=*/1), {}, false,
+                        /*max_dead_letters=*/1);
+  const std::uint64_t a = Join(*group);
+  Publish(3);
+  ASSERT_THAT(Sequences(TakeEvents(*group, a, 3)), ElementsAre(1, 2, 3));
+  ASSERT_TRUE(group->Settle(a, {3}, {{1, "first"}, {2, "second"}}).ok());
+
+  // 2 used its last attempt with the list full: neither delivered again nor
+  // settled, so the floor stays below it and a saved position keeps it.
+  EXPECT_THAT(Sequences(TakeEvents(*group, a, 1, absl::Milliseconds(50))),
+              IsEmpty());
+  ASSERT_EQ(group->DeadLetters(0, 10).size(), 1u);
+  EXPECT_EQ(group->DeadLettersWaiting(), 1u);
+  EXPECT_EQ(group->Info().ack_floor_sequence(), 1u);
+  EXPECT_EQ(group->Info().in_flight_events(), 1u);
+
+  // Dropping 1 makes room: 2 moves into the list with its error.
+  EXPECT_THAT(group->Drop({1}), ElementsAre(1));
+  std::vector<v1::DeadLetter> letters = group->DeadLetters(0, 10);
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].sequence(), 2u);
+  EXPECT_EQ(letters[0].last_error(), "second");
+  EXPECT_EQ(group->DeadLettersWaiting(), 0u);
+  EXPECT_EQ(group->Info().ack_floor_sequence(), 3u);
 }
 
 TEST_F(ConsumerGroupTest, AnEventPastItsDeadlineGoesToAnotherMember) {
