@@ -35,6 +35,7 @@
 #include "services/groups/group_state_files.h"
 #include "services/grpc/grpc_server.h"
 #include "services/hub/event_hub.h"
+#include "services/jetstream/jetstream_groups.h"
 
 namespace convocore::app {
 namespace {
@@ -131,9 +132,9 @@ struct FieldMetric {
   std::uint64_t Figures::*field;
 };
 
-template <typename Figures, std::size_t N, typename Read>
+template <typename Figures, typename Read>
 void RegisterFields(metrics::Registry& registry,
-                    const FieldMetric<Figures> (&entries)[N], Read read) {
+                    absl::Span<const FieldMetric<Figures>> entries, Read read) {
   for (const FieldMetric<Figures>& entry : entries) {
     auto value = [read, field = entry.field] {
       return static_cast<double>(read().*field);
@@ -144,6 +145,13 @@ void RegisterFields(metrics::Registry& registry,
       registry.AddCallbackGauge(entry.name, entry.help, value);
     }
   }
+}
+
+template <typename Figures, std::size_t N, typename Read>
+void RegisterFields(metrics::Registry& registry,
+                    const FieldMetric<Figures> (&entries)[N], Read read) {
+  RegisterFields(registry, absl::Span<const FieldMetric<Figures>>(entries),
+                 read);
 }
 
 // Subscription and retention figures, read from the hub at scrape time.
@@ -188,33 +196,38 @@ void RegisterHubMetrics(metrics::Registry& registry, hub::EventHub* hub) {
 }
 
 // Consumer group figures, read at scrape time.
+// The local engine's figures; with JetStream only the first three, this
+// replica's (JetStream keeps the rest: GetConsumerGroup).
 void RegisterGroupMetrics(metrics::Registry& registry,
-                          groups::GroupManager* groups) {
-  using Entry = FieldMetric<groups::GroupManagerStats>;
+                          groups::GroupService* groups, bool local) {
+  using Entry = FieldMetric<groups::GroupServiceStats>;
   static constexpr Entry kEntries[] = {
       {"gateway_consumer_groups", "Consumer groups.", false,
-       &groups::GroupManagerStats::groups},
+       &groups::GroupServiceStats::groups},
       {"gateway_consumer_group_members",
        "Consume streams joined to a group now.", false,
-       &groups::GroupManagerStats::members},
+       &groups::GroupServiceStats::members},
       {"gateway_consumer_group_in_flight_events",
        "Events delivered to groups and not yet settled.", false,
-       &groups::GroupManagerStats::in_flight_events},
+       &groups::GroupServiceStats::in_flight_events},
       {"gateway_consumer_group_dead_letters",
        "Events in the groups' dead-letter lists.", false,
-       &groups::GroupManagerStats::dead_letters},
+       &groups::GroupServiceStats::dead_letters},
       {"gateway_consumer_group_dead_letters_waiting",
        "Events past their last attempt waiting for room in a full "
        "dead-letter list (drop or replay dead letters to make room).",
-       false, &groups::GroupManagerStats::dead_letters_waiting},
+       false, &groups::GroupServiceStats::dead_letters_waiting},
       {"gateway_consumer_group_saves_total",
        "Saves of a changed group position (each makes its acks durable).", true,
-       &groups::GroupManagerStats::saves_total},
+       &groups::GroupServiceStats::saves_total},
       {"gateway_consumer_group_save_failures_total",
        "Saves of a group position that failed (its acks wait for the next).",
-       true, &groups::GroupManagerStats::save_failures_total},
+       true, &groups::GroupServiceStats::save_failures_total},
   };
-  RegisterFields(registry, kEntries, [groups] { return groups->Stats(); });
+  RegisterFields(registry,
+                 local ? absl::Span<const Entry>(kEntries)
+                       : absl::Span<const Entry>(kEntries, 3),
+                 [groups] { return groups->Stats(); });
 }
 
 // The JetStream store's figures, read at scrape time.
@@ -366,8 +379,8 @@ struct Gateway::Parts {
   std::unique_ptr<gateway::Translator> translator;
   std::unique_ptr<gateway::Deduplicator> deduplicator;
   std::unique_ptr<hub::EventHub> hub;
-  // Null with the JetStream store (see the README).
-  std::unique_ptr<groups::GroupManager> groups;
+  // Goes before the hub: with JetStream it uses the store the hub owns.
+  std::unique_ptr<groups::GroupService> groups;
   std::unique_ptr<ingest::EventSink> sink;
   std::unique_ptr<ingest::IngestPipeline> pipeline;
   std::unique_ptr<Backend> backend;
@@ -545,6 +558,15 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
     }
     p.sink = std::make_unique<ingest::JetStreamSink>(
         js, options.jetstream.stream.subject_prefix);
+    absl::StatusOr<std::unique_ptr<jetstream::JetStreamGroups>> groups =
+        jetstream::JetStreamGroups::Open(js);
+    if (!groups.ok()) {
+      return absl::Status(groups.status().code(),
+                          absl::StrCat("cannot serve consumer groups: ",
+                                       groups.status().message()));
+    }
+    p.groups = *std::move(groups);
+    RegisterGroupMetrics(p.registry, p.groups.get(), false);
   } else {
     p.sink = std::make_unique<ingest::HubSink>(p.hub.get());
     absl::StatusOr<std::unique_ptr<groups::GroupStateStore>> group_states =
@@ -561,7 +583,7 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(
                                        manager.status().message()));
     }
     p.groups = *std::move(manager);
-    RegisterGroupMetrics(p.registry, p.groups.get());
+    RegisterGroupMetrics(p.registry, p.groups.get(), true);
   }
   p.pipeline = std::make_unique<ingest::IngestPipeline>(
       p.translator.get(), p.deduplicator.get(), p.sink.get(),

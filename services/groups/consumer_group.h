@@ -41,6 +41,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "convocore/webhooks/v1/event_stream_service.pb.h"
+#include "services/groups/group_service.h"
 #include "services/groups/group_settings.h"
 #include "services/groups/group_state.pb.h"
 #include "services/groups/sequence_set.h"
@@ -48,54 +49,19 @@
 
 namespace convocore::groups {
 
-using Clock = std::chrono::steady_clock;
-
-// Implemented by a member's transport (the gRPC reactor).
-class MemberSink {
- public:
-  virtual ~MemberSink() = default;
-  // Take() has something since it last returned nothing. Called with no
-  // group lock held, possibly on a hub thread: must not block; may call
-  // Take(). Never called once Leave() has returned.
-  virtual void OnReady() = 0;
-};
-
-// An event handed to a member.
-struct Assignment {
-  std::shared_ptr<const hub::Delivery> delivery;
-  std::uint32_t attempt = 0;
-  // Unique per delivery in the group, so that what a replay or a seek made
-  // stale is never taken for the delivery of now.
-  std::uint64_t id = 0;
-};
-
-// What Take() gives a member.
-struct MemberBatch {
-  std::vector<Assignment> events;
-  // This member's acks that are now durable.
-  std::vector<std::uint64_t> acknowledged;
-  // Not OK: the member's stream ends with it; nothing else is set.
-  absl::Status end;
-};
-
-struct NackRequest {
-  std::uint64_t sequence = 0;
-  std::string error;
-};
-
 // Acks to report as durable once a snapshot is saved, per member.
 using Confirmations =
     std::vector<std::pair<std::uint64_t, std::vector<std::uint64_t>>>;
 
 // Thread-safe.
-class ConsumerGroup {
+class ConsumerGroup final : public GroupHandle {
  public:
   // A group at `state`'s position (a new group: an empty state). Call
   // Start() before anything else.
   ConsumerGroup(hub::EventHub* hub, GroupSettings settings, GroupState state,
                 std::size_t max_members,
                 std::size_t max_dead_letters = kMaxDeadLetters);
-  ~ConsumerGroup();  // Close()
+  ~ConsumerGroup() override;  // Close()
   ConsumerGroup(const ConsumerGroup&) = delete;
   ConsumerGroup& operator=(const ConsumerGroup&) = delete;
 
@@ -107,28 +73,20 @@ class ConsumerGroup {
   // until a Seek().
   absl::Status Start(const hub::StartPosition& start, bool keep_floor);
 
-  const GroupSettings& settings() const { return settings_; }
+  const GroupSettings& settings() const override { return settings_; }
 
   // Adds a member that holds at most `max_in_flight` events; its id.
   // OUT_OF_RANGE (position below retention), NOT_FOUND (deleted),
   // UNAVAILABLE (closed), RESOURCE_EXHAUSTED (too many members).
   absl::StatusOr<std::uint64_t> Join(std::uint32_t max_in_flight,
                                      MemberSink* sink) ABSL_LOCKS_EXCLUDED(mu_);
-  // Removes the member; what it held is redelivered (or dead-lettered when
-  // that was its last attempt). Its sink is not called once this returns.
-  void Leave(std::uint64_t member) ABSL_LOCKS_EXCLUDED(mu_);
-
-  // Up to `max_events` events for `member` (fewer once they hold
-  // `max_bytes`; always one when one is there) and its confirmed acks, or
-  // its end. False when there is nothing: OnReady() follows when there is.
+  // GroupHandle.
+  void Leave(std::uint64_t member) override ABSL_LOCKS_EXCLUDED(mu_);
   bool Take(std::uint64_t member, std::size_t max_events, std::size_t max_bytes,
-            MemberBatch* out) ABSL_LOCKS_EXCLUDED(mu_);
-
-  // Acks and nacks of `member`. INVALID_ARGUMENT naming the first sequence
-  // that was never delivered to it (those before it are applied).
+            MemberBatch* out) override ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Settle(std::uint64_t member,
                       absl::Span<const std::uint64_t> acks,
-                      absl::Span<const NackRequest> nacks)
+                      absl::Span<const NackRequest> nacks) override
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Periodic work: redelivers what passed its deadline, moves the position

@@ -18,36 +18,6 @@ absl::Status NotFound(const std::string& name) {
       absl::StrCat("consumer group \"", name, "\" does not exist"));
 }
 
-// The filter's values as a message names them, for errors.
-std::string DescribeFilter(const v1::SubscribeRequest& filter) {
-  std::vector<std::string> parts;
-  if (filter.event_types_size() > 0) {
-    std::vector<std::string> types;
-    for (int type : filter.event_types()) {
-      types.push_back(v1::EventType_Name(static_cast<v1::EventType>(type)));
-    }
-    parts.push_back(
-        absl::StrCat("event_types [", absl::StrJoin(types, ", "), "]"));
-  }
-  if (filter.agent_ids_size() > 0) {
-    parts.push_back(absl::StrCat("agent_ids [",
-                                 absl::StrJoin(filter.agent_ids(), ", "), "]"));
-  }
-  if (filter.channels_size() > 0) {
-    std::vector<std::string> channels;
-    for (int channel : filter.channels()) {
-      channels.push_back(v1::Channel_Name(static_cast<v1::Channel>(channel)));
-    }
-    parts.push_back(
-        absl::StrCat("channels [", absl::StrJoin(channels, ", "), "]"));
-  }
-  if (filter.workspaces_size() > 0) {
-    parts.push_back(absl::StrCat(
-        "workspaces [", absl::StrJoin(filter.workspaces(), ", "), "]"));
-  }
-  return parts.empty() ? "every event" : absl::StrJoin(parts, ", ");
-}
-
 }  // namespace
 
 GroupManager::GroupManager(hub::EventHub* hub,
@@ -130,7 +100,7 @@ absl::StatusOr<std::shared_ptr<ConsumerGroup>> GroupManager::CreateLocked(
   return group;
 }
 
-absl::StatusOr<GroupManager::Membership> GroupManager::Join(
+absl::StatusOr<Membership> GroupManager::Join(
     const JoinRequest& join, const GroupAuthorizer& authorize,
     MemberSink* sink) {
   std::shared_ptr<ConsumerGroup> group;
@@ -152,23 +122,8 @@ absl::StatusOr<GroupManager::Membership> GroupManager::Join(
       group = *std::move(created);
     }
   }
-  v1::SubscribeRequest filter = group->settings().filter;
-  if (join.filter_given) {
-    // Compared as the group would have been created from it: narrowed to
-    // what the caller may read.
-    v1::SubscribeRequest asked = join.settings.filter;
-    if (absl::Status allowed = authorize(&asked, true); !allowed.ok()) {
-      return allowed;
-    }
-    CanonicalizeFilter(&asked);
-    if (!SameFilter(asked, filter)) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("consumer group \"", join.settings.name, "\" reads ",
-                       DescribeFilter(filter), ", not ", DescribeFilter(asked),
-                       "; join it with its filter or none"));
-    }
-  }
-  if (absl::Status allowed = authorize(&filter, false); !allowed.ok()) {
+  if (absl::Status allowed = CheckJoin(join, group->settings(), authorize);
+      !allowed.ok()) {
     return allowed;
   }
   absl::StatusOr<std::uint64_t> member = group->Join(join.max_in_flight, sink);
@@ -230,7 +185,7 @@ absl::StatusOr<v1::ConsumerGroup> GroupManager::GetGroup(
   return (*group)->Info();
 }
 
-std::vector<v1::ConsumerGroup> GroupManager::ListGroups(
+absl::StatusOr<std::vector<v1::ConsumerGroup>> GroupManager::ListGroups(
     const GroupAuthorizer& authorize) {
   std::vector<v1::ConsumerGroup> list;
   for (const std::shared_ptr<ConsumerGroup>& group : Groups()) {
@@ -361,8 +316,8 @@ absl::StatusOr<v1::DropDeadLettersResponse> GroupManager::DropDeadLetters(
   return response;
 }
 
-GroupManagerStats GroupManager::Stats() const {
-  GroupManagerStats stats;
+GroupServiceStats GroupManager::Stats() const {
+  GroupServiceStats stats;
   for (const std::shared_ptr<ConsumerGroup>& group : Groups()) {
     const v1::ConsumerGroup info = group->Info();
     ++stats.groups;

@@ -26,6 +26,7 @@
 #include "absl/types/span.h"
 #include "convocore/webhooks/v1/event_stream_service.pb.h"
 #include "services/groups/consumer_group.h"
+#include "services/groups/group_service.h"
 #include "services/groups/group_state_store.h"
 #include "services/hub/event_hub.h"
 
@@ -42,85 +43,61 @@ struct GroupManagerOptions {
   absl::Duration commit_interval = absl::Milliseconds(5);
 };
 
-struct GroupManagerStats {
-  std::uint64_t groups = 0;
-  std::uint64_t members = 0;
-  std::uint64_t in_flight_events = 0;
-  std::uint64_t dead_letters = 0;
-  // Events past their last attempt that wait for room in a full
-  // dead-letter list.
-  std::uint64_t dead_letters_waiting = 0;
-  std::uint64_t saves_total = 0;
-  std::uint64_t save_failures_total = 0;
-};
+using GroupManagerStats = GroupServiceStats;
 
-// What a caller may do with a group whose filter is `filter`: when
-// `creating`, narrows it to what the caller may read (an empty type list
-// becomes the caller's types) or refuses; otherwise only checks. Returns
-// PERMISSION_DENIED (or UNAUTHENTICATED) to refuse.
-using GroupAuthorizer = std::function<absl::Status(
-    convocore::webhooks::v1::SubscribeRequest* filter, bool creating)>;
-
-// Thread-safe.
-class GroupManager {
+// The local engine behind the disk and memory stores. Thread-safe.
+class GroupManager final : public GroupService {
  public:
   // Loads every saved group and resumes it after its floor; starts the
   // committer. An error names a state that could not be read or resumed.
   static absl::StatusOr<std::unique_ptr<GroupManager>> Create(
       hub::EventHub* hub, std::unique_ptr<GroupStateStore> store,
       GroupManagerOptions options = {});
-  ~GroupManager();  // Shutdown()
+  ~GroupManager() override;  // Shutdown()
 
-  struct Membership {
-    std::shared_ptr<ConsumerGroup> group;
-    std::uint64_t member = 0;
-  };
-
-  // Joins (creating on first use) the group `join` names; see the Consume
-  // RPC for the errors.
+  // GroupService. Settle() wakes the committer.
   absl::StatusOr<Membership> Join(const JoinRequest& join,
                                   const GroupAuthorizer& authorize,
-                                  MemberSink* sink) ABSL_LOCKS_EXCLUDED(mu_);
-  // A member's acks and nacks (ConsumerGroup::Settle()); wakes the committer.
+                                  MemberSink* sink) override
+      ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Settle(const Membership& membership,
                       absl::Span<const std::uint64_t> acks,
-                      absl::Span<const NackRequest> nacks);
-
-  // The unary RPCs; NOT_FOUND for an unknown group.
+                      absl::Span<const NackRequest> nacks) override;
   absl::StatusOr<convocore::webhooks::v1::ConsumerGroup> CreateGroup(
       const convocore::webhooks::v1::CreateConsumerGroupRequest& request,
-      const GroupAuthorizer& authorize) ABSL_LOCKS_EXCLUDED(mu_);
+      const GroupAuthorizer& authorize) override ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<convocore::webhooks::v1::ConsumerGroup> GetGroup(
-      const std::string& name, const GroupAuthorizer& authorize)
+      const std::string& name, const GroupAuthorizer& authorize) override
       ABSL_LOCKS_EXCLUDED(mu_);
-  std::vector<convocore::webhooks::v1::ConsumerGroup> ListGroups(
-      const GroupAuthorizer& authorize) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<std::vector<convocore::webhooks::v1::ConsumerGroup>>
+  ListGroups(const GroupAuthorizer& authorize) override
+      ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status DeleteGroup(const std::string& name,
-                           const GroupAuthorizer& authorize)
+                           const GroupAuthorizer& authorize) override
       ABSL_LOCKS_EXCLUDED(save_mu_, mu_);
   absl::StatusOr<convocore::webhooks::v1::ConsumerGroup> SeekGroup(
       const convocore::webhooks::v1::SeekConsumerGroupRequest& request,
-      const GroupAuthorizer& authorize) ABSL_LOCKS_EXCLUDED(mu_);
+      const GroupAuthorizer& authorize) override ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<convocore::webhooks::v1::ListDeadLettersResponse>
   ListDeadLetters(
       const convocore::webhooks::v1::ListDeadLettersRequest& request,
-      const GroupAuthorizer& authorize) ABSL_LOCKS_EXCLUDED(mu_);
+      const GroupAuthorizer& authorize) override ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<convocore::webhooks::v1::ReplayDeadLettersResponse>
   ReplayDeadLetters(
       const convocore::webhooks::v1::ReplayDeadLettersRequest& request,
-      const GroupAuthorizer& authorize) ABSL_LOCKS_EXCLUDED(mu_);
+      const GroupAuthorizer& authorize) override ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<convocore::webhooks::v1::DropDeadLettersResponse>
   DropDeadLetters(
       const convocore::webhooks::v1::DropDeadLettersRequest& request,
-      const GroupAuthorizer& authorize) ABSL_LOCKS_EXCLUDED(mu_);
+      const GroupAuthorizer& authorize) override ABSL_LOCKS_EXCLUDED(mu_);
 
-  GroupManagerStats Stats() const ABSL_LOCKS_EXCLUDED(mu_);
+  GroupServiceStats Stats() const override ABSL_LOCKS_EXCLUDED(mu_);
   // OK unless the last save failed (readiness).
-  absl::Status Health() const ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Health() const override ABSL_LOCKS_EXCLUDED(mu_);
 
   // Stops the committer, saves every changed position, and ends every
   // member with UNAVAILABLE. Idempotent.
-  void Shutdown() ABSL_LOCKS_EXCLUDED(save_mu_, mu_);
+  void Shutdown() override ABSL_LOCKS_EXCLUDED(save_mu_, mu_);
 
  private:
   GroupManager(hub::EventHub* hub, std::unique_ptr<GroupStateStore> store,

@@ -1,5 +1,5 @@
 // EventStreamServiceImpl's consumer group RPCs: the Consume reactor and the
-// unary group methods, thin adapters over groups::GroupManager.
+// unary group methods, thin adapters over groups::GroupService.
 #include <grpc/slice.h>
 
 #include <cstdint>
@@ -264,7 +264,7 @@ class EventStreamServiceImpl::ConsumeReactor final
           "the first ConsumeRequest cannot ack or nack: nothing was delivered "
           "on this stream yet");
     }
-    absl::StatusOr<groups::GroupManager::Membership> membership =
+    absl::StatusOr<groups::Membership> membership =
         service_->groups_->Join(*join, *access, this);
     if (!membership.ok()) return membership.status();
     membership_ = *std::move(membership);
@@ -352,7 +352,7 @@ class EventStreamServiceImpl::ConsumeReactor final
   std::shared_ptr<const auth::SubscriberTokens> tokens_;
   // Read and written only on the read callback (one at a time) until
   // joined_ is set under mu_; read-only afterwards, until OnDone.
-  std::optional<groups::GroupManager::Membership> membership_;
+  std::optional<groups::Membership> membership_;
   std::size_t max_in_flight_ = 0;
   grpc::ByteBuffer request_;
 
@@ -452,14 +452,16 @@ grpc::ServerUnaryReactor* EventStreamServiceImpl::ListConsumerGroups(
     grpc::CallbackServerContext* context,
     const v1::ListConsumerGroupsRequest* /*request*/,
     v1::ListConsumerGroupsResponse* response) {
-  return GroupCall(
-      context, GroupAccess(*context),
-      [&](const groups::GroupAuthorizer& access) {
-        for (v1::ConsumerGroup& group : groups_->ListGroups(access)) {
-          *response->add_consumer_groups() = std::move(group);
-        }
-        return absl::OkStatus();
-      });
+  return GroupCall(context, GroupAccess(*context),
+                   [&](const groups::GroupAuthorizer& access) {
+                     absl::StatusOr<std::vector<v1::ConsumerGroup>> list =
+                         groups_->ListGroups(access);
+                     if (!list.ok()) return list.status();
+                     for (v1::ConsumerGroup& group : *list) {
+                       *response->add_consumer_groups() = std::move(group);
+                     }
+                     return absl::OkStatus();
+                   });
 }
 
 grpc::ServerUnaryReactor* EventStreamServiceImpl::DeleteConsumerGroup(

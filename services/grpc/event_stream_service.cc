@@ -354,7 +354,7 @@ class EventStreamServiceImpl::SubscribeReactor final
 };
 
 EventStreamServiceImpl::EventStreamServiceImpl(hub::EventHub* hub,
-                                               groups::GroupManager* groups)
+                                               groups::GroupService* groups)
     : hub_(hub), groups_(groups) {}
 
 EventStreamServiceImpl::~EventStreamServiceImpl() {

@@ -22,7 +22,7 @@
 // narrowed ends, with where to resume.
 //
 // Consumer groups (Consume and the group RPCs) are served by a
-// groups::GroupManager: one ServerBidiReactor per Consume stream, a member
+// groups::GroupService: one ServerBidiReactor per Consume stream, a member
 // of its group, writing what the group hands it (one write in flight) and
 // reading acks as they come. Without a manager every group RPC is
 // FAILED_PRECONDITION. A group's token check is the filter's: creating a
@@ -43,7 +43,7 @@
 #include "absl/synchronization/mutex.h"
 #include "convocore/webhooks/v1/event_stream_service.grpc.pb.h"
 #include "services/auth/subscriber_tokens.h"
-#include "services/groups/group_manager.h"
+#include "services/groups/group_service.h"
 #include "services/hub/event_hub.h"
 
 namespace convocore::grpc_service {
@@ -68,7 +68,7 @@ class EventStreamServiceImpl final : public internal::EventStreamCallbackBase {
  public:
   // `hub` and `groups` (null: no consumer groups) must outlive the service.
   explicit EventStreamServiceImpl(hub::EventHub* hub,
-                                  groups::GroupManager* groups = nullptr);
+                                  groups::GroupService* groups = nullptr);
   // Ends every stream and waits for all reactors (StartShutdown(), then
   // WaitForReactors()).
   ~EventStreamServiceImpl() override;
@@ -160,7 +160,7 @@ class EventStreamServiceImpl final : public internal::EventStreamCallbackBase {
       const grpc::CallbackServerContext& context) const;
 
   hub::EventHub* const hub_;
-  groups::GroupManager* const groups_;
+  groups::GroupService* const groups_;
 
   // Lock order: mu_, then a reactor's mutex.
   mutable absl::Mutex mu_;

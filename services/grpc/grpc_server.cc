@@ -132,7 +132,7 @@ class WithoutReflection final : public grpc::ServerBuilderOption {
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     const GrpcServerOptions& options, hub::EventHub* hub,
-    groups::GroupManager* groups) {
+    groups::GroupService* groups) {
   if (hub == nullptr) return absl::InvalidArgumentError("no event hub");
   if (options.heartbeat_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
@@ -195,7 +195,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   return server;
 }
 
-GrpcServer::GrpcServer(hub::EventHub* hub, groups::GroupManager* groups,
+GrpcServer::GrpcServer(hub::EventHub* hub, groups::GroupService* groups,
                        absl::Duration tick, int heartbeat_ticks)
     : hub_(hub),
       tick_(tick),

@@ -69,7 +69,7 @@ class GrpcServer {
   // PEM certificate or key, or the key is not the certificate's.
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(
       const GrpcServerOptions& options, hub::EventHub* hub,
-      groups::GroupManager* groups = nullptr);
+      groups::GroupService* groups = nullptr);
   // Shutdown(absl::Seconds(5)) unless already shut down.
   ~GrpcServer();
 
@@ -95,7 +95,7 @@ class GrpcServer {
   }
 
  private:
-  GrpcServer(hub::EventHub* hub, groups::GroupManager* groups,
+  GrpcServer(hub::EventHub* hub, groups::GroupService* groups,
              absl::Duration tick, int heartbeat_ticks);
   void TimerLoop() ABSL_LOCKS_EXCLUDED(mu_);
   void RefreshHealth() ABSL_LOCKS_EXCLUDED(mu_);

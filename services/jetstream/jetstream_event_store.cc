@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "convocore/webhooks/v1/events.pb.h"
 #include "services/hub/event_filter.h"
+#include "services/jetstream/nats_calls.h"
 
 namespace convocore::jetstream {
 
@@ -80,29 +81,10 @@ std::string NoQuorumReason(const jsClusterInfo* cluster) {
                       replicas, " replicas, short of a majority");
 }
 
-std::int64_t Millis(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
-std::int64_t Nanos(absl::Duration d) { return absl::ToInt64Nanoseconds(d); }
-
-// What went wrong in a NATS call, with cnats' own words.
-absl::Status NatsError(absl::string_view what, natsStatus status,
-                       jsErrCode js_error = static_cast<jsErrCode>(0)) {
-  std::string text = absl::StrCat(what, ": ", natsStatus_GetText(status));
-  natsStatus last = NATS_OK;
-  const char* detail = nats_GetLastError(&last);
-  if (detail != nullptr && *detail != '\0' && last == status) {
-    absl::StrAppend(&text, " (", detail, ")");
-  }
-  if (js_error != 0)
-    absl::StrAppend(&text, " [JetStream error ", js_error, "]");
-  return absl::UnavailableError(text);
-}
-
-jsOptions ApiOptions(absl::Duration wait) {
-  jsOptions options;
-  jsOptions_Init(&options);
-  options.Wait = Millis(wait);
-  return options;
-}
+using internal::ApiOptions;
+using internal::Millis;
+using internal::Nanos;
+using internal::NatsError;
 
 StreamSettings SettingsOf(const jsStreamConfig& config) {
   StreamSettings settings;

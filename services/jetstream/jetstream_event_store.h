@@ -108,6 +108,8 @@ struct JetStreamCounters {
   std::uint64_t read_sequence = 0;         // the newest this gateway has read
 };
 
+class JetStreamGroups;
+
 class JetStreamEventStore final : public hub::EventStore {
  public:
   // Connects, then creates the stream or checks the existing one
@@ -202,6 +204,8 @@ class JetStreamEventStore final : public hub::EventStore {
   void HandleMessage(__natsMsg* msg) ABSL_LOCKS_EXCLUDED(read_mu_);
   void CountConnectionEvent(bool reconnected) ABSL_LOCKS_EXCLUDED(state_mu_);
   friend struct Callbacks;
+  // Consumer groups share the store's connection and stream.
+  friend class JetStreamGroups;
 
   const JetStreamOptions options_;
   hub::InMemoryEventStore window_;

@@ -58,7 +58,7 @@ GroupSettings Settings(const std::string& name,
 }
 
 // Everything Take() gives `member` within `timeout`, until `want` events.
-std::vector<Assignment> TakeEvents(ConsumerGroup& group, std::uint64_t member,
+std::vector<Assignment> TakeEvents(GroupHandle& group, std::uint64_t member,
                                    std::size_t want,
                                    absl::Duration timeout = absl::Seconds(5)) {
   std::vector<Assignment> events;
@@ -575,7 +575,7 @@ TEST_F(GroupManagerTest, ErrorsNameWhatIsWrong) {
   ASSERT_TRUE(created->group->Take(created->member, 10, 1 << 20, &batch));
   EXPECT_EQ(batch.end.code(), absl::StatusCode::kNotFound) << batch.end;
   created->group->Leave(created->member);
-  EXPECT_THAT(manager_->ListGroups(&AllowAll), IsEmpty());
+  EXPECT_THAT(manager_->ListGroups(&AllowAll).value(), IsEmpty());
 }
 
 }  // namespace
