@@ -69,7 +69,6 @@ GroupNames NamesFor(absl::string_view stream, absl::string_view group) {
       .replay_consumer = absl::StrCat(kReplayConsumerPrefix, token),
       .replay_subject = absl::StrCat(stream, "_replay.", token),
       .dead_letter_prefix = absl::StrCat("dl.", token, "."),
-      .error_prefix = absl::StrCat("err.", token, "."),
   };
 }
 

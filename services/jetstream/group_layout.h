@@ -37,7 +37,6 @@ struct GroupNames {
   std::string replay_consumer;     // on ReplayStreamName(stream)
   std::string replay_subject;      // what that consumer reads
   std::string dead_letter_prefix;  // KV keys of its dead letters
-  std::string error_prefix;        // KV keys of its last nack errors
 };
 GroupNames NamesFor(absl::string_view stream, absl::string_view group);
 

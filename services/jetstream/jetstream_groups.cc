@@ -92,7 +92,10 @@ class JetStreamGroups::Group final : public groups::GroupHandle {
     auto member = std::make_shared<Member>();
     member->id = next_member_id_++;
     member->max_in_flight = max_in_flight;
-    member->sink = sink;
+    {
+      absl::MutexLock sink_lock(&member->sink_mu);  // not shared yet
+      member->sink = sink;
+    }
     member->self = member;
     members_.push_back(member);
     return member->id;

@@ -48,7 +48,6 @@ TEST(GroupLayoutTest, NamesOfAGroup) {
   EXPECT_EQ(names.replay_consumer, "cgr_crm_dleads");
   EXPECT_EQ(names.replay_subject, "EVENTS_replay.crm_dleads");
   EXPECT_EQ(names.dead_letter_prefix, "dl.crm_dleads.");
-  EXPECT_EQ(names.error_prefix, "err.crm_dleads.");
   EXPECT_EQ(ReplayStreamName("EVENTS"), "EVENTS_REPLAY");
   EXPECT_EQ(ReplayStreamSubjects("EVENTS"), "EVENTS_replay.>");
   EXPECT_EQ(GroupsBucketName("EVENTS"), "EVENTS_GROUPS");
