@@ -133,8 +133,9 @@ class EventStreamServiceServicer:
         - An ack is durable once a ConsumeResponse lists its sequence in
         `acknowledged_sequences`: after any crash of the gateway that event is
         not delivered again. An event whose ack was not yet confirmed may be
-        delivered once more after a crash; so may events in flight. The
-        delivery attempt count restarts at 1 after a gateway restart.
+        delivered once more after a crash; so may events in flight. With a
+        local store the delivery attempt count restarts at 1 after a gateway
+        restart; with JetStream it is JetStream's count and is kept.
         - A group whose position falls below the store's retention is not moved
         on silently: Consume ends, and later starts, with OUT_OF_RANGE and a
         ResumeInfo detail, until SeekConsumerGroup moves it.
