@@ -25,12 +25,13 @@ esac
 
 # The targets of the TSan build: the suites whose code runs on many threads
 # (tests/services/hub, tests/services/groups, tests/services/grpc,
-# tests/gateway/http).
+# tests/gateway/http), and the JetStream consumer groups.
 tsan_targets=(event_filter_test in_memory_event_store_test event_hub_test
   subscribe_request_test event_hub_replicate_test event_stream_service_test
   consume_service_test consumer_group_test
   grpc_tls_test
-  gateway_http_test)
+  gateway_http_test
+  jetstream_groups_test)
 
 targets=()
 case "$variant" in

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the hub, gRPC service and HTTP suites under ThreadSanitizer, bounded in
-# time: builds them with clang -fsanitize=thread into build-tsan/ (or
+# Runs the hub, groups, gRPC service, HTTP and JetStream-groups suites under
+# ThreadSanitizer, bounded in time: builds them with clang -fsanitize=thread into build-tsan/ (or
 # $TSAN_BUILD_DIR; buildscripts/build.sh --tsan) and runs them with ctest, each
 # test at most TSAN_TEST_TIMEOUT seconds (default 120) and the whole run at
 # most TSAN_RUN_TIMEOUT (default 600). Exits non-zero on any report of a race,
@@ -35,16 +35,19 @@ tsan_options=(
   ignore_noninstrumented_modules=1
 )
 export TSAN_OPTIONS="${tsan_options[*]} ${TSAN_OPTIONS:-}"
-echo "== ThreadSanitizer: hub, gRPC service and HTTP suites"
-suites=(tests/services/hub tests/services/grpc tests/gateway/http)
-# One deadline for the three suites; ctest in a folder of the build tree runs
-# that folder's tests only.
+echo "== ThreadSanitizer: hub, groups, gRPC service, HTTP and JetStream groups"
+# A suite, or a suite and the tests of it the TSan build has (name regex).
+suites=(tests/services/hub tests/services/groups tests/services/grpc
+  tests/gateway/http "tests/services/jetstream:^JetStreamGroupsTest\.")
 timeout --kill-after=30 "$run_timeout" bash -c '
   set -euo pipefail
   build_dir="$1" test_timeout="$2"
   shift 2
   for suite in "$@"; do
-    ctest --test-dir "$build_dir/$suite" --output-on-failure \
-      -j "$(nproc)" --timeout "$test_timeout"
+    dir="${suite%%:*}"
+    filter=()
+    [[ "$suite" == *:* ]] && filter=(-R "${suite#*:}")
+    ctest --test-dir "$build_dir/$dir" --output-on-failure \
+      -j "$(nproc)" --timeout "$test_timeout" "${filter[@]}"
   done' _ "$build_dir" "$test_timeout" "${suites[@]}"
 echo "ThreadSanitizer: no finding"
