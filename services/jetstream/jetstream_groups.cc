@@ -555,10 +555,10 @@ class JetStreamGroups::Group final : public groups::GroupHandle {
   void CheckPosition() {
     absl::StatusOr<Found> found = owner_->Lookup(settings_.name);
     if (!found.ok()) return;
-    const hub::StoreStats stats = owner_->store_->Stats();
-    absl::Status position =
-        CheckGroupPosition(settings_.name, found->delivered,
-                           stats.first_sequence, stats.last_sequence);
+    absl::StatusOr<Bounds> bounds = owner_->StreamBounds();
+    if (!bounds.ok()) return;
+    absl::Status position = CheckGroupPosition(settings_.name, found->delivered,
+                                               bounds->first, bounds->last);
     if (position.ok()) {
       absl::MutexLock lock(&mu_);
       out_of_range_ = absl::OkStatus();
@@ -811,24 +811,35 @@ absl::StatusOr<JetStreamGroups::Found> JetStreamGroups::Authorized(
   return found;
 }
 
+absl::StatusOr<JetStreamGroups::Bounds> JetStreamGroups::StreamBounds() const {
+  absl::StatusOr<JetStreamEventStore::StreamState> state =
+      store_->QueryStream(options_.api_wait);
+  if (!state.ok()) return state.status();
+  if (state->messages == 0) {
+    return Bounds{state->last_sequence == 0 ? 0 : state->last_sequence + 1,
+                  state->last_sequence};
+  }
+  return Bounds{state->first_sequence, state->last_sequence};
+}
+
 absl::Status JetStreamGroups::CheckStart(
     const std::string& name, const hub::StartPosition& start) const {
   if (start.kind != hub::StartPosition::Kind::kAfterSequence) {
     return absl::OkStatus();
   }
-  const hub::StoreStats stats = store_->Stats();
-  if (stats.first_sequence == 0 ||
-      start.after_sequence + 1 >= stats.first_sequence) {
+  absl::StatusOr<Bounds> bounds = StreamBounds();
+  if (!bounds.ok()) return bounds.status();
+  if (bounds->first == 0 || start.after_sequence + 1 >= bounds->first) {
     return absl::OkStatus();
   }
   return hub::WithResumeInfo(
-      absl::OutOfRangeError(absl::StrCat(
-          "consumer group \"", name, "\" cannot start after sequence ",
-          start.after_sequence, ": the oldest event still retained is ",
-          stats.first_sequence)),
+      absl::OutOfRangeError(
+          absl::StrCat("consumer group \"", name,
+                       "\" cannot start after sequence ", start.after_sequence,
+                       ": the oldest event still retained is ", bounds->first)),
       hub::ResumePoint{.last_sent_sequence = start.after_sequence,
-                       .oldest_available_sequence = stats.first_sequence,
-                       .last_sequence = stats.last_sequence});
+                       .oldest_available_sequence = bounds->first,
+                       .last_sequence = bounds->last});
 }
 
 absl::Status JetStreamGroups::MakeConsumers(
@@ -998,9 +1009,10 @@ absl::StatusOr<groups::Membership> JetStreamGroups::Join(
       !allowed.ok()) {
     return allowed;
   }
-  const hub::StoreStats stats = store_->Stats();
-  if (absl::Status position = CheckGroupPosition(
-          name, found->delivered, stats.first_sequence, stats.last_sequence);
+  absl::StatusOr<Bounds> bounds = StreamBounds();
+  if (!bounds.ok()) return bounds.status();
+  if (absl::Status position = CheckGroupPosition(name, found->delivered,
+                                                 bounds->first, bounds->last);
       !position.ok()) {
     return position;
   }

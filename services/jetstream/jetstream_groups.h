@@ -121,6 +121,13 @@ class JetStreamGroups final : public groups::GroupService {
                              const hub::StartPosition& start) const;
   absl::StatusOr<convocore::webhooks::v1::ConsumerGroup> Info(
       const Found& found) const ABSL_LOCKS_EXCLUDED(mu_);
+  // The stream's first and last sequences now, as JetStream reports them
+  // (first is last + 1 once retention emptied it, 0 for a new stream).
+  struct Bounds {
+    std::uint64_t first = 0;
+    std::uint64_t last = 0;
+  };
+  absl::StatusOr<Bounds> StreamBounds() const;
   // OUT_OF_RANGE when `start` lies below the stream's retention.
   absl::Status CheckStart(const std::string& name,
                           const hub::StartPosition& start) const;

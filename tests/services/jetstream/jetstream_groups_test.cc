@@ -17,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/groups/group_settings.h"
+#include "services/hub/resume_info.h"
 #include "tests/support/eventually.h"
 #include "tests/support/nats_cluster.h"
 
@@ -102,13 +103,13 @@ class JetStreamGroupsTest : public ::testing::Test {
     }
   };
 
-  std::unique_ptr<Replica> OpenReplica() {
+  std::unique_ptr<Replica> OpenReplica(hub::RetentionOptions retention = {}) {
     JetStreamOptions options;
     options.servers = {cluster_->url()};
     options.stream = StreamRequirements{.stream = "TEST",
                                         .subject_prefix = "test.events",
                                         .replicas = 1,
-                                        .retention = {},
+                                        .retention = retention,
                                         .duplicate_window = absl::Minutes(5)};
     options.start_timeout = absl::Seconds(10);
     options.probe_interval = absl::Milliseconds(200);
@@ -333,6 +334,43 @@ TEST_F(JetStreamGroupsTest, SeekDeliversAgainFromTheNewStart) {
   EXPECT_EQ(moved->ack_floor_sequence(), 1u);
   EXPECT_THAT(TakeUntil(member, 2).sequences, ElementsAre(2, 3));
   member.group->Leave(member.member);
+}
+
+TEST_F(JetStreamGroupsTest, AGroupLeftBelowRetentionIsOutOfRangeUntilASeek) {
+  auto a = OpenReplica({.max_events = 5, .max_bytes = 1 << 20});
+  ASSERT_NE(a, nullptr);
+  // A group made before anything is published, then left unread while
+  // retention takes what it never read.
+  v1::CreateConsumerGroupRequest create;
+  create.mutable_consumer_group()->set_name("late");
+  create.set_from_oldest(true);
+  ASSERT_TRUE(a->groups->CreateGroup(create, &AllowAll).ok());
+  Publish(*a->store, 10);
+  // A group made from the oldest now starts at what is retained.
+  groups::Membership fresh = Join(*a->groups, "fresh");
+  EXPECT_THAT(TakeUntil(fresh, 5).sequences, ElementsAre(6, 7, 8, 9, 10));
+  fresh.group->Leave(fresh.member);
+
+  v1::ConsumeRequest request;
+  request.set_consumer_group("late");
+  absl::StatusOr<groups::JoinRequest> join =
+      groups::JoinRequestFromProto(request);
+  ASSERT_TRUE(join.ok());
+  Sink sink;
+  absl::StatusOr<groups::Membership> refused =
+      a->groups->Join(*join, &AllowAll, &sink);
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kOutOfRange)
+      << refused.status();
+  EXPECT_THAT(refused.status().message(), HasSubstr("SeekConsumerGroup"));
+  EXPECT_TRUE(refused.status().GetPayload(hub::kResumeInfoTypeUrl).has_value());
+
+  v1::SeekConsumerGroupRequest seek;
+  seek.set_consumer_group("late");
+  seek.set_from_oldest(true);
+  ASSERT_TRUE(a->groups->SeekGroup(seek, &AllowAll).ok());
+  groups::Membership late = Join(*a->groups, "late");
+  EXPECT_THAT(TakeUntil(late, 5).sequences, ElementsAre(6, 7, 8, 9, 10));
+  late.group->Leave(late.member);
 }
 
 TEST_F(JetStreamGroupsTest, ErrorsNameWhatIsWrong) {
