@@ -36,6 +36,7 @@ constexpr int kMaxFetch = 256;
 // re-made by a seek on another replica.
 constexpr int kMissingChecks = 3;
 constexpr absl::Duration kRetryPause = absl::Milliseconds(200);
+constexpr absl::Duration kNoWaitReply = absl::Milliseconds(200);
 
 using internal::ApiOptions;
 using internal::Millis;
@@ -55,6 +56,8 @@ struct JetStreamGroups::Found {
   std::uint64_t ack_floor = 0;  // stream sequence
   std::uint64_t delivered = 0;  // stream sequence
   std::uint64_t ack_pending = 0;
+  // When this consumer was made: a seek makes another under the same name.
+  std::int64_t created = 0;
 };
 
 // This replica's side of one group: its members here, and the two threads
@@ -63,11 +66,12 @@ struct JetStreamGroups::Found {
 class JetStreamGroups::Group final : public groups::GroupHandle {
  public:
   Group(JetStreamGroups* owner, groups::GroupSettings settings,
-        hub::EventFilter filter)
+        hub::EventFilter filter, std::int64_t created)
       : owner_(owner),
         settings_(std::move(settings)),
         names_(NamesFor(owner->stream_, settings_.name)),
-        filter_(std::move(filter)) {}
+        filter_(std::move(filter)),
+        created_(created) {}
   ~Group() override { Close(absl::UnavailableError("the group was closed")); }
 
   absl::Status Start() {
@@ -146,7 +150,12 @@ class JetStreamGroups::Group final : public groups::GroupHandle {
       // Once stopped, what members hold is given back by Close().
       if (member == nullptr || stop_) return absl::OkStatus();
       for (std::uint64_t sequence : acks) {
+        if (member->forgotten.contains(sequence) ||
+            member->acking.contains(sequence)) {
+          continue;
+        }
         if (auto it = member->held.find(sequence); it != member->held.end()) {
+          member->acking.insert(sequence);
           tasks_.push_back(
               Task{Task::kAck, member_id, sequence, std::move(it->second), ""});
           member->held.erase(it);
@@ -154,6 +163,7 @@ class JetStreamGroups::Group final : public groups::GroupHandle {
                    late != member->expired.end()) {
           // Past its deadline, it may be another member's now: the ack
           // still settles it, as the contract allows.
+          member->acking.insert(sequence);
           tasks_.push_back(Task{Task::kAck, member_id, sequence,
                                 std::move(late->second), ""});
           member->expired.erase(late);
@@ -172,7 +182,9 @@ class JetStreamGroups::Group final : public groups::GroupHandle {
         auto it = member->held.find(sequence);
         if (it == member->held.end()) {
           if (member->expired.contains(sequence) ||
-              member->acked.contains(sequence)) {
+              member->acked.contains(sequence) ||
+              member->acking.contains(sequence) ||
+              member->forgotten.contains(sequence)) {
             continue;  // its deadline or an ack decided already
           }
           status = absl::InvalidArgumentError(absl::StrCat(
@@ -304,6 +316,10 @@ class JetStreamGroups::Group final : public groups::GroupHandle {
     absl::btree_map<std::uint64_t, Held> expired;
     // Acked recently, so that an ack sent again is a no-op.
     absl::flat_hash_set<std::uint64_t> acked;
+    // Being acked now (AckSync queued or running): an ack again is a no-op.
+    absl::flat_hash_set<std::uint64_t> acking;
+    // Held before a seek: their acks and nacks no longer mean anything.
+    absl::flat_hash_set<std::uint64_t> forgotten;
     std::deque<std::uint64_t> acked_order;
     std::vector<std::uint64_t> confirmed;
     absl::Status end;
@@ -419,29 +435,28 @@ class JetStreamGroups::Group final : public groups::GroupHandle {
         CheckPosition();
       }
       if (room == 0) continue;
-      const int got = Fetch(replay_, room, true);
-      if (got < 0 || Fetch(main_, room - got, false) < 0) {
-        // The consumer may be gone: deleted (the members end), or made
-        // again by a seek elsewhere (bind to it again).
-        absl::StatusOr<Found> found = owner_->Lookup(settings_.name);
-        if (absl::IsNotFound(found.status())) {
-          if (++missing >= kMissingChecks) {
-            EndMembers(absl::NotFoundError(absl::StrCat(
-                "consumer group \"", settings_.name, "\" was deleted")));
-            return;
-          }
-        } else if (found.ok()) {
-          missing = 0;
-          if (found->settings.create_time != settings_.create_time) {
-            EndMembers(absl::NotFoundError(
-                absl::StrCat("consumer group \"", settings_.name,
-                             "\" was deleted and made again; join it again")));
-            return;
-          }
-          Bind().IgnoreError();
-        }
-        absl::SleepFor(kRetryPause);
+      // Each fetch fails on its own (a leader change, a server restart):
+      // pull requests name the consumer, so the same subscriptions go on.
+      const int replayed = Fetch(replay_, room, true);
+      const int got = Fetch(main_, room - std::max(replayed, 0), false);
+      if (replayed >= 0 && got >= 0) {
+        missing = 0;
+        continue;
       }
+      // The consumer may be gone: deleted (the members end), or made again
+      // by a seek (CheckIncarnation()).
+      absl::StatusOr<Found> found = owner_->Lookup(settings_.name);
+      if (absl::IsNotFound(found.status())) {
+        if (++missing >= kMissingChecks) {
+          EndMembers(absl::NotFoundError(absl::StrCat(
+              "consumer group \"", settings_.name, "\" was deleted")));
+          return;
+        }
+      } else if (found.ok()) {
+        missing = 0;
+        CheckIncarnation(*found);
+      }
+      absl::SleepFor(kRetryPause);
     }
   }
 
@@ -452,11 +467,14 @@ class JetStreamGroups::Group final : public groups::GroupHandle {
     jsFetchRequest request;
     jsFetchRequest_Init(&request);
     request.Batch = room;
-    if (no_wait) {
-      request.NoWait = true;
-    } else {
-      request.Expires = Nanos(owner_->options_.fetch_wait);
-    }
+    // With NoWait the server answers at once, but cnats still needs time to
+    // read the answer: without it the messages would arrive after the
+    // fetch gave up, and wait unseen while their deadline runs.
+    request.NoWait = no_wait;
+    request.Expires =
+        Nanos(no_wait ? kNoWaitReply : owner_->options_.fetch_wait);
+    // JetStream's AckWait starts when it sends, not when we read.
+    const Clock::time_point sent = Clock::now();
     natsMsgList list{};
     const natsStatus s = natsSubscription_FetchRequest(&list, sub, &request);
     if (s == NATS_TIMEOUT || s == NATS_NOT_FOUND) return 0;
@@ -466,14 +484,14 @@ class JetStreamGroups::Group final : public groups::GroupHandle {
     }
     const int count = list.Count;
     for (int i = 0; i < list.Count; ++i) {
-      Handle(list.Msgs[i], sub == replay_);
+      Handle(list.Msgs[i], sub == replay_, sent);
       list.Msgs[i] = nullptr;
     }
     natsMsgList_Destroy(&list);
     return count;
   }
 
-  void Handle(natsMsg* msg, bool replay) {
+  void Handle(natsMsg* msg, bool replay, Clock::time_point sent) {
     jsMsgMetaData* meta = nullptr;
     if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) {
       natsMsg_Destroy(msg);
@@ -526,10 +544,9 @@ class JetStreamGroups::Group final : public groups::GroupHandle {
       }
       Held& held = member->held[sequence];
       if (held.msg != nullptr) natsMsg_Destroy(held.msg);
-      held =
-          Held{msg, static_cast<std::uint32_t>(delivered),
-               Clock::now() + absl::ToChronoNanoseconds(settings_.ack_deadline),
-               next_delivery_id_++};
+      held = Held{msg, static_cast<std::uint32_t>(delivered),
+                  sent + absl::ToChronoNanoseconds(settings_.ack_deadline),
+                  next_delivery_id_++};
       member->ready.push_back(
           groups::Assignment{std::move(delivery), held.attempt, held.id});
       if (member->waiting) {
@@ -552,9 +569,44 @@ class JetStreamGroups::Group final : public groups::GroupHandle {
     natsMsg_Destroy(msg);
   }
 
+  // What a seek or a re-creation elsewhere changed: a group made again ends
+  // its members (its settings may differ); a consumer made again by a seek
+  // leaves what members held to the new one.
+  void CheckIncarnation(const Found& found) {
+    if (found.settings.create_time != settings_.create_time) {
+      EndMembers(absl::NotFoundError(
+          absl::StrCat("consumer group \"", settings_.name,
+                       "\" was deleted and made again; join it again")));
+      return;
+    }
+    ForgetBefore(found.created);
+  }
+
+ public:
+  // After a seek that made the consumer `created`: what members hold came
+  // from the old one, so it is dropped unacked (its acks and nacks are
+  // ignored); the new consumer delivers again from the new start.
+  void ForgetBefore(std::int64_t created) {
+    absl::MutexLock lock(&mu_);
+    if (created == created_) return;
+    created_ = created;
+    for (const std::shared_ptr<Member>& member : members_) {
+      for (auto* held : {&member->held, &member->expired}) {
+        for (auto& [sequence, entry] : *held) {
+          natsMsg_Destroy(entry.msg);
+          member->forgotten.insert(sequence);
+        }
+        held->clear();
+      }
+      member->ready.clear();
+    }
+  }
+
+ private:
   void CheckPosition() {
     absl::StatusOr<Found> found = owner_->Lookup(settings_.name);
     if (!found.ok()) return;
+    CheckIncarnation(*found);
     absl::StatusOr<Bounds> bounds = owner_->StreamBounds();
     if (!bounds.ok()) return;
     absl::Status position = CheckGroupPosition(settings_.name, found->delivered,
@@ -629,15 +681,23 @@ class JetStreamGroups::Group final : public groups::GroupHandle {
       jsOptions options = ApiOptions(owner_->options_.api_wait);
       jsErrCode error = static_cast<jsErrCode>(0);
       const bool acked = natsMsg_AckSync(msg, &options, &error) == NATS_OK;
-      natsMsg_Destroy(msg);
-      if (!acked) {
-        ack_failures_.fetch_add(1, std::memory_order_relaxed);
-        return;  // unconfirmed: JetStream delivers it again
-      }
       Notify notify;
       {
         absl::MutexLock lock(&mu_);
         Member* member = FindLocked(task.member);
+        if (member != nullptr) member->acking.erase(task.sequence);
+        if (!acked) {
+          ack_failures_.fetch_add(1, std::memory_order_relaxed);
+          // Unconfirmed: JetStream delivers it again after its deadline,
+          // and the member may ack it again meanwhile.
+          if (member != nullptr && !member->expired.contains(task.sequence)) {
+            member->expired[task.sequence] = std::move(task.held);
+          } else {
+            natsMsg_Destroy(msg);
+          }
+          return;
+        }
+        natsMsg_Destroy(msg);
         if (member == nullptr) return;
         member->confirmed.push_back(task.sequence);
         if (member->acked.insert(task.sequence).second) {
@@ -668,6 +728,8 @@ class JetStreamGroups::Group final : public groups::GroupHandle {
   const groups::GroupSettings settings_;
   const GroupNames names_;
   const hub::EventFilter filter_;
+  // The consumer's creation time this replica's deliveries come from.
+  std::int64_t created_ ABSL_GUARDED_BY(mu_);
   // Written by Bind(): in Start(), then on the fetch thread; destroyed by
   // Close() once that thread is done.
   natsSubscription* main_ = nullptr;
@@ -741,6 +803,10 @@ absl::Status JetStreamGroups::EnsureReplayStreamAndBucket() {
     config.Storage = js_FileStorage;
     config.Replicas = replicas;
     s = js_AddStream(&info, js, &config, &options, &error);
+    if (s != NATS_OK && js_GetStreamInfo(&info, js, replay.c_str(), &options,
+                                         nullptr) == NATS_OK) {
+      s = NATS_OK;  // another replica made it first
+    }
     if (s != NATS_OK) {
       return NatsError(absl::StrCat("cannot create the replay stream ", replay),
                        s, error);
@@ -758,7 +824,8 @@ absl::Status JetStreamGroups::EnsureReplayStreamAndBucket() {
   config.History = 1;
   config.StorageType = js_FileStorage;
   config.Replicas = replicas;
-  if (s = js_CreateKeyValue(&kv_, js, &config); s != NATS_OK) {
+  if (s = js_CreateKeyValue(&kv_, js, &config);
+      s != NATS_OK && js_KeyValue(&kv_, js, bucket.c_str()) != NATS_OK) {
     return NatsError(absl::StrCat("cannot create the KV bucket ", bucket), s);
   }
   return absl::OkStatus();
@@ -791,6 +858,7 @@ absl::StatusOr<JetStreamGroups::Found> JetStreamGroups::Lookup(
     found.delivered = info->Delivered.Stream;
     found.ack_pending = static_cast<std::uint64_t>(
         std::max<std::int64_t>(0, info->NumAckPending));
+    found.created = info->Created;
   }
   jsConsumerInfo_Destroy(info);
   if (!settings.ok()) {
@@ -935,7 +1003,8 @@ std::size_t JetStreamGroups::CountGroups() const {
 }
 
 absl::StatusOr<std::shared_ptr<JetStreamGroups::Group>> JetStreamGroups::Local(
-    const groups::GroupSettings& settings) {
+    const Found& found) {
+  const groups::GroupSettings& settings = found.settings;
   std::shared_ptr<Group> stale;
   {
     absl::MutexLock lock(&mu_);
@@ -944,6 +1013,7 @@ absl::StatusOr<std::shared_ptr<JetStreamGroups::Group>> JetStreamGroups::Local(
     auto it = local_.find(settings.name);
     if (it != local_.end()) {
       if (it->second->settings().create_time == settings.create_time) {
+        it->second->ForgetBefore(found.created);
         return it->second;
       }
       stale = std::move(it->second);  // the group was made again elsewhere
@@ -958,7 +1028,8 @@ absl::StatusOr<std::shared_ptr<JetStreamGroups::Group>> JetStreamGroups::Local(
   absl::StatusOr<hub::SubscribeOptions> feed =
       groups::FeedOptions(settings, hub::StartPosition::Now());
   if (!feed.ok()) return feed.status();
-  auto group = std::make_shared<Group>(this, settings, feed->filter);
+  auto group =
+      std::make_shared<Group>(this, settings, feed->filter, found.created);
   if (absl::Status started = group->Start(); !started.ok()) return started;
   absl::MutexLock lock(&mu_);
   if (shut_down_) return absl::UnavailableError("the gateway is shutting down");
@@ -1016,7 +1087,7 @@ absl::StatusOr<groups::Membership> JetStreamGroups::Join(
       !position.ok()) {
     return position;
   }
-  absl::StatusOr<std::shared_ptr<Group>> group = Local(found->settings);
+  absl::StatusOr<std::shared_ptr<Group>> group = Local(*found);
   if (!group.ok()) return group.status();
   absl::StatusOr<std::uint64_t> member =
       (*group)->Join(join.max_in_flight, sink);
@@ -1081,6 +1152,12 @@ absl::StatusOr<v1::ConsumerGroup> JetStreamGroups::CreateGroup(
   }
   absl::StatusOr<Found> found = Lookup(settings->name);
   if (!found.ok()) return found.status();
+  // cnats creates or updates: of two replicas creating one name at once,
+  // the last writer's settings stand, and the other hears ALREADY_EXISTS.
+  if (found->settings.create_time != settings->create_time) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("consumer group \"", settings->name, "\" already exists"));
+  }
   return Info(*found);
 }
 
@@ -1132,6 +1209,21 @@ absl::Status JetStreamGroups::DeleteGroup(
   absl::StatusOr<Found> found = Authorized(name, authorize);
   if (!found.ok()) return found.status();
   const GroupNames names = NamesFor(stream_, name);
+  // The dead letters first: a group made again under this name must not
+  // inherit them, so a delete that cannot list them fails whole.
+  absl::StatusOr<std::vector<std::uint64_t>> letters =
+      DeadLetterSequences(name);
+  if (!letters.ok()) return letters.status();
+  for (std::uint64_t sequence : *letters) {
+    if (natsStatus s = kvStore_Purge(
+            kv_, SequenceKey(names.dead_letter_prefix, sequence).c_str(),
+            nullptr);
+        s != NATS_OK) {
+      return NatsError(absl::StrCat("cannot delete consumer group \"", name,
+                                    "\": its dead letter ", sequence),
+                       s);
+    }
+  }
   jsOptions options = ApiOptions(options_.api_wait);
   jsErrCode error = static_cast<jsErrCode>(0);
   if (natsStatus s = js_DeleteConsumer(
@@ -1147,15 +1239,6 @@ absl::Status JetStreamGroups::DeleteGroup(
   jsOptions purge = ApiOptions(options_.api_wait);
   purge.Stream.Purge.Subject = names.replay_subject.c_str();
   js_PurgeStream(js(), replay_stream.c_str(), &purge, nullptr);
-  if (absl::StatusOr<std::vector<std::uint64_t>> letters =
-          DeadLetterSequences(name);
-      letters.ok()) {
-    for (std::uint64_t sequence : *letters) {
-      kvStore_Purge(kv_,
-                    SequenceKey(names.dead_letter_prefix, sequence).c_str(),
-                    nullptr);
-    }
-  }
   DropLocal(name, absl::NotFoundError(absl::StrCat("consumer group \"", name,
                                                    "\" was deleted")));
   return absl::OkStatus();
@@ -1190,27 +1273,50 @@ absl::StatusOr<v1::ConsumerGroup> JetStreamGroups::SeekGroup(
   }
   absl::StatusOr<Found> now = Lookup(name);
   if (!now.ok()) return now.status();
+  std::shared_ptr<Group> local;
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = local_.find(name); it != local_.end()) local = it->second;
+  }
+  // Other replicas notice within a second (CheckIncarnation()).
+  if (local != nullptr) local->ForgetBefore(now->created);
   return Info(*now);
 }
 
 absl::StatusOr<std::vector<std::uint64_t>> JetStreamGroups::DeadLetterSequences(
     const std::string& group) const {
-  kvKeysList keys{};
+  // A watch of this group's keys only (not a scan of every group's), up to
+  // the marker that ends the values there now.
+  const std::string prefix = NamesFor(stream_, group).dead_letter_prefix;
+  const std::string keys = absl::StrCat(prefix, ">");
   kvWatchOptions watch;
   kvWatchOptions_Init(&watch);
-  watch.Timeout = Millis(options_.api_wait);
-  const natsStatus s = kvStore_Keys(&keys, kv_, &watch);
+  watch.MetaOnly = true;
+  watch.IgnoreDeletes = true;
+  kvWatcher* watcher = nullptr;
+  if (natsStatus s = kvStore_Watch(&watcher, kv_, keys.c_str(), &watch);
+      s != NATS_OK) {
+    return NatsError("cannot list the dead letters", s);
+  }
   std::vector<std::uint64_t> sequences;
-  if (s == NATS_NOT_FOUND) return sequences;  // an empty bucket
-  if (s != NATS_OK) return NatsError("cannot list the dead letters", s);
-  const std::string prefix = NamesFor(stream_, group).dead_letter_prefix;
-  for (int i = 0; i < keys.Count; ++i) {
+  const absl::Time deadline = absl::Now() + options_.api_wait;
+  while (true) {
+    kvEntry* entry = nullptr;
+    const natsStatus s = kvWatcher_Next(
+        &entry, watcher,
+        std::max<std::int64_t>(1, Millis(deadline - absl::Now())));
+    if (s != NATS_OK) {
+      kvWatcher_Destroy(watcher);
+      return NatsError("cannot list the dead letters", s);
+    }
+    if (entry == nullptr) break;
     if (std::optional<std::uint64_t> sequence =
-            SequenceOfKey(prefix, keys.Keys[i])) {
+            SequenceOfKey(prefix, kvEntry_Key(entry))) {
       sequences.push_back(*sequence);
     }
+    kvEntry_Destroy(entry);
   }
-  kvKeysList_Destroy(&keys);
+  kvWatcher_Destroy(watcher);
   std::sort(sequences.begin(), sequences.end());
   return sequences;
 }

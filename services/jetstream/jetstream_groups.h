@@ -10,10 +10,9 @@
 //   so across replicas an event is held by one member at a time until its
 //   ack deadline (the consumer's AckWait) passes.
 // - An ack is sent with AckSync, and reported in acknowledged_sequences
-//   only once JetStream confirmed it. A nack is a Nak (its error kept in
-//   KV for the last attempt); the last failed attempt writes the dead
-//   letter to KV, then Terms the message. Replays go through a work-queue
-//   stream read by a second consumer per group.
+//   only once JetStream confirmed it. A nack is a Nak; the last failed attempt
+//   writes the dead letter to KV, then Terms the message. Replays go through a
+//   work-queue stream read by a second consumer per group.
 // - A delivery's attempt is JetStream's delivery count. Unlike the local
 //   engine, attempts survive restarts; an event fetched for a member that
 //   leaves before it was written to it still used one.
@@ -143,8 +142,8 @@ class JetStreamGroups final : public groups::GroupService {
   absl::StatusOr<std::string> EventBody(std::uint64_t sequence) const;
   // The replica's instance of a group, made and started on first use (or
   // when the group was made again elsewhere since).
-  absl::StatusOr<std::shared_ptr<Group>> Local(
-      const groups::GroupSettings& settings) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<std::shared_ptr<Group>> Local(const Found& found)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Ends and forgets the replica's instance, if any.
   void DropLocal(const std::string& name, absl::Status why)
       ABSL_LOCKS_EXCLUDED(mu_);

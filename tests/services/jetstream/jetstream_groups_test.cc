@@ -316,6 +316,21 @@ TEST_F(JetStreamGroupsTest, TheLastFailedAttemptIsADeadLetterThatReplays) {
   member.group->Leave(member.member);
 }
 
+TEST_F(JetStreamGroupsTest, AnAckSentAgainIsANoOp) {
+  auto a = OpenReplica();
+  ASSERT_NE(a, nullptr);
+  groups::Membership member = Join(*a->groups, "crm");
+  Publish(*a->store, 1);
+  ASSERT_THAT(TakeUntil(member, 1).sequences, ElementsAre(1));
+  // Twice in one request, then again while (or after) it is confirmed.
+  ASSERT_TRUE(member.group->Settle(member.member, {1, 1}, {}).ok());
+  ASSERT_TRUE(member.group->Settle(member.member, {1}, {}).ok());
+  Got got = TakeUntil(member, 0, 1);
+  EXPECT_THAT(got.acknowledged, ::testing::Contains(1));
+  ASSERT_TRUE(member.group->Settle(member.member, {1}, {}).ok());
+  member.group->Leave(member.member);
+}
+
 TEST_F(JetStreamGroupsTest, SeekDeliversAgainFromTheNewStart) {
   auto a = OpenReplica();
   ASSERT_NE(a, nullptr);
@@ -324,6 +339,8 @@ TEST_F(JetStreamGroupsTest, SeekDeliversAgainFromTheNewStart) {
   Got got = TakeUntil(member, 3);
   ASSERT_TRUE(member.group->Settle(member.member, got.sequences, {}).ok());
   ASSERT_EQ(TakeUntil(member, 0, 3).acknowledged.size(), 3u);
+  Publish(*a->store, 1);
+  ASSERT_THAT(TakeUntil(member, 1).sequences, ElementsAre(4));  // held
 
   v1::SeekConsumerGroupRequest seek;
   seek.set_consumer_group("crm");
@@ -332,7 +349,10 @@ TEST_F(JetStreamGroupsTest, SeekDeliversAgainFromTheNewStart) {
       a->groups->SeekGroup(seek, &AllowAll);
   ASSERT_TRUE(moved.ok()) << moved.status();
   EXPECT_EQ(moved->ack_floor_sequence(), 1u);
-  EXPECT_THAT(TakeUntil(member, 2).sequences, ElementsAre(2, 3));
+  // What was held before the seek is the old consumer's: its ack is
+  // ignored, and the new consumer delivers it again after 2 and 3.
+  EXPECT_TRUE(member.group->Settle(member.member, {4}, {}).ok());
+  EXPECT_THAT(TakeUntil(member, 3).sequences, ElementsAre(2, 3, 4));
   member.group->Leave(member.member);
 }
 
