@@ -9,6 +9,7 @@
 #                           # nats bench and the embedded log (bench/jetstream)
 #   bench/run.sh --groups [flags]  # a consumer group of 4 acking members
 #                           # against one Subscribe stream (bench/groups)
+#   bench/run.sh --groups --nats [flags]  # the same on JetStream
 #   bench/run.sh --help     # every option
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,7 +20,24 @@ BUILD_DIR="$root/build-release" "$root/buildscripts/build.sh" \
 (cd "$root/bench/loadgen" && GOTOOLCHAIN=local go build -o "$root/build-release/bench/loadgen" .)
 if [[ "${1:-}" == --groups ]]; then
   shift
-  exec "$root/build-release/bench/groups/consume_bench" "$@"
+  if [[ "${1:-}" != --nats ]]; then
+    exec "$root/build-release/bench/groups/consume_bench" "$@"
+  fi
+  shift
+  # The JetStream store and groups, on a nats-server of its own (loopback, a
+  # free port, a temporary store), stopped whatever happens.
+  nats_dir="$(mktemp -d)"
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  "$root/.tools/bin/nats-server" -a 127.0.0.1 -p "$port" -js -sd "$nats_dir" \
+    >"$nats_dir/log" 2>&1 &
+  nats_pid=$!
+  trap 'kill "$nats_pid" 2>/dev/null; wait "$nats_pid" 2>/dev/null; rm -rf "$nats_dir"' EXIT
+  for _ in $(seq 50); do
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && break
+    sleep 0.1
+  done
+  "$root/build-release/bench/groups/consume_bench" --nats_url="nats://127.0.0.1:$port" "$@"
+  exit
 fi
 if [[ "${1:-}" == --jetstream ]]; then
   shift

@@ -10,11 +10,16 @@
 // process and its CPUs. Rounds alternate Subscribe and group so that the
 // machine's noise falls on both; the medians are printed.
 //
+// With --nats_url the store is JetStream (a stream of its own on that
+// server, one replica) and the groups are JetStream's durable consumers:
+// bench/run.sh --groups --nats starts a nats-server for it.
+//
 //   build/bench/groups/consume_bench [--events=100000] [--members=4]
-//       [--rounds=3] [--max_in_flight=100]
+//       [--rounds=3] [--max_in_flight=100] [--nats_url=nats://...]
 #include <grpcpp/grpcpp.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -39,12 +44,17 @@
 #include "services/grpc/grpc_server.h"
 #include "services/hub/event_hub.h"
 #include "services/hub/in_memory_event_store.h"
+#include "services/jetstream/jetstream_event_store.h"
+#include "services/jetstream/jetstream_groups.h"
 
 ABSL_FLAG(int, events, 100'000, "events retained and read per round");
 ABSL_FLAG(int, members, 4, "members of the group");
 ABSL_FLAG(int, rounds, 3, "rounds of each kind, alternating");
 ABSL_FLAG(int, max_in_flight, 100, "each member's max_in_flight");
 ABSL_FLAG(int, payload, 300, "bytes of message content per event");
+ABSL_FLAG(std::string, nats_url, "",
+          "the JetStream store and its groups on this server, instead of the "
+          "memory store and the local engine");
 ABSL_FLAG(std::string, only, "",
           "run only \"subscribe\" or \"group\" rounds (profiling)");
 
@@ -204,33 +214,101 @@ int main(int argc, char** argv) {
   if (mkdtemp(dir_template.data()) == nullptr) return 1;
   const std::filesystem::path dir = dir_template;
 
-  auto hub = convocore::hub::EventHub::Create(
-      std::make_unique<convocore::hub::InMemoryEventStore>(
-          convocore::hub::RetentionOptions{
-              .max_events = static_cast<std::size_t>(events), .max_bytes = 0}),
-      convocore::hub::HubOptions{});
-  if (!hub.ok()) return 1;
-  auto states =
-      convocore::groups::OpenGroupStateDirectory((dir / "groups").string());
-  if (!states.ok()) return 1;
-  auto groups = convocore::groups::GroupManager::Create(
-      hub->get(), *std::move(states),
-      convocore::groups::GroupManagerOptions{.max_groups = 1000});
-  if (!groups.ok()) return 1;
+  const std::string nats_url = absl::GetFlag(FLAGS_nats_url);
+  std::unique_ptr<convocore::hub::EventHub> hub;
+  std::unique_ptr<convocore::groups::GroupService> groups;
+  convocore::jetstream::JetStreamEventStore* js = nullptr;
+  const std::string stream = absl::StrCat("BENCH_", getpid());
+  if (nats_url.empty()) {
+    auto made = convocore::hub::EventHub::Create(
+        std::make_unique<convocore::hub::InMemoryEventStore>(
+            convocore::hub::RetentionOptions{
+                .max_events = static_cast<std::size_t>(events),
+                .max_bytes = 0}),
+        convocore::hub::HubOptions{});
+    if (!made.ok()) return 1;
+    hub = *std::move(made);
+    auto states =
+        convocore::groups::OpenGroupStateDirectory((dir / "groups").string());
+    if (!states.ok()) return 1;
+    auto manager = convocore::groups::GroupManager::Create(
+        hub.get(), *std::move(states),
+        convocore::groups::GroupManagerOptions{.max_groups = 1000});
+    if (!manager.ok()) return 1;
+    groups = *std::move(manager);
+  } else {
+    convocore::jetstream::JetStreamOptions options;
+    options.servers = {nats_url};
+    options.stream = {
+        .stream = stream,
+        .subject_prefix = absl::StrCat("bench", getpid()),
+        .replicas = 1,
+        .retention = {.max_events = static_cast<std::size_t>(events),
+                      .max_bytes = 0},
+        .duplicate_window = absl::Minutes(1)};
+    options.window_events = static_cast<std::size_t>(events);
+    options.window_bytes = 1 << 30;
+    auto store = convocore::jetstream::JetStreamEventStore::Open(options);
+    if (!store.ok()) {
+      std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
+      return 1;
+    }
+    js = store->get();
+    auto made = convocore::hub::EventHub::Create(*std::move(store),
+                                                 {.external_sequences = true});
+    if (!made.ok() || !js->StartReading(made->get()).ok()) return 1;
+    hub = *std::move(made);
+    auto jetstream_groups =
+        convocore::jetstream::JetStreamGroups::Open(js, {.max_groups = 1000});
+    if (!jetstream_groups.ok()) return 1;
+    groups = *std::move(jetstream_groups);
+  }
   convocore::grpc_service::GrpcServerOptions options;
   options.address = "127.0.0.1";
-  auto server = GrpcServer::Start(options, hub->get(), groups->get());
+  auto server = GrpcServer::Start(options, hub.get(), groups.get());
   if (!server.ok()) return 1;
   const int port = (*server)->port();
 
   const absl::Time publish_start = absl::Now();
-  for (int n = 0; n < events; ++n) {
-    if (!(*hub)->Publish(MakeEvent(n, absl::GetFlag(FLAGS_payload))).ok()) {
+  // Outlive every PubAck callback.
+  std::atomic<int> failed{0};
+  std::atomic<int> answered{0};
+  if (js == nullptr) {
+    for (int n = 0; n < events; ++n) {
+      if (!hub->Publish(MakeEvent(n, absl::GetFlag(FLAGS_payload))).ok()) {
+        return 1;
+      }
+    }
+  } else {
+    for (int n = 0; n < events; ++n) {
+      // Below the store's limit of publishes waiting for their PubAck.
+      while (n - answered.load() > 8'000) absl::SleepFor(absl::Milliseconds(1));
+      const v1::Event event = MakeEvent(n, absl::GetFlag(FLAGS_payload));
+      js->Publish(absl::StrCat("bench", getpid(), ".message_received"),
+                  event.id(), event.SerializeAsString(),
+                  [&failed, &answered](
+                      absl::StatusOr<convocore::jetstream::PublishAck> ack) {
+                    if (!ack.ok()) failed.fetch_add(1);
+                    answered.fetch_add(1);
+                  });
+    }
+    // Read back into the hub, as a replica serves Subscribe.
+    const absl::Time deadline = absl::Now() + absl::Minutes(2);
+    while ((answered.load() < events ||
+            hub->last_sequence() < static_cast<std::uint64_t>(events)) &&
+           failed.load() == 0 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    if (failed.load() != 0 ||
+        hub->last_sequence() < static_cast<std::uint64_t>(events)) {
+      std::fprintf(stderr, "publishing to JetStream failed\n");
       return 1;
     }
   }
-  std::fprintf(stderr, "published %d events in %s\n", events,
-               absl::FormatDuration(absl::Now() - publish_start).c_str());
+  std::fprintf(stderr, "published %d events in %s (%s)\n", events,
+               absl::FormatDuration(absl::Now() - publish_start).c_str(),
+               js == nullptr ? "memory store, local groups"
+                             : "JetStream store and groups");
 
   std::vector<double> subscribe_rates, group_rates, latencies;
   std::uint64_t redelivered = 0;
@@ -279,8 +357,9 @@ int main(int argc, char** argv) {
   const absl::Time stop_start = absl::Now();
   (*server)->Shutdown(absl::Seconds(5));
   server->reset();
-  groups->reset();
-  hub->reset();
+  groups->Shutdown();
+  groups.reset();
+  hub.reset();
   std::fprintf(stderr, "stopped in %s\n",
                absl::FormatDuration(absl::Now() - stop_start).c_str());
   std::error_code ignored;

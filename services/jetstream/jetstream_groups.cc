@@ -37,6 +37,7 @@ constexpr int kMaxFetch = 256;
 constexpr int kMissingChecks = 3;
 constexpr absl::Duration kRetryPause = absl::Milliseconds(200);
 constexpr absl::Duration kNoWaitReply = absl::Milliseconds(200);
+constexpr absl::Duration kReplayCheck = absl::Milliseconds(500);
 
 using internal::ApiOptions;
 using internal::Millis;
@@ -85,6 +86,14 @@ class JetStreamGroups::Group final : public groups::GroupHandle {
 
   absl::StatusOr<std::uint64_t> Join(std::uint32_t max_in_flight,
                                      groups::MemberSink* sink) {
+    auto member = std::make_shared<Member>();
+    member->max_in_flight = max_in_flight;
+    member->self = member;
+    {
+      // Before the group's lock: a sink lock is never taken under it.
+      absl::MutexLock sink_lock(&member->sink_mu);
+      member->sink = sink;
+    }
     absl::MutexLock lock(&mu_);
     if (!closed_.ok()) return closed_;
     if (!out_of_range_.ok()) return out_of_range_;
@@ -93,14 +102,7 @@ class JetStreamGroups::Group final : public groups::GroupHandle {
           absl::StrCat("consumer group \"", settings_.name, "\" already has ",
                        members_.size(), " members on this gateway"));
     }
-    auto member = std::make_shared<Member>();
     member->id = next_member_id_++;
-    member->max_in_flight = max_in_flight;
-    {
-      absl::MutexLock sink_lock(&member->sink_mu);  // not shared yet
-      member->sink = sink;
-    }
-    member->self = member;
     members_.push_back(member);
     return member->id;
   }
@@ -360,6 +362,18 @@ class JetStreamGroups::Group final : public groups::GroupHandle {
     return static_cast<int>(std::min<std::size_t>(room, kMaxFetch));
   }
 
+  // Whether a fetch is worth its round trip: one per freed slot would cap a
+  // group at one event per round trip, so a fetch waits until half the
+  // members' room (or a full batch) is free.
+  bool WorthFetchingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::size_t capacity = 0;
+    for (const std::shared_ptr<Member>& member : members_) {
+      if (member->end.ok()) capacity += member->max_in_flight;
+    }
+    const std::size_t room = static_cast<std::size_t>(RoomLocked());
+    return room > 0 && (2 * room >= std::min<std::size_t>(capacity, kMaxFetch));
+  }
+
   std::shared_ptr<Member> MemberWithRoomLocked()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (std::size_t k = 0; k < members_.size(); ++k) {
@@ -416,13 +430,14 @@ class JetStreamGroups::Group final : public groups::GroupHandle {
 
   void FetchLoop() {
     Clock::time_point next_check = Clock::now();
+    Clock::time_point next_replay = Clock::now();
     int missing = 0;
     while (true) {
       int room = 0;
       {
         absl::MutexLock lock(&mu_);
         auto wanted = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          return stop_ || (out_of_range_.ok() && RoomLocked() > 0);
+          return stop_ || (out_of_range_.ok() && WorthFetchingLocked());
         };
         mu_.AwaitWithTimeout(absl::Condition(&wanted),
                              owner_->options_.position_check);
@@ -437,7 +452,16 @@ class JetStreamGroups::Group final : public groups::GroupHandle {
       if (room == 0) continue;
       // Each fetch fails on its own (a leader change, a server restart):
       // pull requests name the consumer, so the same subscriptions go on.
-      const int replayed = Fetch(replay_, room, true);
+      // Replays are rare: their consumer is asked at most twice a second
+      // while it has none (a NoWait fetch can take its whole expiry).
+      int replayed = 0;
+      if (Clock::now() >= next_replay) {
+        replayed = Fetch(replay_, room, true);
+        next_replay =
+            replayed > 0
+                ? Clock::now()
+                : Clock::now() + absl::ToChronoNanoseconds(kReplayCheck);
+      }
       const int got = Fetch(main_, room - std::max(replayed, 0), false);
       if (replayed >= 0 && got >= 0) {
         missing = 0;
@@ -650,7 +674,28 @@ class JetStreamGroups::Group final : public groups::GroupHandle {
         tasks.swap(tasks_);
         ExpireLocked(Clock::now());
       }
-      for (Task& task : tasks) Run(task);
+      // Consecutive acks go out together: each but the last as a plain ack,
+      // the last with AckSync. JetStream handles a consumer's acks from
+      // one connection in order, so the AckSync's answer covers the ones
+      // before it, and the batch costs one round trip instead of one each.
+      for (std::size_t k = 0; k < tasks.size();) {
+        if (tasks[k].kind != Task::kAck) {
+          Run(tasks[k++]);
+          continue;
+        }
+        std::size_t end = k;
+        while (end < tasks.size() && tasks[end].kind == Task::kAck) ++end;
+        bool sent = true;
+        for (std::size_t j = k; j + 1 < end; ++j) {
+          sent = sent && natsMsg_Ack(tasks[j].held.msg, nullptr) == NATS_OK;
+        }
+        jsOptions options = ApiOptions(owner_->options_.api_wait);
+        jsErrCode error = static_cast<jsErrCode>(0);
+        const bool acked = sent && natsMsg_AckSync(tasks[end - 1].held.msg,
+                                                   &options, &error) == NATS_OK;
+        for (std::size_t j = k; j < end; ++j) FinishAck(tasks[j], acked);
+        k = end;
+      }
     }
   }
 
@@ -675,12 +720,11 @@ class JetStreamGroups::Group final : public groups::GroupHandle {
     }
   }
 
-  void Run(Task& task) {
+  // Confirms an ack JetStream has (`acked`), or keeps its message for an
+  // ack sent again.
+  void FinishAck(Task& task, bool acked) {
     natsMsg* msg = task.held.msg;
-    if (task.kind == Task::kAck) {
-      jsOptions options = ApiOptions(owner_->options_.api_wait);
-      jsErrCode error = static_cast<jsErrCode>(0);
-      const bool acked = natsMsg_AckSync(msg, &options, &error) == NATS_OK;
+    {
       Notify notify;
       {
         absl::MutexLock lock(&mu_);
@@ -713,8 +757,12 @@ class JetStreamGroups::Group final : public groups::GroupHandle {
         }
       }
       NotifyAll(notify);
-      return;
     }
+  }
+
+  // A failed delivery (an ack goes through FinishAck()).
+  void Run(Task& task) {
+    natsMsg* msg = task.held.msg;
     if (OnFailed(task.held.attempt, settings_.max_delivery_attempts) ==
         FailureAction::kDeadLetter) {
       DeadLetter(task.sequence, task.held.attempt, task.error, msg);
