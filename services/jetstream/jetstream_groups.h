@@ -9,10 +9,11 @@
 //   (round robin). JetStream gives each message to one fetcher at a time,
 //   so across replicas an event is held by one member at a time until its
 //   ack deadline (the consumer's AckWait) passes.
-// - An ack is sent with AckSync, and reported in acknowledged_sequences
-//   only once JetStream confirmed it. A nack is a Nak; the last failed attempt
-//   writes the dead letter to KV, then Terms the message. Replays go through a
-//   work-queue stream read by a second consumer per group.
+// - Acks go in runs ending with one AckSync, and are reported in
+//   acknowledged_sequences only once JetStream confirmed them. A nack is a Nak;
+//   the last failed attempt writes the dead letter to KV, then Terms the
+//   message. Replays go through a work-queue stream read by a second consumer
+//   per group.
 // - A delivery's attempt is JetStream's delivery count. Unlike the local
 //   engine, attempts survive restarts; an event fetched for a member that
 //   leaves before it was written to it still used one.
