@@ -240,6 +240,11 @@ class EventStreamServiceImpl::ConsumeReactor final
   }
 
   void OnDone() override {
+    // gRPC runs OnDone only after every other reaction, OnCancel included,
+    // has returned, but orders them with its own atomics, which TSan does not
+    // see in Debian's uninstrumented libgrpc. Passing through mu_ states that
+    // order where TSan can check it, as SubscribeReactor::OnDone does.
+    { absl::MutexLock lock(&mu_); }
     // Leaving redelivers what this member held; after Leave() the group no
     // longer calls OnReady(), and after Unregister() nothing else does.
     if (membership_.has_value()) {
